@@ -1,0 +1,101 @@
+"""Objectives by name, and the checks of which (guide, prior, objective) combinations are valid.
+
+=========== ============================================================ =======================
+name        Pyro estimator                                               KL term
+=========== ============================================================ =======================
+elbo        ``pyro.infer.Trace_ELBO``                                    Monte Carlo
+meanfield   ``pyro.infer.TraceMeanField_ELBO``                           analytic where a KL is
+                                                                         registered, else Monte Carlo
+iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)          inside the weights
+=========== ============================================================ =======================
+
+With ``particles = K > 1`` the ELBOs average K vectorised draws; IWAE takes the log-mean-exp.
+"""
+
+import pyro
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.kl import kl_path, min_particles_for_finite_bound
+from pyro_vae.registry import Registry
+
+from .iwae import IWAE
+
+OBJECTIVES = Registry("objective")
+
+
+def _check_particles(particles):
+    if isinstance(particles, bool) or int(particles) != particles or particles < 1:
+        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
+    return int(particles)
+
+
+@OBJECTIVES.register("elbo")
+def _elbo(particles=1):
+    return pyro.infer.Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+
+
+@OBJECTIVES.register("meanfield")
+def _meanfield(particles=1):
+    return pyro.infer.TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+
+
+@OBJECTIVES.register("iwae")
+def _iwae(particles=5):
+    return IWAE(num_particles=particles)
+
+
+def make_objective(objective="elbo", particles=1):
+    """An ELBO instance from a registered name (an ``ELBO`` instance is returned as is)."""
+    if not isinstance(objective, str):
+        return objective
+    return OBJECTIVES.get(objective)(particles=_check_particles(particles))
+
+
+def _latent_pairs(model, guide, x):
+    """(name, guide distribution, model distribution) for every latent site, from one traced pass."""
+    with poutine.block():
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = prune_subsample_sites(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x))
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and name in guide_trace.nodes:
+            yield name, guide_trace.nodes[name]["fn"], site["fn"]
+
+
+def check_objective(objective, particles, model, guide, x):
+    """Refuse a combination whose objective is infinite, and say how each KL is computed.
+
+    Uses the tail rule of :mod:`pyro_vae.kl`: a KL objective (``elbo``, ``meanfield``) needs a
+    finite KL; ``iwae`` with K particles needs K at least the minimum for a finite bound.
+
+    :returns: ``{site: "analytic" | "monte-carlo"}``, the KL path ``meanfield`` takes per site.
+    :raises ConfigError: naming the site, the two families and what would be valid.
+    """
+    name = objective if isinstance(objective, str) else type(objective).__name__
+    paths = {}
+    for site, q, p in _latent_pairs(model, guide, x):
+        needed = min_particles_for_finite_bound(q, p)
+        pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
+        if needed is not None and needed > 1:
+            if name in ("iwae", "IWAE"):
+                if particles < needed:
+                    raise ConfigError(
+                        f"iwae with {particles} particle(s) is -inf for a {pair}: the prior's log-density falls faster "
+                        f"than the guide's tails allow; use --particles {needed} or more"
+                    )
+            else:
+                raise ConfigError(
+                    f"{name} is -inf for a {pair}: KL(q || p) is infinite because E_q[-log p(z)] diverges under the "
+                    f"guide's heavy tails; use a cauchy or studentt prior, a normal guide, or --objective iwae "
+                    f"with --particles {needed} or more"
+                )
+        paths[site] = kl_path(q, p)
+    return paths
+
+
+def _family(distribution):
+    while hasattr(distribution, "base_dist"):
+        distribution = distribution.base_dist
+    return type(distribution).__name__
+

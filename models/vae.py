@@ -1,0 +1,135 @@
+r"""The variational autoencoder as a Pyro model/guide pair built from swappable parts.
+
+Generative model and amortised guide (Kingma & Welling 2014; Rezende et al. 2014):
+
+.. math::
+
+    p_\theta(x, z) = p(z)\, p_\theta(x \mid z), \qquad
+    q_\phi(z \mid x) = F\big(z;\ \mu_\phi(x), s_\phi(x)\big),
+
+with the prior :math:`p(z)` from :mod:`pyro_vae.priors`, the likelihood from
+:mod:`pyro_vae.likelihoods`, the guide family from :mod:`pyro_vae.guides` and encoder/decoder from
+:mod:`pyro_vae.networks`.  ``model(x)`` and ``guide(x)`` are plain Pyro functions with the latent
+site ``"z"`` and the observed site ``"x"`` inside ``pyro.plate("data", len(x))``; any objective,
+:func:`pyro_vae.inference.fit` and the analyses use them as they would a user's own pair.
+
+Example::
+
+    >>> from pyro_vae.models import VAE
+    >>> vae = VAE((1, 8, 8), latent_dim=8, prior="laplace", likelihood="cbernoulli", hidden=(128,))
+    >>> vae.guide(torch.rand(5, 1, 8, 8))    # doctest: +SKIP
+"""
+
+import pyro
+import torch
+from torch import nn
+
+from pyro_vae.errors import ConfigError, DataError
+from pyro_vae.guides import location, make_guide_family, scale
+from pyro_vae.likelihoods import make_likelihood
+from pyro_vae.networks import make_network
+from pyro_vae.priors import make_prior
+
+
+class VAE(nn.Module):
+    """A VAE whose prior, guide family, likelihood and networks are chosen by name or given as objects.
+
+    :param event_shape: shape of one data point, e.g. ``(1, 28, 28)`` or ``(784,)``.
+    :param latent_dim: number of latent coordinates d.
+    :param prior: prior name (``normal``, ``laplace``, ``cauchy``, ``studentt``, ``mixture``) or module.
+    :param prior_options: keyword options of the prior (``scale``, ``df``, ``components``).
+    :param guide: guide family name (``normal``, ``cauchy``) or callable mapping encoder output to q.
+    :param likelihood: likelihood name (``bernoulli``, ``cbernoulli``, ``gaussian``, ``laplace``) or module.
+    :param sigma_x: observation scale of ``gaussian``/``laplace``: a number, ``shared``,
+        ``per-feature`` or ``per-sample``.
+    :param network: ``mlp``, ``conv`` or ``linear`` (the decoder mirrors the encoder).
+    :param hidden: hidden widths of the ``mlp`` encoder (the decoder uses them reversed).
+    """
+
+    def __init__(
+        self,
+        event_shape,
+        latent_dim=20,
+        prior="normal",
+        prior_options=None,
+        guide="normal",
+        likelihood="bernoulli",
+        sigma_x=1.0,
+        network="mlp",
+        hidden=(400,),
+    ):
+        super().__init__()
+        self.init_kwargs = {
+            "event_shape": list(event_shape), "latent_dim": latent_dim, "prior": prior,
+            "prior_options": prior_options, "guide": guide, "likelihood": likelihood,
+            "sigma_x": sigma_x, "network": network, "hidden": list(hidden),
+        }
+        if int(latent_dim) != latent_dim or latent_dim < 1:
+            raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        self.event_shape = tuple(int(s) for s in event_shape)
+        self.latent_dim = int(latent_dim)
+        self.prior = make_prior(prior, self.latent_dim, **(prior_options or {}))
+        self.likelihood = make_likelihood(likelihood, self.event_shape, sigma_x=sigma_x)
+        self.guide_family = make_guide_family(guide)
+        n_params = getattr(self.likelihood, "num_params", 1)
+        decoder_shape = self.event_shape if n_params == 1 else (n_params, *self.event_shape)
+        encoder_width = getattr(self.guide_family, "num_outputs_per_latent", 2) * self.latent_dim
+        self.encoder = make_network(network, self.event_shape, (encoder_width,), hidden)
+        self.decoder = make_network(network, (self.latent_dim,), decoder_shape, hidden, decoder=True)
+
+    # ------------------------------------------------------------------ the Pyro pair
+    def model(self, x):
+        """:math:`z \\sim p(z)`, :math:`x \\sim p_\\theta(x \\mid z)`, one pair per row of ``x``."""
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", self.prior())
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x):
+        """:math:`z \\sim q_\\phi(z \\mid x)`, amortised by the encoder."""
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", self.encode(x))
+
+    # ------------------------------------------------------------------ conveniences
+    def encode(self, x):
+        """The guide distribution :math:`q_\\phi(z \\mid x)` (batch shape ``x.shape[:1]``)."""
+        return self.guide_family(self.encoder(x))
+
+    def decode(self, z):
+        """The observation distribution :math:`p_\\theta(x \\mid z)`."""
+        return self.likelihood(self.decoder(z))
+
+    def reconstruct(self, x):
+        """Decoder mean at the guide's location: :math:`E[x \\mid z = \\mu_\\phi(x)]`."""
+        return self.decode(location(self.encode(x))).mean
+
+    def generate(self, n, mode="ancestral", alpha=1.0):
+        """``n`` new data points from the prior, by one of the three modes of seed 003:
+
+        * ``ancestral`` (Algorithm 6): :math:`z \\sim p(z)`, :math:`x \\sim p_\\theta(x \\mid z)`;
+        * ``mean`` (Algorithm 7, "deterministic"): :math:`z \\sim p(z)`, :math:`x = E[x \\mid z]`;
+        * ``mean+scale``: :math:`x = E[x \\mid z] + \\alpha\\, \\mathrm{sd}[x \\mid z]`.
+        """
+        z = self.prior().sample((n,))
+        observation = self.decode(z)
+        if mode == "ancestral":
+            return observation.sample()
+        if mode == "mean":
+            return observation.mean
+        if mode == "mean+scale":
+            return observation.mean + alpha * observation.stddev
+        raise ConfigError(f"unknown generation mode {mode!r}; expected one of: ancestral, mean, mean+scale")
+
+    def check_data(self, x):
+        """Raise :class:`DataError` unless ``x`` has rows of ``event_shape`` inside the likelihood's support."""
+        if tuple(x.shape[1:]) != self.event_shape:
+            raise DataError(
+                f"data of shape {tuple(x.shape)} do not fit this model: expected (n, {', '.join(map(str, self.event_shape))})"
+            )
+        check = getattr(self.likelihood, "check_data", None)
+        if check is not None:
+            check(x)
+
+    def posterior_location_scale(self, x):
+        """Location and scale of :math:`q_\\phi(z \\mid x)` (mean and sd for a Normal guide)."""
+        q = self.encode(x)
+        return location(q), scale(q)

@@ -1,0 +1,132 @@
+"""Command line: ``pyro-vae fit ...`` (also ``python -m pyro_vae ...``).
+
+Every error a user can cause ends in one line on stderr, ``pyro-vae: error: ...``, and exit status 2.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from .errors import PyroVAEError
+
+MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
+
+
+def _widths(text):
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        widths = None
+    if not widths or any(w <= 0 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive layer widths like 256,64; got {text!r}")
+    return widths
+
+
+def _add_model_options(parser):
+    from .data import BINARIZE_MODES, DATASETS
+    from .guides import GUIDES
+    from .likelihoods import LIKELIHOODS
+    from .networks import NETWORKS
+    from .priors import PRIORS
+
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default=MAIN_DEFAULTS["data"], help=f"data set: {', '.join(DATASETS.names())} (default: digits, bundled)")
+    group.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $PYRO_VAE_DATA_DIR)")
+    group.add_argument("--download", action="store_true", help="let torchvision download full MNIST into --data-dir (needs a network)")
+    group.add_argument("--digit", type=int, action="append", help="keep only this digit class (repeatable)")
+    group.add_argument("--binarize", default="auto", help=f"{', '.join(BINARIZE_MODES)} or auto (dynamic for bernoulli, else none)")
+
+    group = parser.add_argument_group("model")
+    group.add_argument("--latent-dim", type=int, default=MAIN_DEFAULTS["latent_dim"], help="latent dimension d (default 8)")
+    group.add_argument("--prior", default="normal", help=f"{', '.join(PRIORS.names())} (default normal)")
+    group.add_argument("--prior-scale", type=float, default=1.0, help="scale of the normal/laplace/cauchy/studentt prior")
+    group.add_argument("--prior-df", type=float, default=3.0, help="degrees of freedom of the studentt prior")
+    group.add_argument("--prior-components", type=int, default=10, help="components of the mixture prior")
+    group.add_argument("--guide", default="normal", help=f"{', '.join(GUIDES.names())} (default normal)")
+    group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
+    group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
+    group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
+    group.add_argument("--hidden", type=_widths, default=_widths(MAIN_DEFAULTS["hidden"]), help="mlp hidden widths (default 256,64)")
+
+
+def build_parser():
+    from .inference import OBJECTIVES
+
+    parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="fit a VAE and write a run directory",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_model_options(fit)
+    group = fit.add_argument_group("inference")
+    group.add_argument("--objective", default="elbo", help=f"{', '.join(OBJECTIVES.names())}")
+    group.add_argument("--particles", type=int, default=None, help="particles per data point (default 1, iwae 5)")
+    group.add_argument("--beta", type=float, default=1.0, help="KL weight beta >= 0")
+    group.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up from 0 to beta")
+    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--epochs", type=int, default=MAIN_DEFAULTS["epochs"])
+    group.add_argument("--lr", type=float, default=1e-3)
+    group.add_argument("--optimizer", default="adam", help="adam or clippedadam")
+    group.add_argument("--clip-norm", type=float, default=None, help="clip the gradient norm to this value")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    group.add_argument("--out", default="runs/latest", help="run directory")
+    group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _fit_command(args):
+    import pyro
+    import torch
+
+    from .data import load_data
+    from .likelihoods import parse_sigma_x
+    from .models import VAE
+    from .inference import fit, linear_warmup
+    from .plots import plot_reconstructions_and_samples
+
+    binarize = args.binarize
+    if binarize == "auto":
+        binarize = "dynamic" if args.likelihood == "bernoulli" else "none"
+    data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
+    print(data.summary(), file=sys.stderr)
+    prior_options = {"scale": args.prior_scale}
+    if args.prior == "studentt":
+        prior_options["df"] = args.prior_df
+    if args.prior == "mixture":
+        prior_options = {"components": args.prior_components}
+    particles = args.particles if args.particles is not None else (5 if args.objective == "iwae" else 1)
+    pyro.set_rng_seed(args.seed)
+    vae = VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
+              guide=args.guide, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
+              network=args.encoder, hidden=args.hidden)
+    steps_per_epoch = -(-len(data.train) // max(args.batch_size, 1))
+    beta = linear_warmup(args.beta, int(args.kl_warmup * steps_per_epoch)) if args.kl_warmup > 0 else args.beta
+    config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize,
+              "model": {"class": "VAE", "kwargs": vae.init_kwargs}}
+    result = fit(vae.model, vae.guide, data.train, val=data.val, test=data.test, objective=args.objective,
+                 particles=particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                 optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
+                 dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
+                 progress=False if args.no_progress else None)
+    if len(data.event_shape) == 3:
+        plot_reconstructions_and_samples(vae, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
+                                         title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}))
+    print(f"run directory: {result.run_dir}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+        return {"fit": _fit_command}[args.command](args)
+    except PyroVAEError as error:
+        print(f"pyro-vae: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted; the run directory keeps the checkpoint of the last finished epoch "
+              "(continue with --resume)", file=sys.stderr)
+        return 130

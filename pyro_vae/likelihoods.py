@@ -1,0 +1,177 @@
+r"""Observation models :math:`p_\theta(x \mid z)`.
+
+A likelihood is an ``nn.Module`` that maps the decoder's output to a distribution over one data
+point.  It declares how many decoder outputs it needs per data feature (``num_params``: 1 for a
+mean or logit, 2 when the decoder also predicts a scale), so the decoder's output shape is
+``(..., num_params, *event_shape)`` (the ``num_params`` axis is dropped when it is 1).
+``check_data(x)`` raises :class:`~pyro_vae.errors.DataError` when ``x`` lies outside the support.
+
+================ ========================================================== ======================
+name             :math:`p(x \mid z)` per feature                             data support
+================ ========================================================== ======================
+bernoulli        :math:`\mathrm{Bern}(\sigma(f(z)))`                          {0, 1}
+cbernoulli       continuous Bernoulli (Loaiza-Ganem & Cunningham 2019)       [0, 1]
+gaussian         :math:`\mathcal N(f(z), \sigma_x^2)`                          real
+laplace          :math:`\mathrm{Laplace}(f(z), \sigma_x)`                      real
+================ ========================================================== ======================
+
+For ``gaussian`` and ``laplace`` the scale :math:`\sigma_x` is one of (option ``sigma_x``):
+
+* a positive number: fixed (1, 0.1, 1e-4 ... as compared in seed 003, Sec. 5.3);
+* ``"shared"``: one learned scalar;
+* ``"per-feature"``: one learned value per data feature;
+* ``"per-sample"``: predicted by the decoder for every sample (seed 003's "simple VAE"),
+  :math:`\sigma_x(z) = \mathrm{softplus}(g(z)) + 10^{-3}`; the floor keeps the likelihood bounded
+  (without it the maximum-likelihood objective is unbounded, Mattei & Frellsen 2018).
+"""
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+import pyro.distributions as dist
+
+from .errors import ConfigError, DataError
+from .registry import Registry
+
+LIKELIHOODS = Registry("likelihood")
+
+SCALE_MODES = ("shared", "per-feature", "per-sample")
+PER_SAMPLE_MIN_SCALE = 1e-3
+
+
+def _first_offender(x, bad):
+    value = x[bad].flatten()[0].item()
+    return f"{value:.6g}" if not math.isnan(value) else "nan"
+
+
+class Likelihood(nn.Module):
+    """Base of the built-in likelihoods: holds ``event_shape`` and the support check."""
+
+    num_params = 1
+    support_text = "real numbers"
+
+    def __init__(self, event_shape):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+
+    def outside_support(self, x):
+        """Boolean mask of entries of ``x`` outside the support (finite reals by default)."""
+        return ~torch.isfinite(x)
+
+    def check_data(self, x):
+        bad = self.outside_support(x)
+        if bool(bad.any()):
+            raise DataError(
+                f"{type(self).__name__} needs data in {self.support_text}; "
+                f"{int(bad.sum())} of {bad.numel()} values are not (first: {_first_offender(x, bad)})"
+                + self.support_hint
+            )
+
+    support_hint = ""
+
+    def _to_event(self, distribution):
+        return distribution.to_event(len(self.event_shape))
+
+
+@LIKELIHOODS.register("bernoulli")
+class BernoulliLikelihood(Likelihood):
+    support_text = "{0, 1}"
+    support_hint = (
+        "; binarise the data (--binarize static|dynamic) or use --likelihood cbernoulli for values in [0, 1]"
+    )
+
+    def outside_support(self, x):
+        return (x != 0) & (x != 1)
+
+    def forward(self, logits):
+        return self._to_event(dist.Bernoulli(logits=logits))
+
+
+@LIKELIHOODS.register("cbernoulli")
+class ContinuousBernoulliLikelihood(Likelihood):
+    support_text = "[0, 1]"
+    support_hint = "; rescale the data to [0, 1] or use --likelihood gaussian"
+
+    def outside_support(self, x):
+        return ~((x >= 0) & (x <= 1))
+
+    def forward(self, logits):
+        return self._to_event(dist.ContinuousBernoulli(logits=logits))
+
+
+class LocationScaleLikelihood(Likelihood):
+    """``family(f(z), sigma_x)`` with a fixed, learned or decoder-predicted scale (see module doc)."""
+
+    def __init__(self, family, event_shape, sigma_x=1.0):
+        super().__init__(event_shape)
+        self.family = family
+        self.sigma_x = sigma_x
+        if sigma_x == "per-sample":
+            self.num_params = 2
+        elif sigma_x == "shared":
+            self.log_sigma = nn.Parameter(torch.zeros(()))
+        elif sigma_x == "per-feature":
+            self.log_sigma = nn.Parameter(torch.zeros(self.event_shape))
+        elif isinstance(sigma_x, (int, float)) and not isinstance(sigma_x, bool) and sigma_x > 0:
+            self.register_buffer("fixed_sigma", torch.tensor(float(sigma_x)))
+        else:
+            raise ConfigError(
+                f"sigma_x must be a positive number or one of {', '.join(SCALE_MODES)}; got {sigma_x!r}"
+            )
+
+    def scale(self, decoder_output=None):
+        """The observation scale sigma_x (broadcastable to the data)."""
+        if self.sigma_x == "per-sample":
+            return F.softplus(decoder_output.select(-len(self.event_shape) - 1, 1)) + PER_SAMPLE_MIN_SCALE
+        if self.sigma_x in ("shared", "per-feature"):
+            return self.log_sigma.exp()
+        return self.fixed_sigma
+
+    def forward(self, decoder_output):
+        if self.num_params == 2:
+            loc = decoder_output.select(-len(self.event_shape) - 1, 0)
+            return self._to_event(self.family(loc, self.scale(decoder_output)))
+        return self._to_event(self.family(decoder_output, self.scale()))
+
+    def extra_repr(self):
+        return f"{self.family.__name__}, sigma_x={self.sigma_x!r}"
+
+
+@LIKELIHOODS.register("gaussian")
+def gaussian_likelihood(event_shape, sigma_x=1.0):
+    return LocationScaleLikelihood(dist.Normal, event_shape, sigma_x)
+
+
+@LIKELIHOODS.register("laplace")
+def laplace_likelihood(event_shape, sigma_x=1.0):
+    return LocationScaleLikelihood(dist.Laplace, event_shape, sigma_x)
+
+
+def make_likelihood(likelihood, event_shape, sigma_x=1.0):
+    """A likelihood module from a registered name, or a ready module (returned as is).
+
+    ``sigma_x`` applies to ``gaussian`` and ``laplace`` only.
+    """
+    if isinstance(likelihood, nn.Module):
+        return likelihood
+    factory = LIKELIHOODS.get(likelihood)
+    if likelihood in ("gaussian", "laplace"):
+        return factory(event_shape, sigma_x=sigma_x)
+    return factory(event_shape)
+
+
+def parse_sigma_x(text):
+    """CLI parser for ``--sigma-x``: a positive float, or one of the learned modes."""
+    if text in SCALE_MODES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or not math.isfinite(value):
+        raise ConfigError(
+            f"--sigma-x must be a positive number or one of {', '.join(SCALE_MODES)}; got {text!r}"
+        )
+    return value

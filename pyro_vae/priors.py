@@ -1,0 +1,114 @@
+r"""Priors :math:`p(z)` over a ``latent_dim``-vector.
+
+A prior is a small ``nn.Module`` whose ``forward()`` returns a distribution with
+``event_shape == (latent_dim,)``.  Fixed priors keep their constants as buffers, so ``.to(device)``
+moves them with the model; the learned mixture keeps trainable parameters.  Any module (or
+callable) with that contract can stand in for these.
+
+========== ============================================== ==========================================
+name       density (per coordinate unless stated)          options
+========== ============================================== ==========================================
+normal     :math:`\mathcal N(0, s^2)`                      ``scale`` s
+laplace    :math:`\frac{1}{2b} e^{-|z|/b}`                 ``scale`` b
+cauchy     :math:`\frac{1}{\pi g (1 + (z/g)^2)}`           ``scale`` g
+studentt   Student-t with ``df`` :math:`\nu`, scale s      ``df``, ``scale``
+mixture    :math:`\sum_c \pi_c \mathcal N(z; m_c, \mathrm{diag}\, s_c^2)` over the whole vector,
+           weights, means and scales learned             ``components``
+========== ============================================== ==========================================
+
+The sparse priors follow Pyle, "A Sparse VAE" (seed 002); the learned mixture is the
+"mixture of Gaussians" prior of Dilokthanakul et al. (2016) / Tomczak & Welling (2018, VampPrior
+without pseudo-inputs).
+"""
+
+import torch
+from torch import nn
+import pyro.distributions as dist
+
+from .errors import ConfigError
+from .registry import Registry
+
+PRIORS = Registry("prior")
+
+
+def _positive(name, value):
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
+class FactorisedPrior(nn.Module):
+    """The same location-scale family in every coordinate, centred at 0."""
+
+    def __init__(self, family, latent_dim, scale=1.0, **shape_params):
+        super().__init__()
+        self.family = family
+        self.register_buffer("loc", torch.zeros(latent_dim))
+        self.register_buffer("scale", torch.full((latent_dim,), _positive("prior scale", scale)))
+        for key, value in shape_params.items():
+            self.register_buffer(key, torch.full((latent_dim,), _positive(f"prior {key}", value)))
+        self._shape_keys = tuple(shape_params)
+
+    def forward(self):
+        shape = {key: getattr(self, key) for key in self._shape_keys}
+        return self.family(loc=self.loc, scale=self.scale, **shape).to_event(1)
+
+    def extra_repr(self):
+        return f"{self.family.__name__}, latent_dim={self.loc.numel()}"
+
+
+@PRIORS.register("normal")
+def normal_prior(latent_dim, scale=1.0):
+    return FactorisedPrior(dist.Normal, latent_dim, scale)
+
+
+@PRIORS.register("laplace")
+def laplace_prior(latent_dim, scale=1.0):
+    return FactorisedPrior(dist.Laplace, latent_dim, scale)
+
+
+@PRIORS.register("cauchy")
+def cauchy_prior(latent_dim, scale=1.0):
+    return FactorisedPrior(dist.Cauchy, latent_dim, scale)
+
+
+@PRIORS.register("studentt")
+def studentt_prior(latent_dim, scale=1.0, df=3.0):
+    return FactorisedPrior(dist.StudentT, latent_dim, scale, df=df)
+
+
+class MixturePrior(nn.Module):
+    r"""Learned mixture of diagonal Gaussians,
+    :math:`p(z) = \sum_{c=1}^C \pi_c \mathcal N(z; m_c, \mathrm{diag}(s_c^2))`.
+
+    Means start spread as :math:`\mathcal N(0, I)` draws (seeded by the global RNG), scales at 1,
+    weights uniform.  No KL to it has a closed form, so mean-field objectives estimate that term by
+    Monte Carlo (see :func:`pyro_vae.kl.kl_path`).
+    """
+
+    def __init__(self, latent_dim, components=10):
+        super().__init__()
+        if int(components) != components or components < 1:
+            raise ConfigError(f"mixture prior components must be a positive integer, got {components!r}")
+        self.logits = nn.Parameter(torch.zeros(int(components)))
+        self.means = nn.Parameter(torch.randn(int(components), latent_dim))
+        self.log_scales = nn.Parameter(torch.zeros(int(components), latent_dim))
+
+    def forward(self):
+        components = dist.Normal(self.means, self.log_scales.exp()).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+
+
+@PRIORS.register("mixture")
+def mixture_prior(latent_dim, components=10):
+    return MixturePrior(latent_dim, components)
+
+
+def make_prior(prior, latent_dim, **options):
+    """A prior module from a registered name (with its options) or a ready module (returned as is)."""
+    if isinstance(prior, nn.Module):
+        return prior
+    try:
+        return PRIORS.get(prior)(latent_dim, **options)
+    except TypeError as error:
+        raise ConfigError(f"prior {prior!r}: {error}") from None

@@ -1,0 +1,43 @@
+"""A linear-Gaussian model (probabilistic PCA) whose marginal likelihood and posterior are exact.
+
+    z ~ N(0, I_d),   x | z ~ N(W z + b, s^2 I_D)
+    =>  x ~ N(b, W W^T + s^2 I),   z | x ~ N(Sigma W^T (x - b) / s^2, Sigma),  Sigma = (I + W^T W / s^2)^-1
+"""
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+
+class LinearGaussian:
+    def __init__(self, data_dim=5, latent_dim=2, noise=0.5, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(data_dim, latent_dim, generator=generator)
+        self.b = torch.randn(data_dim, generator=generator)
+        self.noise = noise
+        self.latent_dim = latent_dim
+        precision = torch.eye(latent_dim) + self.W.T @ self.W / noise**2
+        self.posterior_cov = torch.linalg.inv(precision)
+        self.guide_scale_factor = 1.0  # > 1 makes the guide deliberately too wide
+
+    def sample(self, n, seed=1):
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return z @ self.W.T + self.b + self.noise * torch.randn(n, len(self.b), generator=generator)
+
+    def exact_log_likelihood(self, x):
+        cov = self.W @ self.W.T + self.noise**2 * torch.eye(len(self.b))
+        return dist.MultivariateNormal(self.b, cov).log_prob(x)
+
+    def posterior(self, x):
+        mean = (x - self.b) @ self.W @ self.posterior_cov.T / self.noise**2
+        return dist.MultivariateNormal(mean, self.guide_scale_factor**2 * self.posterior_cov)
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.T + self.b, self.noise).to_event(1), obs=x)
+
+    def guide(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", self.posterior(x))
