@@ -31,6 +31,8 @@ def load_run(run_dir, device="cpu"):
         model yourself and load ``checkpoint.pt``'s ``"module"`` state).
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory {run_dir} does not exist")
     config = read_json(run_dir / "config.json")
     checkpoint = load_checkpoint(run_dir, map_location=device)
     spec = config.get("model")

@@ -41,7 +41,7 @@ def test_pyro_renyi_elbo_is_still_wrong_under_subsampling():
     assert renyi.loss(_subsampled(lg.model), _subsampled(lg.guide), x) < exact - 0.05 * N
     # ours: K = 1000 leaves a gap below 0.05 nats per data point (see the next test)
     ours = IWAE(1000).loss(_subsampled(lg.model), _subsampled(lg.guide), x)
-    assert exact <= ours < exact + 0.05 * N
+    assert abs(ours - exact) < 0.05 * N  # a lower bound in expectation; one estimate may sit above
 
 
 def test_bound_rises_towards_the_exact_log_likelihood_with_more_particles():

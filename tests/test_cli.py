@@ -1,0 +1,75 @@
+"""The command line: the README's main job, and one-line errors with exit status 2."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyro_vae.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_fit_command_writes_a_run_directory_with_figure(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "--epochs", "2", "--latent-dim", "3", "--hidden", "32", "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["epochs"] == 2 and metrics["test_elbo"] < 0
+    assert (out / "figures" / "reconstructions_samples.png").stat().st_size > 5_000
+    config = json.loads((out / "config.json").read_text())
+    assert config["binarize"] == "dynamic" and config["model"]["kwargs"]["latent_dim"] == 3
+
+
+def test_python_dash_m_works_and_errors_are_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pyro_vae", "fit", "--prior", "gaussian", "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "pyro-vae: error: unknown prior 'gaussian'; expected one of: cauchy, laplace, mixture, normal, studentt"
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
+        (["--guide", "laplace"], "unknown guide 'laplace'"),
+        (["--encoder", "resnet"], "unknown network 'resnet'"),
+        (["--objective", "vimco"], "unknown objective 'vimco'"),
+        (["--data", "cifar"], "unknown data set 'cifar'"),
+        (["--latent-dim", "0"], "latent_dim must be a positive integer"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--particles", "0"], "particles must be a positive integer"),
+        (["--lr", "-1"], "lr must be a positive number"),
+        (["--beta", "-1"], "beta must be >= 0"),
+        (["--sigma-x", "zero", "--likelihood", "gaussian"], "--sigma-x must be a positive number"),
+        (["--likelihood", "bernoulli", "--binarize", "none"], r"needs data in \{0, 1\}"),
+        (["--guide", "cauchy", "--objective", "meanfield"], "KL\\(q \\|\\| p\\) is infinite"),
+        (["--data", "mnist", "--data-dir", "/nonexistent"], "no MNIST files"),
+        (["--encoder", "conv", "--data", "synthetic-patches", "--likelihood", "gaussian", "--hidden", "0"], "positive layer widths"),
+    ],
+)
+def test_bad_input_gets_a_one_line_error(tmp_path, capsys, argv, message):
+    try:  # argparse's own errors (--hidden) exit with 2 as well
+        code = main(["fit", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", *argv])
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(message, err), err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_readme_user_pair_example_runs():
+    text = README.read_text()
+    block = re.search(r"<!-- user-pair-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["result"].history[-1]["val_elbo"] > namespace["result"].history[0]["val_elbo"]
