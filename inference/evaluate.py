@@ -20,6 +20,13 @@ from torch.distributions.kl import kl_divergence
 import pyro_vae.kl  # noqa: F401  (registers the KLs torch lacks)
 
 
+def trace_pair(model, guide, x):
+    """Guide trace and the model's trace replayed against it, subsample sites pruned, nothing scored."""
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+
+
 def _site_kl(guide_site, model_site):
     try:
         return kl_divergence(guide_site["fn"], model_site["fn"]).sum()
@@ -38,8 +45,7 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=1):
     totals = {"reconstruction": 0.0, "kl": 0.0}
     for batch in x.split(batch_size):
         for _ in range(particles):
-            guide_trace = poutine.trace(guide).get_trace(batch)
-            model_trace = prune_subsample_sites(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch))
+            model_trace, guide_trace = trace_pair(model, guide, batch)
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
                     continue

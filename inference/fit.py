@@ -27,7 +27,6 @@ from pathlib import Path
 import pyro
 import torch
 from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
 from pyro.optim.clipped_adam import ClippedAdam
 from torch import nn
 
@@ -35,7 +34,7 @@ from pyro_vae.data import check_finite
 from pyro_vae.errors import ConfigError, NonFiniteLossError, RunDirError
 from pyro_vae.rundir import library_versions, load_checkpoint, save_checkpoint, write_csv, write_json
 
-from .evaluate import elbo_terms
+from .evaluate import elbo_terms, trace_pair
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .objectives import check_objective, make_objective
 
@@ -107,9 +106,8 @@ def _set_rng_state(state):
 def _first_nonfinite_site(model, guide, x):
     """Name the first site whose log-density is not finite (for the NaN report)."""
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = prune_subsample_sites(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x))
-    for kind, trace in (("guide", prune_subsample_sites(guide_trace)), ("model", model_trace)):
+        model_trace, guide_trace = trace_pair(model, guide, x)
+    for kind, trace in (("guide", guide_trace), ("model", model_trace)):
         for name, site in trace.nodes.items():
             if site["type"] == "sample":
                 if not torch.isfinite(site["value"]).all():

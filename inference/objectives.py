@@ -14,12 +14,12 @@ With ``particles = K > 1`` the ELBOs average K vectorised draws; IWAE takes the 
 
 import pyro
 from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.kl import kl_path, min_particles_for_finite_bound
 from pyro_vae.registry import Registry
 
+from .evaluate import trace_pair
 from .iwae import IWAE
 
 OBJECTIVES = Registry("objective")
@@ -56,8 +56,7 @@ def make_objective(objective="elbo", particles=1):
 def _latent_pairs(model, guide, x):
     """(name, guide distribution, model distribution) for every latent site, from one traced pass."""
     with poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = prune_subsample_sites(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x))
+        model_trace, guide_trace = trace_pair(model, guide, x)
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"] and name in guide_trace.nodes:
             yield name, guide_trace.nodes[name]["fn"], site["fn"]
