@@ -1,6 +1,6 @@
 """Objectives, fitting and evaluation (installed as ``pyro_vae.inference``)."""
 
-from .evaluate import elbo_terms
+from .evaluate import elbo_terms, evaluate, importance_log_weights, latent_statistics, log_likelihood, reconstruction_gain
 from .fit import FitResult, fit, linear_warmup
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .iwae import IWAE
@@ -9,5 +9,6 @@ from .runs import Run, load_run
 
 __all__ = [
     "IWAE", "OBJECTIVES", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
-    "check_objective", "elbo_terms", "fit", "linear_warmup", "load_run", "make_objective",
+    "check_objective", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
+    "log_likelihood", "reconstruction_gain", "linear_warmup", "load_run", "make_objective",
 ]

@@ -12,19 +12,22 @@ reconstruction term is a Monte Carlo estimate from ``particles`` draws.  This is
 these numbers are computed.
 """
 
+import math
+import os
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
 import torch
-from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
+from torch.distributions import Independent
 from torch.distributions.kl import kl_divergence
 
 import pyro_vae.kl  # noqa: F401  (registers the KLs torch lacks)
+from pyro_vae.errors import ConfigError
+from pyro_vae.guides import location, scale
 
-
-def trace_pair(model, guide, x):
-    """Guide trace and the model's trace replayed against it, subsample sites pruned, nothing scored."""
-    guide_trace = poutine.trace(guide).get_trace(x)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+from .iwae import IWAE
+from .traces import latent_site, observed_log_prob, trace_pair
 
 
 def _site_kl(guide_site, model_site):
@@ -57,3 +60,293 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=1):
     result = {key: value / n for key, value in totals.items()}
     result["elbo"] = result["reconstruction"] - result["kl"]
     return result
+
+
+# ---------------------------------------------------------------- importance-sampled log-likelihood
+
+#: Bytes assumed per (particle, data point, data feature) when sizing chunks: logits, log-densities
+#: and the decoder's last activations in float32, with room to spare.
+BYTES_PER_PARTICLE_FEATURE = 32
+
+
+@torch.no_grad()
+def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, data_plate="data"):
+    r"""Log importance weights :math:`\log p(x_i, z_{ik}) - \log q(z_{ik} \mid x_i)`, shape ``(N, K)``.
+
+    Draws :math:`z_{ik} \sim q(z \mid x_i)` with vectorised particles (the same machinery as
+    :class:`~pyro_vae.inference.iwae.IWAE`), in chunks of data points and particles sized so that one
+    chunk needs about ``max_memory`` bytes, whatever K and N.
+    """
+    if int(particles) != particles or particles < 1:
+        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
+    particles = int(particles)
+    per_pair = BYTES_PER_PARTICLE_FEATURE * max(1, x[0].numel())
+    points = max(1, min(len(x), int(max_memory // (per_pair * min(particles, 100)))))
+    chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
+    estimators = {}
+    rows = []
+    for batch in x.split(points):
+        columns, done = [], 0
+        while done < particles:
+            k = min(chunk, particles - done)
+            estimator = estimators.setdefault(k, IWAE(num_particles=k, data_plate=data_plate))
+            log_w, _ = estimator.log_weights(model, guide, batch)
+            columns.append(log_w.T)
+            done += k
+        rows.append(torch.cat(columns, dim=1))
+    return torch.cat(rows)
+
+
+def log_likelihood(log_weights):
+    r"""Importance-sampled :math:`\log p(x_i) \approx \log \frac1K \sum_k w_{ik}` (Burda et al. 2016)
+    and its Monte Carlo standard error from ``(N, K)`` log weights.
+
+    The standard error per data point is the delta-method one,
+    :math:`\mathrm{se}_i = \sqrt{\widehat{\mathrm{Var}}(\tilde w) / K}` with
+    :math:`\tilde w_k = w_k / \bar w`; the error of the mean over N points is
+    :math:`\sqrt{\sum_i \mathrm{se}_i^2} / N`.  (It understates the error where the weights are
+    heavy-tailed: read it beside PSIS :math:`\hat k`.)
+    """
+    num = log_weights.shape[1]
+    per_point = torch.logsumexp(log_weights, dim=1) - math.log(num)
+    relative = torch.exp(log_weights - per_point[:, None] - math.log(num)) * num  # w / mean(w)
+    variance = ((relative - 1) ** 2).sum(1) / max(num - 1, 1) / num
+    return {
+        "per_datapoint": per_point,
+        "log_likelihood": per_point.mean().item(),
+        "log_likelihood_mc_se": (variance.sum().sqrt() / len(per_point)).item(),
+    }
+
+
+# ---------------------------------------------------------------- per-latent statistics
+
+
+def _base(distribution):
+    while isinstance(distribution, Independent):
+        distribution = distribution.base_dist
+    return distribution
+
+
+@torch.no_grad()
+def latent_statistics(model, guide, x, site=None, batch_size=1000, active_threshold=0.01):
+    r"""Per latent coordinate j, over the data points x (seed 000, Table 1 and Section 4):
+
+    * ``var_mu``: :math:`\mathrm{Var}_x(\mu_j(x))`, the spread of the posterior means;
+      the coordinate is ``active`` when it exceeds ``active_threshold`` (Burda et al. 2016's
+      :math:`\mathrm{Cov}_x(E_q[z_j]) > 0.01`);
+    * ``mean_sigma2``: :math:`E_x[\sigma_j^2(x)]`;  ``moment_sum``: their sum, the variance of the
+      aggregate posterior :math:`q(z_j) = E_x q(z_j \mid x)`, which is 1 when the KL term works;
+    * ``mean_mu``: :math:`E_x[\mu_j(x)]`, which should be 0;
+    * ``kl``: :math:`E_x \mathrm{KL}(q(z_j \mid x) \| p(z_j))` (closed form where registered, else the
+      Monte Carlo term of one draw; NaN for a prior that does not factorise).
+
+    For a guide without mean and variance (Cauchy) :math:`\mu` and :math:`\sigma` are its location
+    and scale; ``moments`` says which was used.  A correlated (multivariate normal) guide is read
+    through its marginals, so ``kl`` is then the KL of each marginal.
+    """
+    locs, scales, kls, moments = [], [], [], None
+    for batch in x.split(batch_size):
+        model_trace, guide_trace = trace_pair(model, guide, batch)
+        node = latent_site(guide_trace, site)
+        q, p = _base(node["fn"]), _base(model_trace.nodes[node["name"]]["fn"])
+        if isinstance(q, dist.MultivariateNormal):  # per coordinate: its marginals
+            q = dist.Normal(q.loc, q.stddev)
+        locs.append(location(q))
+        scales.append(scale(q))
+        moments = "mean/sd" if isinstance(q, dist.Normal) else "location/scale"
+        kls.append(_per_coordinate_kl(q, p, node["value"]))
+    loc, sd, kl = torch.cat(locs), torch.cat(scales), torch.cat(kls)
+    var_mu = loc.var(0, unbiased=False)
+    mean_sigma2 = (sd**2).mean(0)
+    active = var_mu > active_threshold
+    return {
+        "var_mu": var_mu.tolist(),
+        "mean_sigma2": mean_sigma2.tolist(),
+        "moment_sum": (var_mu + mean_sigma2).tolist(),
+        "mean_mu": loc.mean(0).tolist(),
+        "kl": kl.mean(0).tolist(),
+        "active": active.tolist(),
+        "active_units": int(active.sum()),
+        "moments": moments,
+        "site": node["name"],
+    }
+
+
+def _per_coordinate_kl(q, p, value):
+    if isinstance(p, dist.MixtureSameFamily):
+        return torch.full_like(value.reshape(-1, value.shape[-1]), float("nan"))
+    try:
+        kl = kl_divergence(q, p)
+    except NotImplementedError:
+        kl = q.log_prob(value) - p.log_prob(value)
+    return kl.expand(value.shape).reshape(-1, value.shape[-1])
+
+
+@torch.no_grad()
+def reconstruction_gain(model, guide, x, site=None, batch_size=1000):
+    r"""Per latent j: how much worse the data are explained when :math:`z_j` is fixed to its prior location.
+
+    With :math:`z = \mu(x)` (the guide's location) and :math:`z^{(j)}` equal to it except
+    :math:`z_j = ` the prior's location (0 for the built-in priors),
+    :math:`\mathrm{gain}_j = E_x[-\log p(x \mid z^{(j)})] - E_x[-\log p(x \mid z)]`, in nats per data
+    point (seed 000, Section 5: a latent collapses when its gain falls below its KL).
+    """
+    totals, base_total = None, 0.0
+    for batch in x.split(batch_size):
+        model_trace, guide_trace = trace_pair(model, guide, batch)
+        node = latent_site(guide_trace, site)
+        z = location(node["fn"])
+        prior_location = _prior_location(model_trace.nodes[node["name"]]["fn"], z)
+        base = observed_log_prob(model, batch, {node["name"]: z})
+        base_total += base.sum().item()
+        gains = []
+        for j in range(z.shape[-1]):
+            fixed = z.clone()
+            fixed[..., j] = prior_location[..., j]
+            gains.append((base - observed_log_prob(model, batch, {node["name"]: fixed})).sum().item())
+        totals = gains if totals is None else [a + b for a, b in zip(totals, gains)]
+    return {"gain": [g / len(x) for g in totals], "reconstruction_log_prob": base_total / len(x)}
+
+
+def _prior_location(prior, like):
+    base = _base(prior)
+    loc = getattr(base, "loc", None)
+    if loc is None:  # a mixture: its mean
+        loc = prior.mean
+    return loc.expand(like.shape)
+
+
+@torch.no_grad()
+def aggregate_posterior(stats, model, guide, x, site=None):
+    r"""First two moments of the aggregate posterior :math:`q(z) = E_x q(z \mid x)` against the prior's.
+
+    Mean :math:`E_x \mu(x)` and variance :math:`\mathrm{Var}_x \mu(x) + E_x \sigma^2(x)` per
+    coordinate (from :func:`latent_statistics`), beside the prior's mean and variance (NaN or inf
+    where the prior has none, e.g. Cauchy).
+    """
+    model_trace, guide_trace = trace_pair(model, guide, x[:2])
+    prior = model_trace.nodes[latent_site(guide_trace, site)["name"]]["fn"]
+    prior_mean, prior_variance = prior.mean, prior.variance
+    while prior_mean.dim() > 1:
+        prior_mean, prior_variance = prior_mean[0], prior_variance[0]
+    return {
+        "mean": stats["mean_mu"],
+        "variance": stats["moment_sum"],
+        "prior_mean": prior_mean.tolist(),
+        "prior_variance": prior_variance.tolist(),
+    }
+
+
+# ---------------------------------------------------------------- everything at once
+
+
+def evaluate(model, guide, x, *, particles=1000, max_memory=2**30, site=None, module=None, out=None,
+             inference_points=20, draws=1000, chains=4, alpha=1.0, seed=0):
+    r"""Evaluate a fitted model/guide pair on data ``x``: one call for every number of a run.
+
+    Computes, in nats per data point: the ELBO and its terms (:func:`elbo_terms`), the
+    importance-sampled log-likelihood with K = ``particles`` and its Monte Carlo error
+    (:func:`log_likelihood`), PSIS k-hat per point and the PSIS log-likelihood
+    (:func:`~pyro_vae.inference.diagnostics.psis`), per-latent statistics
+    (:func:`latent_statistics`), reconstruction gains (:func:`reconstruction_gain`) and the
+    aggregate-posterior moments (:func:`aggregate_posterior`); for a model with ``generate`` (the VAE),
+    the mean absolute change of generated data when collapsed latents are set to 0.
+
+    With ``out`` it writes ``evaluation.json``, ``posterior.nc`` (q(z|x) draws for the first
+    ``inference_points`` points as ArviZ InferenceData) and figures under ``out/figures``.
+
+    :returns: dict of the numbers (JSON-able), with ``khat`` and ``log_likelihood_per_datapoint`` lists.
+    """
+    from .diagnostics import psis
+
+    module = module if module is not None else getattr(model, "__self__", None)
+    if hasattr(module, "eval"):
+        module.eval()
+    pyro.set_rng_seed(seed)
+    result = {"num_datapoints": len(x), "particles": int(particles)}
+    result.update(elbo_terms(model, guide, x))
+    log_weights = importance_log_weights(model, guide, x, particles, max_memory)
+    estimate = log_likelihood(log_weights)
+    smoothed = psis(log_weights)
+    result.update({
+        "log_likelihood": estimate["log_likelihood"],
+        "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
+        "psis_log_likelihood": float(smoothed["psis_log_likelihood"].mean()),
+        "fraction_khat_above_0.5": smoothed["fraction_khat_above_0.5"],
+        "fraction_khat_above_0.7": smoothed["fraction_khat_above_0.7"],
+    })
+    stats = latent_statistics(model, guide, x, site)
+    gains = reconstruction_gain(model, guide, x, site)
+    result["latents"] = {**stats, "reconstruction_gain": gains["gain"]}
+    result["active_units"] = stats["active_units"]
+    result["aggregate_posterior"] = aggregate_posterior(stats, model, guide, x, site)
+    if hasattr(module, "generate"):
+        result["collapsed_generation_mean_abs_difference"] = collapsed_generation_difference(module, stats["active"])
+    result["khat"] = smoothed["khat"].tolist()
+    result["log_likelihood_per_datapoint"] = estimate["per_datapoint"].tolist()
+    if out is not None:
+        _write_evaluation(out, result, model, guide, x, module, stats, smoothed["khat"], inference_points, draws, chains, alpha)
+    return result
+
+
+@torch.no_grad()
+def collapsed_generation_difference(vae, active, n=1000):
+    r""":math:`E_{z \sim p(z)} \overline{|E[x \mid z] - E[x \mid z_{\text{active}}, 0]|}`: how much
+    generation changes when the collapsed latents are set to 0 (seed 000, Fig. 3 claims: not at all)."""
+    z = vae.prior().sample((n,))
+    zeroed = torch.where(torch.as_tensor(active, device=z.device), z, torch.zeros_like(z))
+    return (vae.generate(n, "mean", z=z) - vae.generate(n, "mean", z=zeroed)).abs().mean().item()
+
+
+def format_latent_table(result):
+    """The per-latent table (seed 000, Table 1) as text."""
+    latents = result["latents"]
+    mu, sigma = ("mu", "sigma") if latents["moments"] == "mean/sd" else ("loc", "scale")
+    lines = [f"{'j':>3} {'Var(' + mu + ')':>10} {'E[' + sigma + '^2]':>12} {'sum':>7} {'mean ' + mu:>9} "
+             f"{'KL':>7} {'gain':>8}  active"]
+    for j in range(len(latents["var_mu"])):
+        lines.append(
+            f"{j:>3} {latents['var_mu'][j]:>10.4f} {latents['mean_sigma2'][j]:>12.4f} {latents['moment_sum'][j]:>7.3f} "
+            f"{latents['mean_mu'][j]:>9.3f} {latents['kl'][j]:>7.3f} {latents['reconstruction_gain'][j]:>8.3f}  "
+            f"{'yes' if latents['active'][j] else 'no'}"
+        )
+    return "\n".join(lines)
+
+
+def format_summary(result):
+    return (
+        f"ELBO {result['elbo']:.3f} (reconstruction {result['reconstruction']:.3f}, KL {result['kl']:.3f}); "
+        f"log p(x) ~ {result['log_likelihood']:.3f} +- {result['log_likelihood_mc_se']:.3f} (IS, K={result['particles']}), "
+        f"PSIS {result['psis_log_likelihood']:.3f}; k-hat > 0.7 for {result['fraction_khat_above_0.7']:.1%} of "
+        f"{result['num_datapoints']} points; {result['active_units']} of {len(result['latents']['active'])} latents active"
+    )
+
+
+def _write_evaluation(out, result, model, guide, x, module, stats, khat, inference_points, draws, chains, alpha):
+    from pyro_vae import plots
+    from pyro_vae.rundir import write_json
+
+    from .diagnostics import posterior_inference_data
+
+    out = Path(out)
+    figures = out / "figures"
+    write_json(out / "evaluation.json", result)
+    params = {name: value for name, value in module.state_dict().items()} if isinstance(module, torch.nn.Module) else None
+    attrs = {"prior": repr(getattr(module, "prior", "")), "likelihood": repr(getattr(module, "likelihood", ""))}
+    idata = posterior_inference_data(model, guide, x[:inference_points], draws=max(1, draws // chains), chains=chains,
+                                     params=params, attrs=attrs)
+    _atomic_netcdf(idata, out / "posterior.nc")
+    plots.plot_latent_variances(stats, figures / "latent_variances.png")
+    plots.plot_khat(khat, figures / "khat.png")
+    if hasattr(module, "generate") and len(getattr(module, "event_shape", ())) == 3:
+        plots.plot_reconstructions_and_samples(module, x, figures / "reconstructions_samples.png")
+        plots.plot_generation_modes(module, figures / "generation_modes.png", stats["active"], alpha=alpha)
+        active = [j for j, a in enumerate(stats["active"]) if a]
+        if active:
+            plots.plot_latent_traversals(module, active[:10], figures / "latent_traversals.png")
+
+
+def _atomic_netcdf(idata, path):
+    tmp = path.with_name(f".{path.name}.tmp")
+    idata.to_netcdf(str(tmp))
+    os.replace(tmp, path)

@@ -34,7 +34,8 @@ from pyro_vae.data import check_finite
 from pyro_vae.errors import ConfigError, NonFiniteLossError, RunDirError
 from pyro_vae.rundir import library_versions, load_checkpoint, save_checkpoint, write_csv, write_json
 
-from .evaluate import elbo_terms, trace_pair
+from .evaluate import elbo_terms
+from .traces import trace_pair
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .objectives import check_objective, make_objective
 

@@ -19,8 +19,8 @@ from pyro_vae.errors import ConfigError
 from pyro_vae.kl import kl_path, min_particles_for_finite_bound
 from pyro_vae.registry import Registry
 
-from .evaluate import trace_pair
 from .iwae import IWAE
+from .traces import trace_pair
 
 OBJECTIVES = Registry("objective")
 

@@ -102,14 +102,17 @@ class VAE(nn.Module):
         """Decoder mean at the guide's location: :math:`E[x \\mid z = \\mu_\\phi(x)]`."""
         return self.decode(location(self.encode(x))).mean
 
-    def generate(self, n, mode="ancestral", alpha=1.0):
+    def generate(self, n, mode="ancestral", alpha=1.0, z=None):
         """``n`` new data points from the prior, by one of the three modes of seed 003:
 
         * ``ancestral`` (Algorithm 6): :math:`z \\sim p(z)`, :math:`x \\sim p_\\theta(x \\mid z)`;
         * ``mean`` (Algorithm 7, "deterministic"): :math:`z \\sim p(z)`, :math:`x = E[x \\mid z]`;
         * ``mean+scale``: :math:`x = E[x \\mid z] + \\alpha\\, \\mathrm{sd}[x \\mid z]`.
+
+        Pass ``z`` (``(n, latent_dim)``) to decode given latents instead of prior draws, e.g. the
+        same draws under every mode.
         """
-        z = self.prior().sample((n,))
+        z = self.prior().sample((n,)) if z is None else z
         observation = self.decode(z)
         if mode == "ancestral":
             return observation.sample()

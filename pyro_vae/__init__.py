@@ -17,6 +17,7 @@ _EXPORTS = {
     "IWAE": "pyro_vae.inference",
     "fit": "pyro_vae.inference",
     "elbo_terms": "pyro_vae.inference",
+    "evaluate": "pyro_vae.inference",
     "load_run": "pyro_vae.inference",
     "linear_warmup": "pyro_vae.inference",
     "make_objective": "pyro_vae.inference",

@@ -74,7 +74,31 @@ def build_parser():
     group.add_argument("--out", default="runs/latest", help="run directory")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
+    evaluate.add_argument("--particles", type=int, default=1000, help="importance samples K per data point")
+    evaluate.add_argument("--max-memory", type=_memory, default=_memory("1GB"), help="memory per chunk of importance samples (e.g. 512MB, 2GB)")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--points", type=int, default=20, help="data points whose q(z|x) draws go to posterior.nc")
+    evaluate.add_argument("--alpha", type=float, default=1.0, help="alpha of the mean + alpha * sd generation mode")
+    evaluate.add_argument("--data-dir", help="override the run's data directory")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="cpu")
     return parser
+
+
+_UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
+
+
+def _memory(text):
+    import re
+
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMG]?B?)\s*", text.upper())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a memory size like 512MB or 2GB; got {text!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 def _fit_command(args):
@@ -119,10 +143,29 @@ def _fit_command(args):
     return 0
 
 
+def _evaluate_command(args):
+    from .data import load_data
+    from .inference import evaluate, load_run
+    from .inference.evaluate import format_latent_table, format_summary
+
+    run = load_run(args.run_dir, device=args.device)
+    config = run.config
+    data = load_data(config["data"], args.data_dir or config.get("data_dir"), digit=config.get("digit"),
+                     binarize=config.get("binarize", "none"))
+    x = getattr(data, args.split).to(args.device)
+    result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
+                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed)
+    print(format_latent_table(result))
+    print(format_summary(result))
+    print(f"wrote {run.path / 'evaluation.json'}, {run.path / 'posterior.nc'} and figures in {run.path / 'figures'}",
+          file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
-        return {"fit": _fit_command}[args.command](args)
+        return {"fit": _fit_command, "evaluate": _evaluate_command}[args.command](args)
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2

@@ -55,10 +55,13 @@ def _base(distribution):
 
 
 def location(distribution):
-    """Location parameter of a (possibly ``Independent``-wrapped) location-scale distribution."""
-    return _base(distribution).loc
+    """Location of a (possibly ``Independent``-wrapped) distribution: ``loc``, else its mean."""
+    base = _base(distribution)
+    return base.loc if hasattr(base, "loc") else base.mean
 
 
 def scale(distribution):
-    """Scale parameter of a (possibly ``Independent``-wrapped) location-scale distribution."""
-    return _base(distribution).scale
+    """Per-coordinate scale: ``scale`` of a location-scale family, else the marginal standard deviation
+    (e.g. the square root of a multivariate normal's covariance diagonal)."""
+    base = _base(distribution)
+    return base.scale if hasattr(base, "scale") else base.stddev

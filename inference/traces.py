@@ -1,0 +1,45 @@
+"""Tracing helpers shared by evaluation, diagnostics and fitting."""
+
+import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
+
+from pyro_vae.errors import ConfigError
+
+
+def trace_pair(model, guide, x):
+    """Guide trace and the model's trace replayed against it, subsample sites pruned, nothing scored."""
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+
+
+def latent_site(guide_trace, site=None):
+    """The guide's latent site named ``site``, or its only latent site when ``site`` is None."""
+    latents = [name for name, node in guide_trace.nodes.items() if node["type"] == "sample" and not node["is_observed"]]
+    if site is None:
+        if len(latents) != 1:
+            raise ConfigError(f"the guide has latent sites {latents}; name the one to analyse (site=...)")
+        site = latents[0]
+    if site not in latents:
+        raise ConfigError(f"the guide has no latent site {site!r}; its latent sites are {latents}")
+    return guide_trace.nodes[site]
+
+
+def observed_log_prob(model, x, values, batch_shape=None):
+    """Sum of the observed sites' log-densities with latent sites fixed to ``values``.
+
+    ``values`` maps latent site names to tensors; the sites they name are excluded from the sum.
+    Returns a tensor of ``batch_shape`` (default ``(len(x),)``; ``(S, len(x))`` when the call sits in
+    an outer plate of S draws), any further dims of a site's log-density summed out.
+    """
+    batch_shape = tuple(batch_shape or (len(x),))
+    trace = poutine.trace(poutine.condition(model, data=values)).get_trace(x)
+    total = torch.zeros(batch_shape, device=x.device)
+    for name, site in prune_subsample_sites(trace).nodes.items():
+        if site["type"] == "sample" and site["is_observed"] and name not in values:
+            log_prob = site["fn"].log_prob(site["value"])
+            while log_prob.dim() > len(batch_shape):
+                log_prob = log_prob.sum(-1)
+            total = total + log_prob.expand(batch_shape)
+    return total

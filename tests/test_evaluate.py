@@ -1,0 +1,124 @@
+"""Evaluation: the importance-sampled log-likelihood against closed forms, latent statistics, PSIS, InferenceData."""
+
+import json
+import math
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from pyro_vae._arviz import arviz
+from pyro_vae.cli import main
+from pyro_vae.inference import (
+    elbo_terms, evaluate, importance_log_weights, latent_statistics, log_likelihood, reconstruction_gain,
+)
+from pyro_vae.inference.diagnostics import posterior_inference_data, psis
+
+from linear_gaussian import LinearGaussian
+
+
+def test_importance_weights_under_the_exact_posterior_equal_the_exact_likelihood_in_every_chunk():
+    lg = LinearGaussian()
+    x = lg.sample(37)
+    exact = lg.exact_log_likelihood(x)
+    # a memory budget so small that points and particles are both split into many chunks
+    log_w = importance_log_weights(lg.model, lg.guide, x, particles=23, max_memory=2_000)
+    assert log_w.shape == (37, 23)
+    assert torch.allclose(log_w, exact[:, None].expand(37, 23), atol=1e-4)
+
+
+def test_is_estimate_converges_to_the_exact_log_likelihood_and_bounds_are_ordered():
+    lg = LinearGaussian()
+    lg.guide_scale_factor = 1.7  # a poor guide: the ELBO gap is real
+    x = lg.sample(300)
+    exact = lg.exact_log_likelihood(x).mean().item()
+    elbo = elbo_terms(lg.model, lg.guide, x, particles=50)["elbo"]
+    pyro.set_rng_seed(0)
+    estimates = {k: log_likelihood(importance_log_weights(lg.model, lg.guide, x, particles=k)) for k in (1, 10, 100, 3000)}
+    values = {k: e["log_likelihood"] for k, e in estimates.items()}
+    # ELBO = E[IWAE_1]: equal within Monte Carlo error (std of a 300-point mean of single log-weights)
+    single = importance_log_weights(lg.model, lg.guide, x, particles=1)[:, 0]
+    assert abs(values[1] - elbo) < 4 * single.std().item() / math.sqrt(len(x)) + 0.02
+    # IWAE_K rises with K and the gap to log p(x) shrinks
+    assert values[1] < values[10] < values[100] < values[3000]
+    gaps = [exact - values[k] for k in (1, 10, 100, 3000)]
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3] > -4 * estimates[3000]["log_likelihood_mc_se"]
+    # K = 3000 reaches the exact value within its own Monte Carlo error (plus its O(1/K) bias)
+    assert abs(values[3000] - exact) < 4 * estimates[3000]["log_likelihood_mc_se"] + 1e-3
+
+
+def test_psis_khat_is_arviz_psislw_on_the_same_log_weights():
+    lg = LinearGaussian()
+    lg.guide_scale_factor = 0.6  # a too-narrow guide: heavy-tailed weights, high k-hat
+    x = lg.sample(20)
+    log_w = importance_log_weights(lg.model, lg.guide, x, particles=500)
+    ours = psis(log_w)
+    smoothed, khat = arviz().psislw(log_w.double().numpy(), normalize=False)
+    np.testing.assert_array_equal(ours["khat"], khat)
+    expected = np.logaddexp.reduce(smoothed, axis=-1) - math.log(500)
+    np.testing.assert_allclose(ours["psis_log_likelihood"], expected)
+    wide = LinearGaussian()
+    wide.guide_scale_factor = 1.5  # a too-wide guide: light-tailed weights
+    assert psis(importance_log_weights(wide.model, wide.guide, x, particles=500))["khat"].mean() < ours["khat"].mean()
+
+
+def test_exact_posterior_satisfies_the_moment_law_and_a_dead_latent_is_collapsed():
+    # Law of total variance: with q = p(z|x), Var_x(mu_j) + E_x[sigma_j^2] = Var(z_j) = 1 and E_x mu_j = 0.
+    lg = LinearGaussian(data_dim=5, latent_dim=3)
+    lg.W[:, 2] = 0.0  # the third latent does not reach the data: its posterior is the prior
+    lg.posterior_cov = torch.linalg.inv(torch.eye(3) + lg.W.T @ lg.W / lg.noise**2)
+    x = lg.sample(20_000)
+    stats = latent_statistics(lg.model, lg.guide, x)
+    # standard error of a variance estimate from n draws ~ sqrt(2/n) = 0.01
+    assert np.allclose(stats["moment_sum"], 1.0, atol=0.04)
+    assert np.allclose(stats["mean_mu"], 0.0, atol=0.04)
+    assert stats["active"] == [True, True, False] and stats["active_units"] == 2
+    assert stats["var_mu"][2] < 1e-8 and stats["mean_sigma2"][2] == pytest.approx(1.0, abs=1e-5)
+    assert stats["kl"][2] == pytest.approx(0.0, abs=1e-5)
+    gains = reconstruction_gain(lg.model, lg.guide, x[:2000])["gain"]
+    assert gains[2] == pytest.approx(0.0, abs=1e-5) and min(gains[:2]) > 0.1
+
+
+def test_inference_data_round_trips_through_netcdf_and_arviz_reads_it(tmp_path):
+    az = arviz()
+    lg = LinearGaussian()
+    x = lg.sample(4)
+    idata = posterior_inference_data(lg.model, lg.guide, x, draws=300, chains=4, params={"W": lg.W}, attrs={"prior": "N(0, I)"})
+    assert idata.posterior["z"].shape == (4, 300, 4, 2)
+    assert idata.log_likelihood["x"].shape == (4, 300, 4)
+    path = tmp_path / "posterior.nc"
+    idata.to_netcdf(str(path))
+    loaded = az.from_netcdf(str(path))
+    np.testing.assert_array_equal(loaded.posterior["z"].values, idata.posterior["z"].values)
+    np.testing.assert_array_equal(loaded.constant_data["W"].values, lg.W.numpy())
+    assert loaded.attrs["prior"] == "N(0, I)"
+    summary = az.summary(loaded, var_names=["z"])
+    # iid draws: r-hat ~ 1 and bulk ESS ~ the number of draws
+    assert summary["r_hat"].max() < 1.02 and summary["ess_bulk"].min() > 800
+    # the draws' mean and sd match the exact posterior within Monte Carlo error
+    exact = lg.posterior(x)
+    draws = torch.as_tensor(loaded.posterior["z"].values).reshape(-1, 4, 2)
+    assert torch.allclose(draws.mean(0), exact.mean, atol=4 * exact.variance.sqrt().max().item() / math.sqrt(1200))
+
+
+def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", "--epochs", "3", "--latent-dim", "4", "--hidden", "32", "--out", str(run), "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--particles", "50", "--points", "3", "--max-memory", "4MB"]) == 0
+    printed = capsys.readouterr().out
+    assert "Var(mu)" in printed and "log p(x)" in printed
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["particles"] == 50 and len(result["khat"]) == result["num_datapoints"] == 179
+    assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_mc_se"] - 0.5
+    assert len(result["latents"]["reconstruction_gain"]) == 4
+    for name in ("latent_variances", "khat", "reconstructions_samples", "generation_modes"):
+        assert (run / "figures" / f"{name}.png").stat().st_size > 5_000
+    assert arviz().from_netcdf(str(run / "posterior.nc")).posterior["z"].shape[2] == 3
+
+
+def test_evaluate_serves_a_users_own_pair():
+    lg = LinearGaussian()
+    result = evaluate(lg.model, lg.guide, lg.sample(50), particles=20)
+    assert result["log_likelihood"] == pytest.approx(lg.exact_log_likelihood(lg.sample(50)).mean().item(), abs=1e-3)
+    assert result["active_units"] == 2 and "collapsed_generation_mean_abs_difference" not in result
