@@ -19,8 +19,10 @@ Parameters are those of ``module`` (default: the ``nn.Module`` owning ``model`` 
 method) plus every ``pyro.param`` the pair touches on its first step.
 """
 
+import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .objectives import check_objective, make_objective
 
 OPTIMIZERS = ("adam", "clippedadam")
+NONFINITE_POLICIES = ("raise", "rollback")
+#: How often ``on_nonfinite="rollback"`` may retry one epoch (halving the learning rate each time).
+MAX_ROLLBACKS = 3
 
 
 @dataclass
@@ -144,6 +149,7 @@ def fit(
     eval_batch_size=1000,
     progress=None,
     validate=False,
+    on_nonfinite="raise",
 ):
     r"""Fit ``model``/``guide`` to ``train`` by stochastic variational inference.
 
@@ -163,6 +169,9 @@ def fit(
     :param resume: continue the run in ``out`` from its checkpoint.
     :param dict config: extra entries for ``config.json`` (e.g. the CLI's options and the model's).
     :param bool validate: Pyro/torch distribution argument validation during training (slow).
+    :param on_nonfinite: ``raise`` (:class:`~pyro_vae.errors.NonFiniteLossError` naming the step and
+        site; the last checkpoint stays intact) or ``rollback`` (restore the state at the start of the
+        epoch, halve the learning rate and retry, at most ``MAX_ROLLBACKS`` times).
     :returns: :class:`FitResult`.
     """
     epochs = _positive_int("epochs", epochs)
@@ -171,6 +180,8 @@ def fit(
     lr = _positive_float("lr", lr)
     if clip_norm is not None:
         clip_norm = _positive_float("clip_norm", clip_norm)
+    if on_nonfinite not in NONFINITE_POLICIES:
+        raise ConfigError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of: {', '.join(NONFINITE_POLICIES)}")
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
     schedule = beta if callable(beta) else linear_warmup(beta, 0)
@@ -228,46 +239,40 @@ def fit(
         history, start_epoch, step = checkpoint["history"], checkpoint["epoch"], checkpoint["step"]
         _set_rng_state(checkpoint["rng"])
 
-    params, optim = None, None
     seconds = sum(row["seconds"] for row in history)
     progress_bar = _progress(range(start_epoch, epochs), progress, initial=start_epoch, total=epochs)
     with pyro.validation_enabled(validate):
+        params = _capture_params(module, elbo, train_model, train_guide, train[:batch_size], device)
+        optim = _make_optimizer(optimizer, params, lr, clip_norm)
+        if checkpoint is not None:
+            optim.load_state_dict(checkpoint["optimizer"])
         for epoch in progress_bar:
-            if module is not None:
-                module.train()
-            started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-            order = torch.randperm(n, device=device)
-            for index in order.split(batch_size):
-                x = train[index]
-                if dynamic_binarization:
-                    x = torch.bernoulli(x)
-                kl_weight.beta = schedule(step)
-                if params is None:
-                    with poutine.trace(param_only=True) as capture:
-                        loss = elbo.differentiable_loss(train_model, train_guide, x) / n
-                    params = _collect_params(module, capture.trace)
-                    optim = _make_optimizer(optimizer, params, lr, clip_norm)
-                    if checkpoint is not None:
-                        optim.load_state_dict(checkpoint["optimizer"])
-                else:
-                    loss = elbo.differentiable_loss(train_model, train_guide, x) / n
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; first non-finite: "
-                        f"{_first_nonfinite_site(train_model, train_guide, x)}; "
-                        + (f"the checkpoint of epoch {start_epoch if not history else history[-1]['epoch']} in {run_dir} is intact"
-                           if run_dir is not None else "try a lower --lr or --clip-norm")
-                    )
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip_norm is not None and optimizer == "adam":
-                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                optim.step()
-                loss_sum += loss.detach() * len(index)
-                step += 1
+            snapshot = _snapshot(module, optim, step) if on_nonfinite == "rollback" else None
+            for attempt in range(MAX_ROLLBACKS + 1):
+                started = time.perf_counter()
+                try:
+                    objective_sum, step = _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight,
+                                                       schedule, step, optim, params, clip_norm if optimizer == "adam" else None,
+                                                       dynamic_binarization, module)
+                    break
+                except _NonFiniteStep as bad:
+                    seconds += time.perf_counter() - started
+                    where = _first_nonfinite_site(train_model, train_guide, bad.x)
+                    if snapshot is None or attempt == MAX_ROLLBACKS:
+                        kept = (f"the checkpoint of epoch {history[-1]['epoch'] if history else 0} in {run_dir} is intact"
+                                if run_dir is not None else "try a lower --lr, --clip-norm, or --on-nan rollback")
+                        raise NonFiniteLossError(
+                            f"the loss became {bad.loss} at epoch {epoch + 1}, step {bad.step}; first non-finite: "
+                            f"{where}; {kept}"
+                        ) from None
+                    step = _restore(snapshot, module, optim)
+                    for group in optim.param_groups:
+                        group["lr"] *= 0.5
+                    warnings.warn(f"non-finite loss at epoch {epoch + 1}, step {bad.step} ({where}): rolled back "
+                                  f"to the start of the epoch, learning rate halved to {optim.param_groups[0]['lr']:g}")
             seconds += time.perf_counter() - started
-            row = {"epoch": epoch + 1, "step": step, "beta": kl_weight.beta,
-                   "train_objective": -loss_sum.item() / n}
+            row = {"epoch": epoch + 1, "step": step, "beta": kl_weight.beta, "lr": optim.param_groups[0]["lr"],
+                   "train_objective": -objective_sum / n}
             if splits["val"] is not None:
                 row.update({f"val_{k}": v for k, v in _evaluate(module, model, guide, splits["val"], eval_batch_size).items()})
             row["seconds"] = seconds
@@ -291,6 +296,65 @@ def fit(
     if run_dir is not None:
         write_json(run_dir / "metrics.json", metrics)
     return FitResult(history, metrics, run_dir, kl_paths)
+
+
+class _NonFiniteStep(Exception):
+    def __init__(self, loss, step, x):
+        super().__init__(loss)
+        self.loss, self.step, self.x = loss, step, x
+
+
+def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, schedule, step, optim, params,
+                 clip_norm, dynamic_binarization, module):
+    """One pass over ``train`` in a random order; returns (sum of per-datapoint objectives, step)."""
+    if module is not None:
+        module.train()
+    n = len(train)
+    total = torch.zeros((), device=train.device)
+    for index in torch.randperm(n, device=train.device).split(batch_size):
+        x = train[index]
+        if dynamic_binarization:
+            x = torch.bernoulli(x)
+        kl_weight.beta = schedule(step)
+        loss = elbo.differentiable_loss(train_model, train_guide, x) / n
+        if not torch.isfinite(loss):
+            raise _NonFiniteStep(loss.item(), step + 1, x)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        optim.step()
+        total += loss.detach() * len(index)
+        step += 1
+    return total.item(), step
+
+
+def _capture_params(module, elbo, train_model, train_guide, x, device):
+    """Run the loss once to create lazy ``pyro.param`` sites and collect every parameter, leaving the
+    random number streams as they were (so a resumed fit draws what an uninterrupted one would)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), poutine.trace(param_only=True) as capture:
+        elbo.differentiable_loss(train_model, train_guide, x)
+    return _collect_params(module, capture.trace)
+
+
+def _snapshot(module, optim, step):
+    return {
+        "module": copy.deepcopy(module.state_dict()) if module is not None else None,
+        "param_store": copy.deepcopy(pyro.get_param_store().get_state()),
+        "optimizer": copy.deepcopy(optim.state_dict()),
+        "rng": _rng_state(),
+        "step": step,
+    }
+
+
+def _restore(snapshot, module, optim):
+    if module is not None:
+        module.load_state_dict(snapshot["module"])
+    pyro.get_param_store().set_state(snapshot["param_store"])
+    optim.load_state_dict(snapshot["optimizer"])
+    _set_rng_state(snapshot["rng"])
+    return snapshot["step"]
 
 
 def _evaluate(module, model, guide, x, batch_size):

@@ -69,6 +69,7 @@ def build_parser():
     group.add_argument("--lr", type=float, default=1e-3)
     group.add_argument("--optimizer", default="adam", help="adam or clippedadam")
     group.add_argument("--clip-norm", type=float, default=None, help="clip the gradient norm to this value")
+    group.add_argument("--on-nan", default="raise", help="raise, or rollback: retry the epoch from its start with half the lr")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     group.add_argument("--out", default="runs/latest", help="run directory")
@@ -134,7 +135,7 @@ def _fit_command(args):
                  particles=particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
                  dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
-                 progress=False if args.no_progress else None)
+                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan)
     if len(data.event_shape) == 3:
         plot_reconstructions_and_samples(vae, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
@@ -162,7 +163,15 @@ def _evaluate_command(args):
     return 0
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
+    import signal
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
     try:
         args = build_parser().parse_args(argv)
         return {"fit": _fit_command, "evaluate": _evaluate_command}[args.command](args)
@@ -173,3 +182,9 @@ def main(argv=None):
         print("pyro-vae: interrupted; the run directory keeps the checkpoint of the last finished epoch "
               "(continue with --resume)", file=sys.stderr)
         return 130
+
+
+def threading_main():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

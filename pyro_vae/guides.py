@@ -45,7 +45,9 @@ GUIDES.register("cauchy")(lambda: LocationScaleGuide(dist.Cauchy))
 
 def make_guide_family(guide):
     """A guide family from a registered name, or a ready callable (returned as is)."""
-    return GUIDES.get(guide)() if isinstance(guide, str) else guide
+    if isinstance(guide, str) or not callable(guide):
+        return GUIDES.get(guide)()
+    return guide
 
 
 def _base(distribution):

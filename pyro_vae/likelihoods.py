@@ -114,12 +114,8 @@ class LocationScaleLikelihood(Likelihood):
             self.log_sigma = nn.Parameter(torch.zeros(()))
         elif sigma_x == "per-feature":
             self.log_sigma = nn.Parameter(torch.zeros(self.event_shape))
-        elif isinstance(sigma_x, (int, float)) and not isinstance(sigma_x, bool) and sigma_x > 0:
-            self.register_buffer("fixed_sigma", torch.tensor(float(sigma_x)))
         else:
-            raise ConfigError(
-                f"sigma_x must be a positive number or one of {', '.join(SCALE_MODES)}; got {sigma_x!r}"
-            )
+            self.register_buffer("fixed_sigma", torch.tensor(float(check_sigma_x(sigma_x))))
 
     def scale(self, decoder_output=None):
         """The observation scale sigma_x (broadcastable to the data)."""
@@ -157,9 +153,19 @@ def make_likelihood(likelihood, event_shape, sigma_x=1.0):
     if isinstance(likelihood, nn.Module):
         return likelihood
     factory = LIKELIHOODS.get(likelihood)
+    check_sigma_x(sigma_x)
     if likelihood in ("gaussian", "laplace"):
         return factory(event_shape, sigma_x=sigma_x)
     return factory(event_shape)
+
+
+def check_sigma_x(sigma_x):
+    """``sigma_x`` itself if it is a positive finite number or a learned mode, else :class:`ConfigError`."""
+    if sigma_x in SCALE_MODES:
+        return sigma_x
+    if isinstance(sigma_x, (int, float)) and not isinstance(sigma_x, bool) and 0 < sigma_x < math.inf:
+        return sigma_x
+    raise ConfigError(f"sigma_x must be a positive number or one of {', '.join(SCALE_MODES)}; got {sigma_x!r}")
 
 
 def parse_sigma_x(text):
