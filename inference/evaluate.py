@@ -70,31 +70,68 @@ BYTES_PER_PARTICLE_FEATURE = 32
 
 
 @torch.no_grad()
-def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, data_plate="data"):
+def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, data_plate="data", seed=None,
+                           checkpoint=None):
     r"""Log importance weights :math:`\log p(x_i, z_{ik}) - \log q(z_{ik} \mid x_i)`, shape ``(N, K)``.
 
     Draws :math:`z_{ik} \sim q(z \mid x_i)` with vectorised particles (the same machinery as
     :class:`~pyro_vae.inference.iwae.IWAE`), in chunks of data points and particles sized so that one
     chunk needs about ``max_memory`` bytes, whatever K and N.
+
+    :param seed: seed each chunk of data points by ``(seed, chunk)``, so a resumed evaluation draws
+        what an uninterrupted one would (default: the global random stream, unseeded).
+    :param checkpoint: file to keep finished chunks in (written atomically after each); an
+        interrupted evaluation called again with the same file, data, K and seed continues where it
+        stopped and returns the same weights.
     """
-    if int(particles) != particles or particles < 1:
+    if isinstance(particles, bool) or int(particles) != particles or particles < 1:
         raise ConfigError(f"particles must be a positive integer, got {particles!r}")
     particles = int(particles)
     per_pair = BYTES_PER_PARTICLE_FEATURE * max(1, x[0].numel())
     points = max(1, min(len(x), int(max_memory // (per_pair * min(particles, 100)))))
     chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
+    key = {"num_datapoints": len(x), "particles": particles, "points": points, "seed": seed}
+    rows = _load_partial(checkpoint, key)
     estimators = {}
-    rows = []
-    for batch in x.split(points):
+    for k in {chunk, particles % chunk} - {0}:
+        # a first call settles max_plate_nesting (drawing once), so that seeded chunks draw alike
+        estimators[k] = IWAE(num_particles=k, data_plate=data_plate)
+        estimators[k].log_weights(model, guide, x[:1])
+    for index, batch in enumerate(x.split(points)):
+        if index < len(rows):
+            continue
+        if seed is not None:
+            pyro.set_rng_seed((seed * 1_000_003 + index) % 2**32)
         columns, done = [], 0
         while done < particles:
             k = min(chunk, particles - done)
-            estimator = estimators.setdefault(k, IWAE(num_particles=k, data_plate=data_plate))
-            log_w, _ = estimator.log_weights(model, guide, batch)
+            log_w, _ = estimators[k].log_weights(model, guide, batch)
             columns.append(log_w.T)
             done += k
         rows.append(torch.cat(columns, dim=1))
+        if checkpoint is not None:
+            _save_partial(checkpoint, key, rows)
     return torch.cat(rows)
+
+
+def _load_partial(path, key):
+    if path is None or not Path(path).exists():
+        return []
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # a torn or foreign file: start over rather than trust it
+        return []
+    return [row for row in state["rows"]] if state.get("key") == key else []
+
+
+def _save_partial(path, key, rows):
+    import io
+
+    from pyro_vae.rundir import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save({"key": key, "rows": [row.cpu() for row in rows]}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def log_likelihood(log_weights):
@@ -252,7 +289,9 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=2**30, site=None, mo
     aggregate-posterior moments (:func:`aggregate_posterior`); for a model with ``generate`` (the VAE),
     the mean absolute change of generated data when collapsed latents are set to 0.
 
-    With ``out`` it writes ``evaluation.json``, ``posterior.nc`` (q(z|x) draws for the first
+    With ``out`` the importance weights are kept chunk by chunk in ``out/evaluation.partial.pt`` until
+    the end, so an interrupted evaluation re-run with the same arguments resumes; it then writes
+    ``evaluation.json``, ``posterior.nc`` (q(z|x) draws for the first
     ``inference_points`` points as ArviZ InferenceData) and figures under ``out/figures``.
 
     :returns: dict of the numbers (JSON-able), with ``khat`` and ``log_likelihood_per_datapoint`` lists.
@@ -265,7 +304,8 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=2**30, site=None, mo
     pyro.set_rng_seed(seed)
     result = {"num_datapoints": len(x), "particles": int(particles)}
     result.update(elbo_terms(model, guide, x))
-    log_weights = importance_log_weights(model, guide, x, particles, max_memory)
+    partial = Path(out) / "evaluation.partial.pt" if out is not None else None
+    log_weights = importance_log_weights(model, guide, x, particles, max_memory, seed=seed, checkpoint=partial)
     estimate = log_likelihood(log_weights)
     smoothed = psis(log_weights)
     result.update({
@@ -286,6 +326,7 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=2**30, site=None, mo
     result["log_likelihood_per_datapoint"] = estimate["per_datapoint"].tolist()
     if out is not None:
         _write_evaluation(out, result, model, guide, x, module, stats, smoothed["khat"], inference_points, draws, chains, alpha)
+        partial.unlink(missing_ok=True)
     return result
 
 

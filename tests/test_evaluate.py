@@ -122,3 +122,30 @@ def test_evaluate_serves_a_users_own_pair():
     result = evaluate(lg.model, lg.guide, lg.sample(50), particles=20)
     assert result["log_likelihood"] == pytest.approx(lg.exact_log_likelihood(lg.sample(50)).mean().item(), abs=1e-3)
     assert result["active_units"] == 2 and "collapsed_generation_mean_abs_difference" not in result
+
+
+def test_an_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    from pyro_vae.inference import iwae
+
+    lg = LinearGaussian()
+    lg.guide_scale_factor = 1.5
+    x = lg.sample(40)
+    straight = evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "a", seed=4)
+
+    original, calls = iwae.IWAE.log_weights, {"n": 0}
+
+    def interrupt_on_the_fifth_chunk(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # one warm-up call, then the fifth chunk of data points
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(iwae.IWAE, "log_weights", interrupt_on_the_fifth_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "b", seed=4)
+    assert (tmp_path / "b" / "evaluation.partial.pt").exists()
+    monkeypatch.setattr(iwae.IWAE, "log_weights", original)
+    calls["n"] = 0
+    resumed = evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "b", seed=4)
+    assert resumed["log_likelihood_per_datapoint"] == straight["log_likelihood_per_datapoint"]
+    assert not (tmp_path / "b" / "evaluation.partial.pt").exists()

@@ -178,3 +178,15 @@ def test_beta_scales_the_kl_in_the_objective_and_warms_up(digits):
     result = fit(vae.model, vae.guide, digits.train[:128], epochs=2, batch_size=64, beta=schedule, progress=False)
     assert [row["beta"] for row in result.history] == [0.2, 0.6]  # beta of each epoch's last step (1, 3)
     assert all(math.isfinite(row["train_objective"]) for row in result.history)
+
+
+def test_a_checkpoint_from_another_format_version_is_refused(digits, tmp_path):
+    _fit(digits, out=tmp_path / "run", epochs=1)
+    path = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["format_version"] = 99
+    torch.save(state, path)
+    with pytest.raises(RunDirError, match="written by checkpoint format 99"):
+        load_run(tmp_path / "run")
+    with pytest.raises(RunDirError, match="written by checkpoint format 99"):
+        _fit(digits, out=tmp_path / "run", epochs=2, resume=True)
