@@ -38,13 +38,28 @@ def _site_kl(guide_site, model_site):
         return (guide_site["fn"].log_prob(value) - model_site["fn"].log_prob(value)).sum()
 
 
+def _has_enumerated_sites(model, guide, x):
+    model_trace, guide_trace = trace_pair(model, guide, x)
+    return any(site["type"] == "sample" and site["infer"].get("enumerate") and name not in guide_trace.nodes
+               for name, site in model_trace.nodes.items())
+
+
+def _enumerated_elbo(model, guide, x, batch_size):
+    """ELBO per data point with the model's enumerated sites summed out exactly (``TraceEnum_ELBO``)."""
+    elbo = pyro.infer.TraceEnum_ELBO()
+    return -sum(elbo.loss(model, guide, batch) for batch in x.split(batch_size)) / len(x)
+
+
 @torch.no_grad()
 def elbo_terms(model, guide, x, batch_size=1000, particles=1):
     """Mean ``elbo``, ``reconstruction`` and ``kl`` per data point of ``x`` (floats, nats).
 
     Sites are assumed local (inside the data plate); ``x`` is split into batches of
-    ``batch_size`` so memory stays bounded.
+    ``batch_size`` so memory stays bounded.  A model with sites marked for enumeration (and absent
+    from the guide) gets only ``elbo``, with those sites summed out exactly: no KL term is defined.
     """
+    if _has_enumerated_sites(model, guide, x[:1]):
+        return {"elbo": _enumerated_elbo(model, guide, x, batch_size)}
     totals = {"reconstruction": 0.0, "kl": 0.0}
     for batch in x.split(batch_size):
         for _ in range(particles):

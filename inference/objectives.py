@@ -7,6 +7,8 @@ elbo        ``pyro.infer.Trace_ELBO``                                    Monte C
 meanfield   ``pyro.infer.TraceMeanField_ELBO``                           analytic where a KL is
                                                                          registered, else Monte Carlo
 iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)          inside the weights
+enum        ``pyro.infer.TraceEnum_ELBO``: discrete sites marked for     exact sums over the
+            enumeration are summed out (the Gaussian mixture)            enumerated sites
 =========== ============================================================ =======================
 
 With ``particles = K > 1`` the ELBOs average K vectorised draws; IWAE takes the log-mean-exp.
@@ -44,6 +46,11 @@ def _meanfield(particles=1):
 @OBJECTIVES.register("iwae")
 def _iwae(particles=5):
     return IWAE(num_particles=particles)
+
+
+@OBJECTIVES.register("enum")
+def _enum(particles=1):
+    return pyro.infer.TraceEnum_ELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
 def make_objective(objective="elbo", particles=1):
