@@ -87,6 +87,22 @@ def build_parser():
     evaluate.add_argument("--data-dir", help="override the run's data directory")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="cpu")
+
+    from .analyses import ANALYSES
+
+    analyze = commands.add_parser(
+        "analyze", help="run one of the seed studies",
+        description="Studies: " + "; ".join(
+            f"{name}: {ANALYSES.get(name).SUMMARY} (about {ANALYSES.get(name).EXPECTED_MINUTES['full']} min on 2 CPU "
+            f"cores, --quick about {ANALYSES.get(name).EXPECTED_MINUTES['quick']} min)" for name in ANALYSES.names()))
+    analyze.add_argument("name", help=", ".join(ANALYSES.names()))
+    analyze.add_argument("--quick", action="store_true", help="the small preset the tests run")
+    analyze.add_argument("--out", required=True, help="directory for the study's numbers and figures")
+    analyze.add_argument("--data", help="data set (default: the study's preset)")
+    analyze.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    analyze.add_argument("--latent-dim", type=int, help="latent dimension (default: the preset's)")
+    analyze.add_argument("--epochs", type=int, help="epochs per fit (default: the preset's)")
+    analyze.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -167,6 +183,17 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _analyze_command(args):
+    from .analyses import ANALYSES
+
+    study = ANALYSES.get(args.name)
+    headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
+                         data=args.data, latent_dim=args.latent_dim, epochs=args.epochs)
+    print(json.dumps(headline, indent=2))
+    print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     import signal
 
@@ -174,7 +201,7 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
     try:
         args = build_parser().parse_args(argv)
-        return {"fit": _fit_command, "evaluate": _evaluate_command}[args.command](args)
+        return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command}[args.command](args)
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,36 @@
+"""What every analysis shares: its run directory, its presets, and the tables it writes."""
+
+import time
+from pathlib import Path
+
+from pyro_vae.errors import ConfigError, RunDirError
+from pyro_vae.rundir import library_versions, write_csv, write_json
+
+
+def choose_preset(presets, quick, overrides):
+    """The ``quick`` or ``full`` preset with the non-None ``overrides`` applied."""
+    preset = dict(presets["quick" if quick else "full"])
+    for key, value in overrides.items():
+        if value is not None:
+            if key not in preset:
+                raise ConfigError(f"unknown option {key!r} for this analysis; it takes: {', '.join(sorted(preset))}")
+            preset[key] = value
+    return preset
+
+
+def start(out, name, config):
+    """Create the analysis directory and write its config and library versions; refuse to overwrite."""
+    out = Path(out)
+    if out.exists() and (out / "results.csv").exists():
+        raise RunDirError(f"{out} already holds a finished analysis; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"analysis": name, **config})
+    write_json(out / "versions.json", library_versions())
+    return out, time.perf_counter()
+
+
+def finish(out, rows, headline, started):
+    """Write the table of every number (CSV) and the headline numbers (JSON)."""
+    write_csv(out / "results.csv", rows)
+    write_json(out / "headline.json", {**headline, "seconds": time.perf_counter() - started})
+    return headline
