@@ -7,10 +7,10 @@ which writes ``config.json``, ``versions.json``, ``results.csv``, ``headline.jso
 
 from pyro_vae.registry import Registry
 
-from . import identifiability
+from . import collapse, identifiability, kl_law
 
 ANALYSES = Registry("analysis")
-for _module in (identifiability,):
+for _module in (collapse, identifiability, kl_law):
     ANALYSES.register(_module.NAME)(_module)
 
 __all__ = ["ANALYSES"]

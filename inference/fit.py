@@ -150,6 +150,7 @@ def fit(
     progress=None,
     validate=False,
     on_nonfinite="raise",
+    callback=None,
 ):
     r"""Fit ``model``/``guide`` to ``train`` by stochastic variational inference.
 
@@ -172,6 +173,8 @@ def fit(
     :param on_nonfinite: ``raise`` (:class:`~pyro_vae.errors.NonFiniteLossError` naming the step and
         site; the last checkpoint stays intact) or ``rollback`` (restore the state at the start of the
         epoch, halve the learning rate and retry, at most ``MAX_ROLLBACKS`` times).
+    :param callback: ``callback(step)`` after every optimisation step (e.g. to record per-latent
+        variances along training); it chooses its own frequency.
     :returns: :class:`FitResult`.
     """
     epochs = _positive_int("epochs", epochs)
@@ -253,7 +256,7 @@ def fit(
                 try:
                     objective_sum, step = _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight,
                                                        schedule, step, optim, params, clip_norm if optimizer == "adam" else None,
-                                                       dynamic_binarization, module)
+                                                       dynamic_binarization, module, callback)
                     break
                 except _NonFiniteStep as bad:
                     seconds += time.perf_counter() - started
@@ -305,7 +308,7 @@ class _NonFiniteStep(Exception):
 
 
 def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, schedule, step, optim, params,
-                 clip_norm, dynamic_binarization, module):
+                 clip_norm, dynamic_binarization, module, callback=None):
     """One pass over ``train`` in a random order; returns (sum of per-datapoint objectives, step)."""
     if module is not None:
         module.train()
@@ -326,6 +329,8 @@ def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, s
         optim.step()
         total += loss.detach() * len(index)
         step += 1
+        if callback is not None:
+            callback(step)
     return total.item(), step
 
 

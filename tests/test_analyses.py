@@ -50,4 +50,34 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: identifiability" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law" in capsys.readouterr().err
+
+
+def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
+    out = tmp_path / "collapse"
+    assert main(["analyze", "collapse", "--quick", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    dense = [r for r in rows if r["network"] == "mlp"]
+    collapsed = [r for r in dense if r["active"] == "False"]
+    # Table 1's signature: collapsed latents have Var(mu) ~ 0 and E[sigma^2] ~ 1 (the prior's)
+    assert collapsed and all(float(r["var_mu"]) < 0.01 and float(r["mean_sigma2"]) > 0.85 for r in collapsed)
+    assert any(r["active"] == "True" for r in dense)
+    headline = json.loads((out / "headline.json").read_text())
+    # Fig. 3: zeroing the collapsed latents leaves generated pixels (in [0, 1]) nearly unchanged
+    assert headline["mlp"]["collapsed_generation_mean_abs_difference"] < 0.05
+    for network in ("mlp", "conv"):
+        assert (out / "figures" / f"variance_evolution_{network}.png").stat().st_size > 10_000
+        assert (out / network / "evaluation.json").exists() and (out / network / "posterior.nc").exists()
+
+
+def test_kl_law_holds_at_beta_1_and_fails_at_small_beta(tmp_path):
+    out = tmp_path / "kl-law"
+    assert main(["analyze", "kl-law", "--quick", "--out", str(out), "--no-progress"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    by_beta = {row["beta"]: row for row in headline["by_beta"]}
+    tolerance = headline["tolerance"]  # 3 standard errors of a variance from the 179 test digits
+    assert tolerance == pytest.approx(3 * (2 / 179) ** 0.5)
+    assert by_beta[1.0]["max_sum_deviation"] <= tolerance and by_beta[1.0]["max_mean_deviation"] <= tolerance
+    assert by_beta[0.05]["max_sum_deviation"] > 2 * tolerance  # a weak KL term lets q(z) spread
+    assert headline["smallest_beta_keeping_the_law"] == 1.0

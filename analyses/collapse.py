@@ -1,0 +1,95 @@
+r"""Latent-variable collapse (overpruning), after Asperti (2019, seed 000, Section 3).
+
+A dense VAE (784-256-64-32-16 in the seed) and the convolutional VAE of the seed's Fig. 4, each with
+16 latents, are fitted; for each: the per-latent table of Table 1 (:math:`\mathrm{Var}_x \mu_j`,
+:math:`E_x \sigma_j^2`, their sum, KL, reconstruction gain), the evolution of
+:math:`\mathrm{Var}_x \mu_j` along training (Fig. 2, x-axis minibatches), and generation with the
+collapsed latents set to 0 beside generation with them kept (Fig. 3), with the mean absolute
+difference.  A latent is inactive when :math:`\mathrm{Var}_x \mu_j \le 0.01` (Burda et al. 2016).
+Headline: inactive latents, dense against conv (the seed: 8 of 16 dense, 3 of 16 conv).
+
+The seed's likelihood is a Gaussian of unstated variance (a squared error); the presets use the
+Bernoulli cross-entropy of the Keras VAEs the seed builds on, and ``likelihood=`` changes it.
+"""
+
+import pyro
+import torch
+
+from pyro_vae.data import load_data
+from pyro_vae.inference import evaluate, fit
+from pyro_vae.inference.evaluate import format_latent_table
+from pyro_vae.models import VAE
+
+from .common import choose_preset, finish, start
+
+NAME = "collapse"
+SUMMARY = "inactive latents of a dense and a convolutional VAE (Table 1, Figs. 2-3 of seed 000)"
+PRESETS = {
+    "quick": dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
+                  epochs=25, batch_size=64, lr=3e-3, particles=50, track_every=20, track_points=300, seed=0),
+    "full": dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
+                 epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0),
+}
+EXPECTED_MINUTES = {"quick": 0.7, "full": 20}
+
+
+def run(out, quick=False, data_dir=None, progress=None, **overrides):
+    preset = choose_preset(PRESETS, quick, overrides)
+    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
+    binarize = "dynamic" if preset["likelihood"] == "bernoulli" else "none"
+    data = load_data(preset["data"], data_dir, binarize=binarize)
+    rows, headline = [], {}
+    for network in preset["networks"]:
+        pyro.set_rng_seed(preset["seed"])
+        vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], network=network,
+                  hidden=preset["hidden"])
+        tracked = data.train[: preset["track_points"]]
+        evolution = []
+
+        @torch.no_grad()
+        def track(step, vae=vae, tracked=tracked, evolution=evolution):
+            if step % preset["track_every"] == 0:
+                vae.eval()
+                evolution.append((step, vae.encode(torch.bernoulli(tracked) if binarize == "dynamic" else tracked)
+                                  .base_dist.loc.var(0, unbiased=False).tolist()))
+                vae.train()
+
+        fit(vae.model, vae.guide, data.train, val=data.val, epochs=preset["epochs"], batch_size=preset["batch_size"],
+            lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=progress,
+            callback=track)
+        result = evaluate(vae.model, vae.guide, data.test, particles=preset["particles"], out=out / network,
+                          seed=preset["seed"])
+        latents = result["latents"]
+        for j in range(preset["latent_dim"]):
+            rows.append({"network": network, "latent": j, **{key: latents[key][j] for key in
+                         ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")}})
+        inactive = preset["latent_dim"] - result["active_units"]
+        headline[network] = {
+            "inactive_latents": inactive,
+            "of": preset["latent_dim"],
+            "test_elbo": result["elbo"],
+            "test_log_likelihood": result["log_likelihood"],
+            "collapsed_generation_mean_abs_difference": result["collapsed_generation_mean_abs_difference"],
+        }
+        (out / network / "latent_table.txt").write_text(format_latent_table(result) + "\n")
+        _plot_evolution(evolution, result["latents"]["active"], out / "figures" / f"variance_evolution_{network}.png", network)
+    return finish(out, rows, headline, started)
+
+
+def _plot_evolution(evolution, active, path, network):
+    from pyro_vae.plots import _pyplot, _save
+
+    plt = _pyplot()
+    steps = [step for step, _ in evolution]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for j in range(len(active)):
+        ax.plot(steps, [values[j] for _, values in evolution], color="#1f77b4" if active[j] else "#999999",
+                linewidth=1.2 if active[j] else 0.8, label=None)
+    ax.plot([], [], color="#1f77b4", label="active at the end")
+    ax.plot([], [], color="#999999", label="collapsed at the end")
+    ax.set_xlabel("minibatches")
+    ax.set_ylabel("Var_x(mu_j) over tracked training points")
+    ax.set_title(f"{network}: per-latent variance of the posterior means along training (seed 000, Fig. 2)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
