@@ -15,12 +15,11 @@ Bernoulli cross-entropy of the Keras VAEs the seed builds on, and ``likelihood=`
 import pyro
 import torch
 
-from pyro_vae.data import load_data
 from pyro_vae.inference import evaluate, fit
 from pyro_vae.inference.evaluate import format_latent_table
 from pyro_vae.models import VAE
 
-from .common import choose_preset, finish, start
+from .common import begin, finish
 
 NAME = "collapse"
 SUMMARY = "inactive latents of a dense and a convolutional VAE (Table 1, Figs. 2-3 of seed 000)"
@@ -34,10 +33,7 @@ EXPECTED_MINUTES = {"quick": 0.7, "full": 20}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    binarize = "dynamic" if preset["likelihood"] == "bernoulli" else "none"
-    data = load_data(preset["data"], data_dir, binarize=binarize)
+    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     rows, headline = [], {}
     for network in preset["networks"]:
         pyro.set_rng_seed(preset["seed"])

@@ -29,6 +29,20 @@ def start(out, name, config):
     return out, time.perf_counter()
 
 
+def begin(name, presets, out, quick, data_dir, overrides):
+    """Everything a study does first: pick its preset, start its directory, load its data.
+
+    Data for a Bernoulli likelihood are binarised dynamically (training) and once (evaluation).
+    :returns: ``(preset, out, started, data, binarize)``.
+    """
+    from pyro_vae.data import load_data
+
+    preset = choose_preset(presets, quick, overrides)
+    out, started = start(out, name, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
+    binarize = "dynamic" if preset.get("likelihood") == "bernoulli" else "none"
+    return preset, out, started, load_data(preset["data"], data_dir, binarize=binarize), binarize
+
+
 def finish(out, rows, headline, started):
     """Write the table of every number (CSV) and the headline numbers (JSON)."""
     write_csv(out / "results.csv", rows)

@@ -22,12 +22,11 @@ import numpy as np
 import pyro
 import torch
 
-from pyro_vae.data import load_data
 from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models import VAE
 from pyro_vae.models.ppca import PPCA
 
-from .common import choose_preset, finish, start
+from .common import begin, finish
 
 NAME = "identifiability"
 SUMMARY = "split of the data's variance into latent and noise parts across beta and sigma_x, against pPCA"
@@ -63,14 +62,13 @@ def _trace_cov(values):
 def _settings(preset):
     settings = [dict(label=f"beta={b:g}, sigma_x learned", beta=b, sigma_x="shared") for b in preset["betas"]]
     settings += [dict(label=f"sigma_x={s:g}", beta=1.0, sigma_x=s) for s in preset["sigmas"]]
-    settings.append(dict(label="sigma_x learned", beta=1.0, sigma_x="shared"))
+    if 1.0 not in preset["betas"]:
+        settings.append(dict(label="sigma_x learned", beta=1.0, sigma_x="shared"))
     return settings
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    data = load_data(preset["data"], data_dir)
+    preset, out, started, data, _ = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     x_test = data.test
     rows = []
     for setting in _settings(preset):

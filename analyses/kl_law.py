@@ -18,11 +18,10 @@ import math
 
 import pyro
 
-from pyro_vae.data import load_data
 from pyro_vae.inference import elbo_terms, fit, latent_statistics
 from pyro_vae.models import VAE
 
-from .common import choose_preset, finish, start
+from .common import begin, finish
 
 NAME = "kl-law"
 SUMMARY = "Var(mu) + E[sigma^2] ~ 1 and mean(mu) ~ 0 across beta; the smallest beta that keeps them (seed 000, Sec. 4)"
@@ -36,10 +35,7 @@ EXPECTED_MINUTES = {"quick": 0.3, "full": 35}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    binarize = "dynamic" if preset["likelihood"] == "bernoulli" else "none"
-    data = load_data(preset["data"], data_dir, binarize=binarize)
+    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     if preset["tolerance"] is None:
         preset["tolerance"] = 3 * math.sqrt(2 / len(data.test))
     rows, by_beta = [], []
