@@ -14,7 +14,9 @@ probabilistic PCA does (latent: the d largest eigenvalues less :math:`\sigma^2`;
 
 with :math:`z` drawn from the aggregate posterior :math:`q(z) = E_x q(z \mid x)` (one draw per test
 point) or from the prior.  Settings: a grid of beta (with :math:`\sigma_x` learned), a grid of fixed
-:math:`\sigma_x` (beta = 1), learned :math:`\sigma_x` at beta = 1, and pPCA.  Writes
+:math:`\sigma_x` (beta = 1), learned :math:`\sigma_x` at beta = 1, and pPCA; a Gaussian mixture
+fitted to the data gives a further log-likelihood reference, and one fitted to draws of each VAE's
+aggregate posterior gives a plug-in :math:`\mathrm{KL}(q(z) \| p(z))`.  Writes
 ``results.csv``, ``headline.json`` and ``figures/variance_split.png``.
 """
 
@@ -24,6 +26,7 @@ import torch
 
 from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models import VAE
+from pyro_vae.models.gmm import GaussianMixture
 from pyro_vae.models.ppca import PPCA
 
 from .common import begin, finish
@@ -32,9 +35,10 @@ NAME = "identifiability"
 SUMMARY = "split of the data's variance into latent and noise parts across beta and sigma_x, against pPCA"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=4, hidden=(64,), epochs=15, batch_size=128, lr=3e-3,
-                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), particles=50, seed=0),
+                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), particles=50, gmm_components=5, gmm_steps=50, seed=0),
     "full": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=200, batch_size=64, lr=1e-3,
-                 betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), particles=1000, seed=0),
+                 betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), particles=1000,
+                 gmm_components=10, gmm_steps=300, seed=0),
 }
 EXPECTED_MINUTES = {"quick": 0.5, "full": 25}
 
@@ -88,19 +92,50 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
             "active_units": stats["active_units"],
             "latent_variances": " ".join(f"{v:.3f}" for v in stats["moment_sum"]),
             "learned_sigma_x": vae.likelihood.scale().mean().item(),
+            "aggregate_posterior_kl_to_prior": aggregate_posterior_kl(vae, data.train, x_test, preset),
         })
         rows.append(row)
     rows.append(_ppca_row(data, preset["latent_dim"]))
+    rows.append(_gmm_row(data, preset))
     _plot(rows, out / "figures" / "variance_split.png", preset)
-    ppca = rows[-1]
+    ppca = rows[-2]
     headline = {
         "total_data_variance": ppca["total_data"],
         "ppca_latent_fraction": ppca["latent_aggregate_posterior"] / ppca["total_data"],
         "latent_fraction_by_setting": {
-            r["setting"]: r["latent_aggregate_posterior"] / r["total_data"] for r in rows[:-1]
+            r["setting"]: r["latent_aggregate_posterior"] / r["total_data"] for r in rows[:-2]
         },
+        "test_log_likelihood_by_setting": {r["setting"]: r["log_likelihood"] for r in rows},
     }
     return finish(out, rows, headline, started)
+
+
+def _fit_gmm(train, preset):
+    pyro.set_rng_seed(preset["seed"])
+    gmm = GaussianMixture(train.shape[1:], preset["gmm_components"], init_data=train)
+    fit(gmm.model, gmm.guide, train, objective="enum", epochs=preset["gmm_steps"], batch_size=len(train), lr=0.05,
+        progress=False)
+    return gmm
+
+
+@torch.no_grad()
+def aggregate_posterior_kl(vae, train, test, preset):
+    r"""Plug-in estimate of :math:`\mathrm{KL}(q(z) \| p(z))`: a Gaussian mixture fitted to draws of the
+    aggregate posterior on the training data (seed 000 reads :math:`q(z)` as a mixture), scored on
+    draws for the test data, :math:`\overline{\log \hat q(z)} - \overline{\log p(z)}`."""
+    vae.eval()
+    with torch.enable_grad():
+        gmm = _fit_gmm(vae.encode(train).sample(), preset)
+    z = vae.encode(test).sample()
+    return (gmm.exact_log_likelihood(z).mean() - vae.prior().log_prob(z).mean()).item()
+
+
+def _gmm_row(data, preset):
+    gmm = _fit_gmm(data.train.flatten(1), preset)
+    with torch.no_grad():
+        log_lik = gmm.exact_log_likelihood(data.test.flatten(1)).mean().item()
+    return {"setting": f"Gaussian mixture on the data ({preset['gmm_components']} components)", "beta": None,
+            "sigma_x": None, "total_data": _trace_cov(data.test), "elbo": log_lik, "log_likelihood": log_lik}
 
 
 def _ppca_row(data, latent_dim):
@@ -129,15 +164,17 @@ def _plot(rows, path, preset):
     from pyro_vae.plots import _pyplot, _save
 
     plt = _pyplot()
+    reference = next(r for r in rows if r["setting"].startswith("pPCA"))
+    rows = [r for r in rows if "latent_aggregate_posterior" in r]
     labels = [r["setting"] for r in rows]
     latent = np.array([r["latent_aggregate_posterior"] for r in rows])
     noise = np.array([r["noise_aggregate_posterior"] for r in rows])
-    total = rows[-1]["total_data"]
+    total = reference["total_data"]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.8))
     y = np.arange(len(rows))
     ax.barh(y, latent, color="#1f77b4", label="latent part  tr Cov_z E[x|z],  z ~ q(z)")
     ax.barh(y, noise, left=latent, color="#ff7f0e", alpha=0.7, label="noise part  E_z tr Cov(x|z)")
-    ax.axvline(rows[-1]["latent_aggregate_posterior"], color="#1f77b4", linestyle="--", linewidth=1, label="pPCA latent part")
+    ax.axvline(reference["latent_aggregate_posterior"], color="#1f77b4", linestyle="--", linewidth=1, label="pPCA latent part")
     ax.axvline(total, color="black", linestyle=":", linewidth=1.2, label="total variance of the test data")
     limit = 2.0 * total
     for i, (a, b) in enumerate(zip(latent, noise)):

@@ -39,7 +39,9 @@ def _site_kl(guide_site, model_site):
 
 
 def _has_enumerated_sites(model, guide, x):
-    model_trace, guide_trace = trace_pair(model, guide, x)
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # a look at the sites must not shift the random stream
+        model_trace, guide_trace = trace_pair(model, guide, x)
     return any(site["type"] == "sample" and site["infer"].get("enumerate") and name not in guide_trace.nodes
                for name, site in model_trace.nodes.items())
 

@@ -281,14 +281,14 @@ def fit(
             row["seconds"] = seconds
             history.append(row)
             _set_postfix(progress_bar, row)
-            if run_dir is not None:
-                write_csv(run_dir / "history.csv", history)
+            if run_dir is not None:  # checkpoint first: history.csv never lists an epoch the checkpoint lacks
                 save_checkpoint(run_dir, {
                     "epoch": epoch + 1, "step": step, "history": history,
                     "module": module.state_dict() if module is not None else None,
                     "param_store": pyro.get_param_store().get_state(),
                     "optimizer": optim.state_dict(), "rng": _rng_state(), "config": run_config,
                 })
+                write_csv(run_dir / "history.csv", history)
 
     metrics = {"train_seconds": seconds, "epochs": len(history)}
     for name, x in splits.items():

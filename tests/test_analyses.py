@@ -41,7 +41,13 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
     assert float(ppca["latent_prior"]) + float(ppca["noise_prior"]) == pytest.approx(
         train.var(0, unbiased=False).sum().item(), rel=1e-6)
     assert (out / "figures" / "variance_split.png").stat().st_size > 10_000
-    assert len(rows) == 2 + 2 + 1 + 1
+    assert len(rows) == 2 + 2 + 1 + 1 + 1
+    # the plug-in KL(q(z) || p(z)) of a fully collapsed model (sigma_x = 1: no active latent) is ~0,
+    # and clearly positive where the latents carry the data (sigma_x = 0.1)
+    assert int(rows["sigma_x=1"]["active_units"]) == 0
+    assert abs(float(rows["sigma_x=1"]["aggregate_posterior_kl_to_prior"])) < 0.05
+    assert float(rows["sigma_x=0.1"]["aggregate_posterior_kl_to_prior"]) > 0.5
+    assert float(rows["Gaussian mixture on the data (5 components)"]["log_likelihood"]) > float(ppca["log_likelihood"])
     with pytest.raises(RunDirError, match="already holds a finished analysis"):
         from pyro_vae.analyses import identifiability as study
 
