@@ -7,10 +7,10 @@ which writes ``config.json``, ``versions.json``, ``results.csv``, ``headline.jso
 
 from pyro_vae.registry import Registry
 
-from . import collapse, identifiability, kl_law
+from . import collapse, identifiability, kl_law, latent_sweep
 
 ANALYSES = Registry("analysis")
-for _module in (collapse, identifiability, kl_law):
+for _module in (collapse, identifiability, kl_law, latent_sweep):
     ANALYSES.register(_module.NAME)(_module)
 
 __all__ = ["ANALYSES"]

@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law, latent-sweep" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -87,3 +87,16 @@ def test_kl_law_holds_at_beta_1_and_fails_at_small_beta(tmp_path):
     assert by_beta[1.0]["max_sum_deviation"] <= tolerance and by_beta[1.0]["max_mean_deviation"] <= tolerance
     assert by_beta[0.05]["max_sum_deviation"] > 2 * tolerance  # a weak KL term lets q(z) spread
     assert headline["smallest_beta_keeping_the_law"] == 1.0
+
+
+def test_latent_sweep_finds_sparsity_past_the_useful_size(tmp_path):
+    out = tmp_path / "latent-sweep"
+    assert main(["analyze", "latent-sweep", "--quick", "--out", str(out), "--no-progress"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    by_dim = {row["latent_dim"]: row for row in headline["by_latent_dim"]}
+    assert by_dim[2]["active_units"] == 2  # a small latent space is used in full
+    assert by_dim[16]["active_units"] < 16  # a large one is not: surplus latents collapse
+    assert headline["first_latent_dim_with_inactive_latents"] == 16
+    for row in by_dim.values():  # the IS estimate sits above the ELBO (beyond its Monte Carlo error)
+        assert row["test_log_likelihood"] > row["test_elbo"] - 3 * row["test_log_likelihood_mc_se"]
+    assert (out / "figures" / "latent_sweep.png").stat().st_size > 10_000

@@ -1,0 +1,71 @@
+r"""Enlarge the latent space until sparsity appears (Asperti 2019, seed 000, Section 7, step 2).
+
+For latent sizes d = 2, 4, ..., the same VAE is fitted and evaluated: active units (Burda's
+:math:`\mathrm{Var}_x \mu_j > 0.01`), test ELBO and importance-sampled log-likelihood.  The seed's
+methodology: past the data's useful dimension, extra latents collapse instead of being used, so the
+active count levels off while the likelihood stops improving.  Headline: the first d at which some
+latents are inactive, and the active count at the largest d.
+"""
+
+import pyro
+
+from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
+from pyro_vae.models import VAE
+
+from .common import begin, finish
+
+NAME = "latent-sweep"
+SUMMARY = "active units, ELBO and IS log-likelihood against the latent size (seed 000, Sec. 7)"
+PRESETS = {
+    "quick": dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,
+                  lr=3e-3, particles=50, seed=0),
+    "full": dict(data="mnist", latent_dims=(2, 4, 8, 16, 32, 64), hidden=(256, 64), likelihood="bernoulli", epochs=60,
+                 batch_size=128, lr=1e-3, particles=1000, seed=0),
+}
+EXPECTED_MINUTES = {"quick": 0.3, "full": 30}
+
+
+def run(out, quick=False, data_dir=None, progress=None, **overrides):
+    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    rows = []
+    for latent_dim in preset["latent_dims"]:
+        pyro.set_rng_seed(preset["seed"])
+        vae = VAE(data.event_shape, latent_dim=latent_dim, likelihood=preset["likelihood"], hidden=preset["hidden"])
+        fit(vae.model, vae.guide, data.train, objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
+            lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=progress)
+        vae.eval()
+        stats = latent_statistics(vae.model, vae.guide, data.test)
+        terms = elbo_terms(vae.model, vae.guide, data.test)
+        estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data.test, preset["particles"]))
+        rows.append({"latent_dim": latent_dim, "active_units": stats["active_units"], "test_elbo": terms["elbo"],
+                     "test_kl": terms["kl"], "test_log_likelihood": estimate["log_likelihood"],
+                     "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]})
+    sparse = [r["latent_dim"] for r in rows if r["active_units"] < r["latent_dim"]]
+    headline = {"first_latent_dim_with_inactive_latents": sparse[0] if sparse else None,
+                "active_units_at_largest_latent_dim": rows[-1]["active_units"],
+                "by_latent_dim": rows}
+    _plot(rows, out / "figures" / "latent_sweep.png", preset)
+    return finish(out, rows, headline, started)
+
+
+def _plot(rows, path, preset):
+    from pyro_vae.plots import _pyplot, _save
+
+    plt = _pyplot()
+    dims = [r["latent_dim"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(dims, [r["active_units"] for r in rows], marker="o", label="active latents")
+    left.plot(dims, dims, linestyle=":", color="grey", label="all latents")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("latent size d")
+    left.set_ylabel("latents")
+    left.legend(fontsize=8)
+    right.plot(dims, [r["test_elbo"] for r in rows], marker="o", label="ELBO")
+    right.plot(dims, [r["test_log_likelihood"] for r in rows], marker="s", label=f"IS log p(x), K={preset['particles']}")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("latent size d")
+    right.set_ylabel("nats per test point")
+    right.legend(fontsize=8)
+    fig.suptitle(f"Latent size sweep on {preset['data']} (seed 000, Sec. 7)")
+    fig.tight_layout()
+    return _save(fig, path)
