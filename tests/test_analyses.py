@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law, latent-sweep" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law, latent-sweep, sampling" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -100,3 +100,15 @@ def test_latent_sweep_finds_sparsity_past_the_useful_size(tmp_path):
     for row in by_dim.values():  # the IS estimate sits above the ELBO (beyond its Monte Carlo error)
         assert row["test_log_likelihood"] > row["test_elbo"] - 3 * row["test_log_likelihood_mc_se"]
     assert (out / "figures" / "latent_sweep.png").stat().st_size > 10_000
+
+
+def test_sampling_deterministic_samples_are_smoother_and_closer_to_data(tmp_path):
+    out = tmp_path / "sampling"
+    assert main(["analyze", "sampling", "--quick", "--out", str(out), "--no-progress"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    ancestral, mean = headline["ancestral (Algorithm 6)"], headline["deterministic (Algorithm 7)"]
+    # seed 003: Algorithm 6 adds the decoder's pixel noise, Algorithm 7 does not
+    assert ancestral["roughness"] > mean["roughness"]
+    assert mean["distance_to_data"] < ancestral["distance_to_data"]
+    assert ancestral["diversity"] > mean["diversity"]  # the price: less variety
+    assert (out / "figures" / "generation_modes.png").stat().st_size > 10_000
