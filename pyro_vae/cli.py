@@ -103,6 +103,10 @@ def build_parser():
     analyze.add_argument("--latent-dim", type=int, help="latent dimension (default: the preset's)")
     analyze.add_argument("--epochs", type=int, help="epochs per fit (default: the preset's)")
     analyze.add_argument("--no-progress", action="store_true")
+
+    report = commands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
+    report.add_argument("directories", nargs="+", help="analysis or run directories")
+    report.add_argument("--out", default="report.html", help="the HTML file to write")
     return parser
 
 
@@ -194,6 +198,14 @@ def _analyze_command(args):
     return 0
 
 
+def _report_command(args):
+    from .analyses.report import write_report
+
+    path = write_report(args.directories, args.out)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     import signal
 
@@ -201,7 +213,8 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
     try:
         args = build_parser().parse_args(argv)
-        return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command}[args.command](args)
+        return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
+                "report": _report_command}[args.command](args)
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2

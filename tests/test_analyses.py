@@ -112,3 +112,17 @@ def test_sampling_deterministic_samples_are_smoother_and_closer_to_data(tmp_path
     assert mean["distance_to_data"] < ancestral["distance_to_data"]
     assert ancestral["diversity"] > mean["diversity"]  # the price: less variety
     assert (out / "figures" / "generation_modes.png").stat().st_size > 10_000
+
+
+def test_report_gathers_studies_and_runs_into_one_html_page(tmp_path, identifiability):
+    out, _ = identifiability
+    run = tmp_path / "run"
+    assert main(["fit", "--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--out", str(run), "--no-progress"]) == 0
+    page = tmp_path / "report.html"
+    assert main(["report", str(out), str(run), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "<h2>identifiability" in text and "<h2>fit" in text
+    assert text.count('src="data:image/png;base64,') >= 2  # figures embedded, no links to folders
+    assert "pPCA (closed form)" in text and "test_elbo" in text and "torch" in text
+    assert oct(page.stat().st_mode & 0o777) != oct(0o600)
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
