@@ -73,9 +73,9 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
 
 def _plot_evolution(evolution, active, path, network):
-    from pyro_vae.plots import _pyplot, _save
+    from pyro_vae.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     steps = [step for step, _ in evolution]
     fig, ax = plt.subplots(figsize=(8, 4))
     for j in range(len(active)):
@@ -88,4 +88,4 @@ def _plot_evolution(evolution, active, path, network):
     ax.set_title(f"{network}: per-latent variance of the posterior means along training (seed 000, Fig. 2)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -161,9 +161,9 @@ def _ppca_row(data, latent_dim):
 
 
 def _plot(rows, path, preset):
-    from pyro_vae.plots import _pyplot, _save
+    from pyro_vae.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     reference = next(r for r in rows if r["setting"].startswith("pPCA"))
     rows = [r for r in rows if "latent_aggregate_posterior" in r]
     labels = [r["setting"] for r in rows]
@@ -187,4 +187,4 @@ def _plot(rows, path, preset):
     ax.set_title(f"Where the variance goes: {preset['data']}, d = {preset['latent_dim']}")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

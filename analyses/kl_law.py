@@ -68,9 +68,9 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
 
 def _plot(rows, path, preset):
-    from pyro_vae.plots import _pyplot, _save
+    from pyro_vae.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for active, colour, label in ((True, "#1f77b4", "active latents"), (False, "#999999", "collapsed latents")):
         chosen = [r for r in rows if r["active"] == active]
@@ -84,4 +84,4 @@ def _plot(rows, path, preset):
     ax.set_title("The moment law of the KL term across beta (seed 000, Sec. 4)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -49,9 +49,9 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
 
 def _plot(rows, path, preset):
-    from pyro_vae.plots import _pyplot, _save
+    from pyro_vae.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     dims = [r["latent_dim"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     left.plot(dims, [r["active_units"] for r in rows], marker="o", label="active latents")
@@ -68,4 +68,4 @@ def _plot(rows, path, preset):
     right.legend(fontsize=8)
     fig.suptitle(f"Latent size sweep on {preset['data']} (seed 000, Sec. 7)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

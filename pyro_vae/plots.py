@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend with seaborn's white theme (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +35,7 @@ def image_panels(panels, path, title=None, columns=10):
     Grey panels share the colour scale of the first panel (the data), so a reader compares like with
     like; values outside it saturate.
     """
-    plt = _pyplot()
+    plt = pyplot()
     reference = next(iter(panels.values())).detach().float()
     vmin, vmax = float(reference.min()), float(reference.max())
     fig, axes = plt.subplots(len(panels), 1, figsize=(columns * 0.9, 1.1 * sum(-(-len(p) // columns) for p in panels.values()) + 0.6 * len(panels)), squeeze=False)
@@ -45,7 +46,7 @@ def image_panels(panels, path, title=None, columns=10):
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -74,7 +75,7 @@ def plot_latent_variances(stats, path, title=None):
 
     A dashed line marks 1, the variance of the aggregate posterior when the KL term works.
     """
-    plt = _pyplot()
+    plt = pyplot()
     import numpy as np
 
     var_mu, mean_sigma2 = np.array(stats["var_mu"]), np.array(stats["mean_sigma2"])
@@ -92,12 +93,12 @@ def plot_latent_variances(stats, path, title=None):
     ax.set_title(title or f"{stats['active_units']} of {len(var_mu)} latents active (Var_x({mu_name}_j) > 0.01)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_khat(khat, path, title=None):
     """ArviZ's k-hat plot of PSIS per data point, with the 0.5 and 0.7 thresholds."""
-    plt = _pyplot()
+    plt = pyplot()
     from ._arviz import arviz
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -108,7 +109,7 @@ def plot_khat(khat, path, title=None):
     ax.set_ylabel("PSIS k-hat")
     ax.set_title(title or f"PSIS k-hat: {(khat > 0.7).mean():.0%} of points above 0.7 (IS estimate unreliable there)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -139,8 +140,9 @@ def plot_latent_traversals(vae, latents, path, steps=9, span=2.5):
     return image_panels(panels, path, columns=steps)
 
 
-def _save(fig, path):
-    plt = _pyplot()
+def save_figure(fig, path):
+    """Save ``fig`` as PNG at ``path`` (folders created) and close it."""
+    plt = pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
