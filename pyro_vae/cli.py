@@ -156,6 +156,10 @@ def _fit_command(args):
                  optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
                  dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
                  progress=False if args.no_progress else None, on_nonfinite=args.on_nan)
+    if args.objective == "meanfield":
+        ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair)"}
+        print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
+              file=sys.stderr)
     if len(data.event_shape) == 3:
         plot_reconstructions_and_samples(vae, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
