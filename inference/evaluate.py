@@ -19,10 +19,9 @@ from pathlib import Path
 import pyro
 import pyro.distributions as dist
 import torch
-from torch.distributions import Independent
 from torch.distributions.kl import kl_divergence
 
-import pyro_vae.kl  # noqa: F401  (registers the KLs torch lacks)
+from pyro_vae.kl import base_distribution  # importing pyro_vae.kl registers the KLs torch lacks
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import location, scale
 
@@ -175,12 +174,6 @@ def log_likelihood(log_weights):
 # ---------------------------------------------------------------- per-latent statistics
 
 
-def _base(distribution):
-    while isinstance(distribution, Independent):
-        distribution = distribution.base_dist
-    return distribution
-
-
 @torch.no_grad()
 def latent_statistics(model, guide, x, site=None, batch_size=1000, active_threshold=0.01):
     r"""Per latent coordinate j, over the data points x (seed 000, Table 1 and Section 4):
@@ -202,7 +195,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
     for batch in x.split(batch_size):
         model_trace, guide_trace = trace_pair(model, guide, batch)
         node = latent_site(guide_trace, site)
-        q, p = _base(node["fn"]), _base(model_trace.nodes[node["name"]]["fn"])
+        q, p = base_distribution(node["fn"]), base_distribution(model_trace.nodes[node["name"]]["fn"])
         if isinstance(q, dist.MultivariateNormal):  # per coordinate: its marginals
             q = dist.Normal(q.loc, q.stddev)
         locs.append(location(q))
@@ -263,7 +256,7 @@ def reconstruction_gain(model, guide, x, site=None, batch_size=1000):
 
 
 def _prior_location(prior, like):
-    base = _base(prior)
+    base = base_distribution(prior)
     loc = getattr(base, "loc", None)
     if loc is None:  # a mixture: its mean
         loc = prior.mean

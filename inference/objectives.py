@@ -18,7 +18,7 @@ import pyro
 from pyro import poutine
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.kl import kl_path, min_particles_for_finite_bound
+from pyro_vae.kl import base_distribution, kl_path, min_particles_for_finite_bound
 from pyro_vae.registry import Registry
 
 from .iwae import IWAE
@@ -101,7 +101,5 @@ def check_objective(objective, particles, model, guide, x):
 
 
 def _family(distribution):
-    while hasattr(distribution, "base_dist"):
-        distribution = distribution.base_dist
-    return type(distribution).__name__
+    return type(base_distribution(distribution)).__name__
 

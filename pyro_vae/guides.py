@@ -15,6 +15,7 @@ use its location and scale and say so).
 import torch.nn.functional as F
 import pyro.distributions as dist
 
+from .kl import base_distribution
 from .registry import Registry
 
 GUIDES = Registry("guide")
@@ -50,20 +51,14 @@ def make_guide_family(guide):
     return guide
 
 
-def _base(distribution):
-    while isinstance(distribution, dist.Independent):
-        distribution = distribution.base_dist
-    return distribution
-
-
 def location(distribution):
     """Location of a (possibly ``Independent``-wrapped) distribution: ``loc``, else its mean."""
-    base = _base(distribution)
+    base = base_distribution(distribution)
     return base.loc if hasattr(base, "loc") else base.mean
 
 
 def scale(distribution):
     """Per-coordinate scale: ``scale`` of a location-scale family, else the marginal standard deviation
     (e.g. the square root of a multivariate normal's covariance diagonal)."""
-    base = _base(distribution)
+    base = base_distribution(distribution)
     return base.scale if hasattr(base, "scale") else base.stddev

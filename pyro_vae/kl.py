@@ -70,7 +70,8 @@ def _kl_normal_studentt(q, p):
     return -q.entropy() - normal_expectation(q, _broadcast_log_prob(p))
 
 
-def _base(distribution):
+def base_distribution(distribution):
+    """The distribution inside any ``Independent`` wrappers (torch's or Pyro's)."""
     while isinstance(distribution, Independent):
         distribution = distribution.base_dist
     return distribution
@@ -78,9 +79,9 @@ def _base(distribution):
 
 def _log_density_growth(prior):
     """a such that -log p(z) ~ |z|^a (0 for logarithmic growth); None if unknown."""
-    prior = _base(prior)
+    prior = base_distribution(prior)
     if isinstance(prior, MixtureSameFamily):
-        prior = _base(prior.component_distribution)
+        prior = base_distribution(prior.component_distribution)
     if isinstance(prior, Normal):
         return 2.0
     if isinstance(prior, Laplace):
@@ -92,7 +93,7 @@ def _log_density_growth(prior):
 
 def _moment_order(guide):
     """t such that E|z|^r < inf exactly for r < t; None if unknown."""
-    guide = _base(guide)
+    guide = base_distribution(guide)
     if isinstance(guide, (Normal, Laplace)):
         return math.inf
     if isinstance(guide, Cauchy):
