@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: collapse, identifiability, kl-law, latent-sweep, priors, sampling" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, identifiability, kl-law, latent-sweep, priors, sampling" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -141,3 +141,18 @@ def test_priors_on_synthetic_patches_find_the_five_sources_and_laplace_codes_are
     # seed 002: the Cauchy model reconstructs worse
     assert float(rows["cauchy"]["reconstruction_squared_error"]) > 2 * float(rows["normal"]["reconstruction_squared_error"])
     assert len(list((out / "figures").glob("patterns_*.png"))) == 3
+
+
+def test_beta_sweep_large_beta_collapses_the_posterior_and_the_samples(tmp_path):
+    out = tmp_path / "beta-sweep"
+    assert main(["analyze", "beta-sweep", "--quick", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as handle:
+        rows = {(row["data"], float(row["beta"])): row for row in csv.DictReader(handle)}
+    for data in ("all digits", "digit 3 only"):
+        small, large = rows[(data, 0.1)], rows[(data, 50.0)]
+        assert int(large["active_units"]) == 0 and int(small["active_units"]) == 2
+        assert float(large["latent_spread"]) < 0.01 * float(small["latent_spread"])
+        # seed 003: with the posterior collapsed, prior samples lose their variety
+        assert float(large["sample_diversity"]) < float(small["sample_diversity"])
+    assert float(rows[("all digits", 50.0)]["sample_diversity"]) < 0.2 * float(rows[("all digits", 0.1)]["sample_diversity"])
+    assert (out / "figures" / "latent_spread.png").stat().st_size > 10_000
