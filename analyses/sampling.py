@@ -19,7 +19,7 @@ The seed's claim: Algorithm 7's samples look better than Algorithm 6's, whose pi
 import pyro
 import torch
 
-from pyro_vae.inference import fit
+from pyro_vae.inference import fit, latent_statistics
 from pyro_vae.models import VAE
 
 from .common import begin, finish
@@ -76,7 +76,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
                      "distance_to_data": 0.0})
         from pyro_vae.plots import plot_generation_modes
 
-        active = [True] * preset["latent_dim"]
+        active = latent_statistics(vae.model, vae.guide, data.test)["active"]
         plot_generation_modes(vae, out / "figures" / "generation_modes.png", active, alpha=preset["alpha"])
     headline = {row["mode"]: {k: v for k, v in row.items() if k != "mode"} for row in rows}
     return finish(out, rows, headline, started)

@@ -13,7 +13,6 @@ these numbers are computed.
 """
 
 import math
-import os
 from pathlib import Path
 
 import pyro
@@ -24,9 +23,10 @@ from torch.distributions.kl import kl_divergence
 from pyro_vae.kl import base_distribution  # importing pyro_vae.kl registers the KLs torch lacks
 from pyro_vae.errors import ConfigError
 from pyro_vae.guides import location, scale
+from pyro_vae.rundir import atomic_write
 
 from .iwae import IWAE
-from .traces import latent_site, observed_log_prob, trace_pair
+from .traces import latent_site, observed_log_prob, random_state_kept, trace_pair
 
 
 def _site_kl(guide_site, model_site):
@@ -38,8 +38,7 @@ def _site_kl(guide_site, model_site):
 
 
 def _has_enumerated_sites(model, guide, x):
-    devices = [x.device] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # a look at the sites must not shift the random stream
+    with random_state_kept(x.device):  # a look at the sites must not shift the random stream
         model_trace, guide_trace = trace_pair(model, guide, x)
     return any(site["type"] == "sample" and site["infer"].get("enumerate") and name not in guide_trace.nodes
                for name, site in model_trace.nodes.items())
@@ -107,7 +106,7 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, da
     points = max(1, min(len(x), int(max_memory // (per_pair * min(particles, 100)))))
     chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
     key = {"num_datapoints": len(x), "particles": particles, "points": points, "seed": seed}
-    rows = _load_partial(checkpoint, key)
+    rows = _load_partial(checkpoint, key, x.device)
     estimators = {}
     for k in {chunk, particles % chunk} - {0}:
         # a first call settles max_plate_nesting (drawing once), so that seeded chunks draw alike
@@ -130,24 +129,19 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, da
     return torch.cat(rows)
 
 
-def _load_partial(path, key):
+def _load_partial(path, key, device):
     if path is None or not Path(path).exists():
         return []
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location=device, weights_only=False)
     except Exception:  # a torn or foreign file: start over rather than trust it
         return []
-    return [row for row in state["rows"]] if state.get("key") == key else []
+    return list(state["rows"]) if state.get("key") == key else []
 
 
 def _save_partial(path, key, rows):
-    import io
-
-    from pyro_vae.rundir import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    torch.save({"key": key, "rows": [row.cpu() for row in rows]}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    state = {"key": key, "rows": [row.cpu() for row in rows]}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def log_likelihood(log_weights):
@@ -382,11 +376,11 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
     out = Path(out)
     figures = out / "figures"
     write_json(out / "evaluation.json", result)
-    params = {name: value for name, value in module.state_dict().items()} if isinstance(module, torch.nn.Module) else None
+    params = dict(module.state_dict()) if isinstance(module, torch.nn.Module) else None
     attrs = {"prior": repr(getattr(module, "prior", "")), "likelihood": repr(getattr(module, "likelihood", ""))}
     idata = posterior_inference_data(model, guide, x[:inference_points], draws=max(1, draws // chains), chains=chains,
                                      params=params, attrs=attrs)
-    _atomic_netcdf(idata, out / "posterior.nc")
+    atomic_write(out / "posterior.nc", lambda tmp: idata.to_netcdf(str(tmp)))
     plots.plot_latent_variances(stats, figures / "latent_variances.png")
     plots.plot_khat(khat, figures / "khat.png")
     if hasattr(module, "generate") and len(getattr(module, "event_shape", ())) == 3:
@@ -396,8 +390,3 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
         if active:
             plots.plot_latent_traversals(module, active[:10], figures / "latent_traversals.png")
 
-
-def _atomic_netcdf(idata, path):
-    tmp = path.with_name(f".{path.name}.tmp")
-    idata.to_netcdf(str(tmp))
-    os.replace(tmp, path)

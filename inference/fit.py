@@ -37,7 +37,7 @@ from pyro_vae.errors import ConfigError, NonFiniteLossError, RunDirError
 from pyro_vae.rundir import library_versions, load_checkpoint, save_checkpoint, write_csv, write_json
 
 from .evaluate import elbo_terms
-from .traces import trace_pair
+from .traces import random_state_kept, trace_pair
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .objectives import check_objective, make_objective
 
@@ -337,8 +337,7 @@ def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, s
 def _capture_params(module, elbo, train_model, train_guide, x, device):
     """Run the loss once to create lazy ``pyro.param`` sites and collect every parameter, leaving the
     random number streams as they were (so a resumed fit draws what an uninterrupted one would)."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), poutine.trace(param_only=True) as capture:
+    with random_state_kept(device), poutine.trace(param_only=True) as capture:
         elbo.differentiable_loss(train_model, train_guide, x)
     return _collect_params(module, capture.trace)
 

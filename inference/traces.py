@@ -7,6 +7,12 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro_vae.errors import ConfigError
 
 
+def random_state_kept(device):
+    """A context in which draws leave torch's random streams (CPU, and ``device`` if CUDA) as they were."""
+    device = torch.device(device)
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def trace_pair(model, guide, x):
     """Guide trace and the model's trace replayed against it, subsample sites pruned, nothing scored."""
     guide_trace = poutine.trace(guide).get_trace(x)

@@ -53,14 +53,16 @@ class GaussianMixture(nn.Module):
     def guide(self, x):
         """No latent sites to guess: the component is summed out exactly."""
 
-    def exact_log_likelihood(self, x):
-        """:math:`\\log p(x)` per row, by log-sum-exp over components."""
+    def _joint_log_prob(self, x):
+        """:math:`\\log \\pi_c + \\log \\mathcal N(x; m_c, \\mathrm{diag}\\, s_c^2)`, shape ``(n, components)``."""
         x = x.reshape(len(x), -1)
         components = dist.Normal(self.means, self.log_scales.exp()).to_event(1).log_prob(x[:, None, :])
-        return torch.logsumexp(components + torch.log_softmax(self.logits, -1), dim=-1)
+        return components + torch.log_softmax(self.logits, -1)
+
+    def exact_log_likelihood(self, x):
+        """:math:`\\log p(x)` per row, by log-sum-exp over components."""
+        return torch.logsumexp(self._joint_log_prob(x), dim=-1)
 
     def responsibilities(self, x):
         """:math:`p(c \\mid x)` per row, shape ``(n, components)``."""
-        x = x.reshape(len(x), -1)
-        joint = dist.Normal(self.means, self.log_scales.exp()).to_event(1).log_prob(x[:, None, :]) + torch.log_softmax(self.logits, -1)
-        return torch.softmax(joint, dim=-1)
+        return torch.softmax(self._joint_log_prob(x), dim=-1)

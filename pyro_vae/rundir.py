@@ -9,8 +9,8 @@ Layout of a run directory::
     checkpoint.pt    parameters, optimiser and RNG states, written each epoch
     figures/*.png
 
-Every file is written atomically: to a temporary file in the same directory, flushed to disk, then
-renamed over the old one, so a crash mid-write leaves the previous version intact.
+Every file is written atomically (:func:`atomic_write`): to a temporary file in the same directory,
+flushed to disk, then renamed over the old one, so a crash mid-write leaves the previous version intact.
 """
 
 import csv
@@ -37,21 +37,28 @@ def _umask():
     return mask
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename), with the usual permissions."""
+def atomic_write(path, write):
+    """Write a file atomically: ``write(tmp)`` fills a temporary file beside ``path``, which is then
+    flushed to disk, given the usual permissions and renamed over ``path``.  A failure at any point
+    leaves the previous file intact and no temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
+        write(tmp)
+        with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are for reading
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_json(path, obj):
@@ -100,9 +107,8 @@ def library_versions():
 
 def save_checkpoint(run_dir, state):
     """Save ``state`` (a dict of tensors and plain values) to ``run_dir/checkpoint.pt`` atomically."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, buffer)
-    atomic_write_bytes(Path(run_dir) / CHECKPOINT, buffer.getvalue())
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
+    atomic_write(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(run_dir, map_location="cpu"):
