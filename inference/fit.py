@@ -34,6 +34,7 @@ from torch import nn
 
 from pyro_vae.data import check_finite
 from pyro_vae.errors import ConfigError, NonFiniteLossError, RunDirError
+from pyro_vae.progress import progress_bar
 from pyro_vae.rundir import library_versions, load_checkpoint, save_checkpoint, write_csv, write_json
 
 from .evaluate import elbo_terms
@@ -158,7 +159,8 @@ def fit(
     :param guide: Pyro guide ``guide(x)`` with the same plate.
     :param torch.Tensor train: training data ``(n, ...)``; ``val`` and ``test`` likewise, optional.
     :param module: ``nn.Module`` owning the pair's parameters (default: owner of a bound ``model``).
-    :param objective: ``elbo``, ``meanfield``, ``iwae`` or a ``pyro.infer.ELBO`` instance.
+    :param objective: a name of :data:`~pyro_vae.inference.objectives.OBJECTIVES` (``elbo``, ``meanfield``,
+        ``iwae``, ``stl``, ``iwae-dreg``, ``enum``) or a ``pyro.infer.ELBO`` instance.
     :param int particles: particles per data point (K of IWAE).
     :param beta: KL weight, a number >= 0 or a schedule ``step -> beta`` (:func:`linear_warmup`).
     :param str optimizer: ``adam`` (``torch.optim.Adam``) or ``clippedadam`` (Pyro's).
@@ -243,13 +245,13 @@ def fit(
         _set_rng_state(checkpoint["rng"])
 
     seconds = sum(row["seconds"] for row in history)
-    progress_bar = _progress(range(start_epoch, epochs), progress, initial=start_epoch, total=epochs)
+    epochs_bar = progress_bar(range(start_epoch, epochs), progress, initial=start_epoch, total=epochs, unit="epoch")
     with pyro.validation_enabled(validate):
         params = _capture_params(module, elbo, train_model, train_guide, train[:batch_size], device)
         optim = _make_optimizer(optimizer, params, lr, clip_norm)
         if checkpoint is not None:
             optim.load_state_dict(checkpoint["optimizer"])
-        for epoch in progress_bar:
+        for epoch in epochs_bar:
             snapshot = _snapshot(module, optim, step) if on_nonfinite == "rollback" else None
             for attempt in range(MAX_ROLLBACKS + 1):
                 started = time.perf_counter()
@@ -280,7 +282,7 @@ def fit(
                 row.update({f"val_{k}": v for k, v in _evaluate(module, model, guide, splits["val"], eval_batch_size).items()})
             row["seconds"] = seconds
             history.append(row)
-            _set_postfix(progress_bar, row)
+            _set_postfix(epochs_bar, row)
             if run_dir is not None:  # checkpoint first: history.csv never lists an epoch the checkpoint lacks
                 save_checkpoint(run_dir, {
                     "epoch": epoch + 1, "step": step, "history": history,
@@ -415,14 +417,6 @@ def _prepare_run_dir(run_dir, run_config, resume):
     write_json(run_dir / "config.json", run_config)
     write_json(run_dir / "versions.json", library_versions())
     return None
-
-
-def _progress(iterable, progress, **kwargs):
-    from tqdm.auto import tqdm
-    import sys
-
-    enabled = sys.stderr.isatty() if progress is None else progress
-    return tqdm(iterable, disable=not enabled, unit="epoch", dynamic_ncols=True, **kwargs)
 
 
 def _set_postfix(bar, row):

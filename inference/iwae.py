@@ -70,8 +70,17 @@ class IWAE(ELBO):
     def log_weights(self, model, guide, *args, **kwargs):
         """Per-datapoint log importance weights ``(K, B)`` (beta applied, subsample scale removed),
         and the subsample scale N/B."""
+        log_w, data_scale, _ = self._log_weights(model, guide, args, kwargs)
+        return log_w, data_scale
+
+    def _guide_log_prob(self, site):
+        """The guide site's scaled log-density (the path-derivative estimators replace it)."""
+        return site["log_prob"]
+
+    def _log_weights(self, model, guide, args, kwargs):
+        """``(log_w, data_scale, guide_sites)``, with ``(site, particle_dim, data_dim)`` per guide site."""
         model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
-        log_w, data_scale = 0.0, None
+        log_w, data_scale, guide_sites = 0.0, None, []
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample":
@@ -94,8 +103,11 @@ class IWAE(ELBO):
                     particle_dim = particles.dim
                 else:  # K = 1: no particle plate; any dim left of the site's plates serves
                     particle_dim = min(f.dim for f in site["cond_indep_stack"] if f.vectorized) - 1
-                log_w = log_w + sign * _per_datapoint(site["log_prob"] / scale, particle_dim, frame.dim)
-        return log_w, data_scale
+                log_prob = site["log_prob"] if sign > 0 else self._guide_log_prob(site)
+                log_w = log_w + sign * _per_datapoint(log_prob / scale, particle_dim, frame.dim)
+                if sign < 0:
+                    guide_sites.append((site, particle_dim, frame.dim))
+        return log_w, data_scale, guide_sites
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """Negative bound, differentiable (the reparameterised IWAE gradient)."""

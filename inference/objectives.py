@@ -7,11 +7,16 @@ elbo        ``pyro.infer.Trace_ELBO``                                    Monte C
 meanfield   ``pyro.infer.TraceMeanField_ELBO``                           analytic where a KL is
                                                                          registered, else Monte Carlo
 iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)          inside the weights
+stl         :class:`~pyro_vae.inference.path_gradients.STL`: the ELBO,    Monte Carlo, path
+            gradient without the score term (Roeder et al. 2017)         derivative only
+iwae-dreg   :class:`~pyro_vae.inference.path_gradients.IWAEDReG`: IWAE,   inside the weights
+            doubly reparameterised gradient (Tucker et al. 2019)
 enum        ``pyro.infer.TraceEnum_ELBO``: discrete sites marked for     exact sums over the
             enumeration are summed out (the Gaussian mixture)            enumerated sites
 =========== ============================================================ =======================
 
 With ``particles = K > 1`` the ELBOs average K vectorised draws; IWAE takes the log-mean-exp.
+A spec ``"name:K"`` (``iwae:50``) names an objective and its particles at once (:func:`parse_objective`).
 """
 
 import pyro
@@ -22,6 +27,7 @@ from pyro_vae.kl import base_distribution, kl_path, min_particles_for_finite_bou
 from pyro_vae.registry import Registry
 
 from .iwae import IWAE
+from .path_gradients import IWAEDReG, STL
 from .traces import trace_pair
 
 OBJECTIVES = Registry("objective")
@@ -48,9 +54,40 @@ def _iwae(particles=5):
     return IWAE(num_particles=particles)
 
 
+@OBJECTIVES.register("stl")
+def _stl(particles=1):
+    return STL(num_particles=particles, vectorize_particles=particles > 1)
+
+
+@OBJECTIVES.register("iwae-dreg")
+def _iwae_dreg(particles=5):
+    return IWAEDReG(num_particles=particles)
+
+
+#: Objectives whose bound is importance-weighted (the K-particle tail rule applies, not a finite KL).
+IMPORTANCE_WEIGHTED = ("iwae", "iwae-dreg", "IWAE", "IWAEDReG")
+
+
 @OBJECTIVES.register("enum")
 def _enum(particles=1):
     return pyro.infer.TraceEnum_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+
+
+def parse_objective(spec):
+    """``"iwae:50"`` -> ``("iwae", 50)``; ``"elbo"`` -> ``("elbo", None)`` (the objective's default K)."""
+    name, _, particles = str(spec).partition(":")
+    OBJECTIVES.get(name)
+    if not particles:
+        return name, None
+    try:
+        return name, _check_particles(int(particles))
+    except (ValueError, ConfigError):
+        raise ConfigError(f"objective {spec!r}: expected NAME or NAME:K with K a positive integer, e.g. iwae:50") from None
+
+
+def default_particles(name):
+    """K when none is given: 5 for the importance-weighted objectives, else 1."""
+    return 5 if name in IMPORTANCE_WEIGHTED else 1
 
 
 def make_objective(objective="elbo", particles=1):
@@ -84,10 +121,10 @@ def check_objective(objective, particles, model, guide, x):
         needed = min_particles_for_finite_bound(q, p)
         pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
         if needed is not None and needed > 1:
-            if name in ("iwae", "IWAE"):
+            if name in IMPORTANCE_WEIGHTED:
                 if particles < needed:
                     raise ConfigError(
-                        f"iwae with {particles} particle(s) is -inf for a {pair}: the prior's log-density falls faster "
+                        f"{name} with {particles} particle(s) is -inf for a {pair}: the prior's log-density falls faster "
                         f"than the guide's tails allow; use --particles {needed} or more"
                     )
             else:

@@ -61,7 +61,7 @@ def build_parser():
     _add_model_options(fit)
     group = fit.add_argument_group("inference")
     group.add_argument("--objective", default="elbo", help=f"{', '.join(OBJECTIVES.names())}")
-    group.add_argument("--particles", type=int, default=None, help="particles per data point (default 1, iwae 5)")
+    group.add_argument("--particles", type=int, default=None, help="particles per data point (default 1, iwae and iwae-dreg 5)")
     group.add_argument("--beta", type=float, default=1.0, help="KL weight beta >= 0")
     group.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up from 0 to beta")
     group.add_argument("--batch-size", type=int, default=128)
@@ -130,6 +130,7 @@ def _fit_command(args):
     from .likelihoods import parse_sigma_x
     from .models import VAE
     from .inference import fit, linear_warmup
+    from .inference.objectives import default_particles
     from .plots import plot_reconstructions_and_samples
 
     binarize = args.binarize
@@ -142,7 +143,7 @@ def _fit_command(args):
         prior_options["df"] = args.prior_df
     if args.prior == "mixture":
         prior_options = {"components": args.prior_components}
-    particles = args.particles if args.particles is not None else (5 if args.objective == "iwae" else 1)
+    particles = args.particles if args.particles is not None else default_particles(args.objective)
     pyro.set_rng_seed(args.seed)
     vae = VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
               guide=args.guide, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),

@@ -41,3 +41,31 @@ class LinearGaussian:
     def guide(self, x):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", self.posterior(x))
+
+
+class LinearGaussianPair:
+    """The linear-Gaussian model with learnable decoder (W, b) and a linear amortised diagonal-Normal
+    guide q(z|x) = N(A x + c, diag(exp(log_sd))^2); ``offset`` moves every parameter away from the
+    exact posterior's mean map and marginal scales (offset 0: the best guide of this family's means)."""
+
+    def __init__(self, truth, offset=1.0):
+        self.noise = truth.noise
+        A = truth.posterior_cov @ truth.W.T / truth.noise**2
+        self.params = {
+            "W": truth.W + 0.1 * offset, "b": truth.b.clone(),
+            "A": A + 0.1 * offset, "c": -(A @ truth.b),
+            "log_sd": truth.posterior_cov.diag().sqrt().log() + 0.2 * offset,
+        }
+        self.params = {name: value.clone().requires_grad_() for name, value in self.params.items()}
+        self.latent_dim = truth.latent_dim
+        self.decoder = [self.params["W"], self.params["b"]]
+        self.encoder = [self.params["A"], self.params["c"], self.params["log_sd"]]
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.params["W"].T + self.params["b"], self.noise).to_event(1), obs=x)
+
+    def guide(self, x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x @ self.params["A"].T + self.params["c"], self.params["log_sd"].exp()).to_event(1))
