@@ -1,0 +1,55 @@
+"""The sweep executor: parallel local workers, resumption, and clear errors."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.sweep import run_sweep
+
+
+def noisy_mean(run_dir, seed, n):
+    """A seeded computation that also counts how often it ran (in its own directory)."""
+    runs = run_dir / "runs.txt"
+    runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
+    generator = torch.Generator().manual_seed(seed)
+    return {"seed": seed, "mean": torch.randn(n, generator=generator).mean().item(), "threads": torch.get_num_threads()}
+
+
+TASKS = {f"seed={s}": {"seed": s, "n": 1000} for s in range(3)}
+
+
+def test_local_workers_give_the_serial_results_in_task_order(tmp_path):
+    serial = run_sweep(noisy_mean, TASKS, tmp_path / "serial", executor="serial", progress=False)
+    local = run_sweep(noisy_mean, TASKS, tmp_path / "local", executor="local", workers=2, progress=False)
+    assert list(local) == list(TASKS)
+    assert [r["mean"] for r in local.values()] == [r["mean"] for r in serial.values()]
+    assert all(r["threads"] == 1 for r in local.values())  # one torch thread per worker process
+    assert json.loads((tmp_path / "local" / "seed=1" / "result.json").read_text())["seed"] == 1
+
+
+def test_a_sweep_started_again_skips_finished_tasks(tmp_path):
+    first = run_sweep(noisy_mean, dict(list(TASKS.items())[:2]), tmp_path, executor="serial", progress=False)
+    again = run_sweep(noisy_mean, TASKS, tmp_path, executor="local", workers=2, progress=False)
+    assert [again[k]["mean"] for k in first] == [r["mean"] for r in first.values()]
+    assert [(tmp_path / key / "runs.txt").read_text() for key in TASKS] == ["1", "1", "1"]
+
+
+def test_a_failed_task_leaves_no_result_and_the_others_keep_theirs(tmp_path):
+    tasks = {**TASKS, "bad": {"seed": 0, "n": -1}}
+    with pytest.raises(RuntimeError):
+        run_sweep(noisy_mean, tasks, tmp_path, executor="serial", progress=False)
+    assert not (tmp_path / "bad" / "result.json").exists()
+    assert all((tmp_path / key / "result.json").exists() for key in TASKS)
+
+
+def test_bad_options_are_refused_with_the_valid_ones(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="serial, local, ray"):
+        run_sweep(noisy_mean, TASKS, tmp_path, executor="dask")
+    with pytest.raises(ConfigError, match="cannot name a directory"):
+        run_sweep(noisy_mean, {"a/b": {"seed": 0, "n": 1}}, tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without Ray
+    with pytest.raises(ConfigError, match=r"pyro-vae\[ray\]"):
+        run_sweep(noisy_mean, TASKS, tmp_path, executor="ray", progress=False)
