@@ -111,7 +111,7 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=2**30, da
     for k in {chunk, particles % chunk} - {0}:
         # a first call settles max_plate_nesting (drawing once), so that seeded chunks draw alike
         estimators[k] = IWAE(num_particles=k, data_plate=data_plate)
-        estimators[k].log_weights(model, guide, x[:1])
+        estimators[k].log_weights(model, guide, x[:points])  # a chunk of points, as a guide built for them expects
     for index, batch in enumerate(x.split(points)):
         if index < len(rows):
             continue
@@ -160,6 +160,7 @@ def log_likelihood(log_weights):
     variance = ((relative - 1) ** 2).sum(1) / max(num - 1, 1) / num
     return {
         "per_datapoint": per_point,
+        "per_datapoint_mc_se": variance.sqrt(),
         "log_likelihood": per_point.mean().item(),
         "log_likelihood_mc_se": (variance.sum().sqrt() / len(per_point)).item(),
     }

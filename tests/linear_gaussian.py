@@ -10,9 +10,11 @@ import torch
 
 
 class LinearGaussian:
-    def __init__(self, data_dim=5, latent_dim=2, noise=0.5, seed=0):
+    def __init__(self, data_dim=5, latent_dim=2, noise=0.5, seed=0, W=None):
         generator = torch.Generator().manual_seed(seed)
         self.W = torch.randn(data_dim, latent_dim, generator=generator)
+        if W is not None:
+            self.W = torch.as_tensor(W, dtype=torch.float32)
         self.b = torch.randn(data_dim, generator=generator)
         self.noise = noise
         self.latent_dim = latent_dim
