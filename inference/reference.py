@@ -19,6 +19,7 @@ unreliable coincide with those where q and the posterior disagree?
 """
 
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import pyro
@@ -32,18 +33,44 @@ from .traces import latent_site, trace_pair
 
 
 def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, seed=0, site=None, progress=False,
-                   target_accept_prob=0.8, jit_compile=True):
+                   target_accept_prob=0.8, jit_compile=True, module=None):
     """NUTS draws of the latent site of ``model`` given the rows of ``x``, as ArviZ InferenceData.
 
     Chains run one after another, each from its own seed and a random initial point (Pyro's
     ``init_to_uniform`` on (-2, 2) in the unconstrained space), so r-hat compares dispersed starts.
 
     :param x: the chosen data points ``(P, ...)`` (a few: NUTS samples their P x d latents jointly).
+    :param module: the ``nn.Module`` holding the model's parameters (default: the owner of a bound
+        ``model``); its parameters and the Pyro param store are held fixed (no gradient) while NUTS runs,
+        which the JIT-compiled potential (``jit_compile``, about 1.7x faster) requires.
     :returns: InferenceData with ``posterior[site]`` of dims ``(chain, draw, datapoint, latent)`` and
         ``sample_stats`` (divergences, step sizes); ``az.summary(result)`` gives r-hat and ESS.
     """
     if num_chains < 2:
         raise ConfigError(f"r-hat needs at least 2 chains, got num_chains={num_chains}")
+    with _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
+        posterior, stats, name = _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, progress,
+                                             target_accept_prob, jit_compile)
+    dims = {name: ["datapoint"] + [f"{name}_dim_{i}" for i in range(posterior.ndim - 3)]}
+    return arviz().from_dict(posterior={name: posterior}, sample_stats={k: np.stack(v) for k, v in stats.items()},
+                             dims=dims, attrs={"inference": "NUTS", "site": name})
+
+
+@contextmanager
+def _parameters_fixed(module):
+    tensors = list(module.parameters()) if isinstance(module, torch.nn.Module) else []
+    tensors += [value.unconstrained() for _, value in pyro.get_param_store().items()]
+    flags = [t.requires_grad for t in tensors]
+    try:
+        for t in tensors:
+            t.requires_grad_(False)
+        yield
+    finally:
+        for t, flag in zip(tensors, flags):
+            t.requires_grad_(flag)
+
+
+def _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, progress, target_accept_prob, jit_compile):
     draws, stats = [], {"diverging": [], "step_size": []}
     name = site
     for chain in range(num_chains):
@@ -63,10 +90,7 @@ def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, se
         diverging[np.asarray(mcmc.diagnostics()["divergences"]["chain 0"], dtype=int)] = True
         stats["diverging"].append(diverging)
         stats["step_size"].append(np.full(num_samples, kernel.step_size))
-    posterior = np.stack(draws)  # (chain, draw, P, d...)
-    dims = {name: ["datapoint"] + [f"{name}_dim_{i}" for i in range(posterior.ndim - 3)]}
-    return arviz().from_dict(posterior={name: posterior}, sample_stats={k: np.stack(v) for k, v in stats.items()},
-                             dims=dims, attrs={"inference": "NUTS", "site": name})
+    return np.stack(draws), stats, name  # draws: (chain, draw, P, d...)
 
 
 def energy_distance(a, b):

@@ -104,6 +104,28 @@ def build_parser():
     analyze.add_argument("--epochs", type=int, help="epochs per fit (default: the preset's)")
     analyze.add_argument("--no-progress", action="store_true")
 
+    compare = commands.add_parser(
+        "compare", help="compare inference objectives on one model (fits in parallel, resumable)",
+        description="Fits the model once per objective and seed, then writes the comparison table, gradient SNR, the "
+                    "inference gap split and a NUTS reference (see pyro_vae.analyses.compare). Without --quick: the full "
+                    f"preset, about {ANALYSES.get('compare').EXPECTED_MINUTES['full']} min on 2 CPU cores.")
+    compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
+                         "iwae:50 iwae-dreg:5 stl (default: the preset's)")
+    compare.add_argument("--seeds", type=int, help="seeds per objective (default: the preset's)")
+    compare.add_argument("--quick", action="store_true", help="the small preset the tests run")
+    compare.add_argument("--out", required=True, help="directory for the table, figures and one folder per fit")
+    compare.add_argument("--data", help="data set (default: the preset's)")
+    compare.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    for option, kind, text in (("--latent-dim", int, "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
+                               ("--prior", str, "prior"), ("--guide", str, "guide family"), ("--likelihood", str, "likelihood"),
+                               ("--encoder", str, "network"), ("--epochs", int, "epochs per fit"), ("--batch-size", int, "batch size"),
+                               ("--lr", float, "learning rate"), ("--particles", int, "importance samples K for log p(x)"),
+                               ("--executor", str, "serial, local (worker processes) or ray"),
+                               ("--workers", int, "local worker processes (default: the CPU count)"),
+                               ("--device", str, "cpu, cuda, ...")):
+        compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
+    compare.add_argument("--no-progress", action="store_true")
+
     report = commands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")
     report.add_argument("--out", default="report.html", help="the HTML file to write")
@@ -203,6 +225,21 @@ def _analyze_command(args):
     return 0
 
 
+def _compare_command(args):
+    from .analyses import ANALYSES
+
+    options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
+                                                   "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
+                                                   "workers", "device")}
+    options["network"] = args.encoder
+    options["objectives"] = tuple(args.objectives) if args.objectives else None
+    headline = ANALYSES.get("compare").run(args.out, quick=args.quick, data_dir=args.data_dir,
+                                           progress=False if args.no_progress else None, **options)
+    print(json.dumps(headline, indent=2))
+    print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
+    return 0
+
+
 def _report_command(args):
     from .analyses.report import write_report
 
@@ -219,7 +256,7 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
-                "report": _report_command}[args.command](args)
+                "compare": _compare_command, "report": _report_command}[args.command](args)
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,276 @@
+r"""Compare inference objectives on one model: bounds, likelihoods, gradient SNR, gap split, NUTS.
+
+The same model is fitted once per objective and seed (in parallel, through :mod:`pyro_vae.sweep`);
+per objective, as mean and standard error over seeds, on the test split:
+
+* ``test_elbo``, ``test_kl`` (beta = 1, analytic KL where registered);
+* ``log_likelihood``: importance-sampled :math:`\log p(x)` with K = ``particles`` draws of the
+  objective's own guide, and its Monte Carlo standard error;
+* ``gap``: ``log_likelihood - test_elbo``; ``active_units`` (:math:`\mathrm{Var}_x \mu_j > 0.01`);
+  ``seconds_per_epoch``.
+
+Objectives are ranked by ``log_likelihood``; two whose means differ by less than the larger of their
+seed-to-seed standard deviations share a rank (``=`` in the table) instead of being ordered.
+
+At the parameters of the first objective's first-seed fit (one parameter point for all, as
+Rainforth et al. 2018 measure): the gradient SNR (:mod:`pyro_vae.inference.gradient_snr`) of every
+objective's estimator, and of ``iwae`` and ``iwae-dreg`` at each K of ``snr_particles``.  For each
+objective's first-seed fit: the inference gap split (:mod:`pyro_vae.inference.gaps`).  For the
+reference fit: NUTS draws of :math:`p(z \mid x)` for ``nuts_points`` test points compared with
+:math:`q(z \mid x)`, and with PSIS :math:`\hat k` (:mod:`pyro_vae.inference.reference`).
+
+Python users compare their own pair with :func:`compare`, giving a picklable ``make_module()``
+(e.g. ``functools.partial(MyModule, ...)``) that returns an ``nn.Module`` with ``model`` and ``guide``.
+"""
+
+import functools
+import math
+import shutil
+import statistics
+
+import pyro
+import torch
+
+from pyro_vae.errors import ConfigError
+from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
+from pyro_vae.inference.diagnostics import psis
+from pyro_vae.inference.gaps import inference_gaps
+from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
+from pyro_vae.inference.objectives import default_particles, parse_objective
+from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
+from pyro_vae.models import VAE
+from pyro_vae.rundir import CHECKPOINT, atomic_write, load_checkpoint, write_csv, write_json
+from pyro_vae.sweep import run_sweep
+
+from .common import begin, finish
+
+NAME = "compare"
+SUMMARY = "objectives side by side: ELBO, IS log-likelihood, gaps, gradient SNR and a NUTS reference"
+PRESETS = {
+    "quick": dict(data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4, hidden=(64,),
+                  prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64, lr=3e-3,
+                  particles=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
+                  nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
+                  device="cpu", seed=0),
+    "full": dict(data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"), seeds=3,
+                 latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
+                 epochs=50, batch_size=128, lr=1e-3, particles=1000, snr_particles=(1, 5, 50), snr_draws=100,
+                 snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
+                 nuts_chains=4, executor="local", workers=None, device="cpu", seed=0),
+}
+EXPECTED_MINUTES = {"quick": 1.0, "full": 60}
+METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "seconds_per_epoch")
+
+
+def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epochs, batch_size, lr, eval_particles,
+                     dynamic_binarization, device="cpu"):
+    """One task of the sweep: fit ``make_module()`` under one objective and seed, evaluate on the test split."""
+    fit_dir = run_dir / "fit"
+    if fit_dir.exists() and not (fit_dir / CHECKPOINT).exists():
+        shutil.rmtree(fit_dir)  # stopped before its first checkpoint: nothing to resume
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    module = make_module()
+    result = fit(module.model, module.guide, data["train"], val=data["val"], module=module, objective=objective,
+                 particles=particles, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                 dynamic_binarization=dynamic_binarization, out=fit_dir, resume=fit_dir.exists(), progress=False)
+    module.eval()
+    test = data["test"].to(device)
+    terms = elbo_terms(module.model, module.guide, test)
+    estimate = log_likelihood(importance_log_weights(module.model, module.guide, test, eval_particles, seed=seed))
+    return {
+        "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms["kl"],
+        "log_likelihood": estimate["log_likelihood"], "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
+        "gap": estimate["log_likelihood"] - terms["elbo"],
+        "active_units": latent_statistics(module.model, module.guide, test)["active_units"],
+        "seconds_per_epoch": result.metrics["train_seconds"] / result.metrics["epochs"],
+    }
+
+
+def _fitted(make_module, run_dir, device):
+    """The module of a finished task, rebuilt and loaded from its checkpoint, in eval mode."""
+    checkpoint = load_checkpoint(run_dir / "fit", map_location=device)
+    module = make_module()
+    module.load_state_dict(checkpoint["module"])
+    pyro.get_param_store().set_state(checkpoint["param_store"])
+    return module.to(device).eval()
+
+
+def summarise(fits, objectives):
+    """Mean, standard error and seed-to-seed sd per objective and metric; ranks with ties (module doc)."""
+    rows = []
+    for spec in objectives:
+        runs = [r for r in fits if r["objective"] == spec]
+        row = {"objective": spec, "seeds": len(runs)}
+        for metric in METRICS + ("log_likelihood_mc_se",):
+            values = [r[metric] for r in runs]
+            row[metric] = statistics.fmean(values)
+            row[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else float("nan")
+            row[f"{metric}_se"] = row[f"{metric}_sd"] / math.sqrt(len(values))
+        rows.append(row)
+    rows.sort(key=lambda r: -r["log_likelihood"])
+    rank, leader = 0, None
+    for position, row in enumerate(rows):
+        spread = max(_finite(row["log_likelihood_sd"]), _finite(leader["log_likelihood_sd"])) if leader else 0.0
+        if leader is None or leader["log_likelihood"] - row["log_likelihood"] >= spread:
+            rank, leader = position + 1, row
+            row["rank"] = str(rank)
+        else:
+            row["rank"] = f"={rank}"
+            leader.setdefault("ties", []).append(row["objective"])
+    for row in rows:
+        row["ties"] = ", ".join(row.get("ties", []))
+    return rows
+
+
+def _finite(value):
+    return 0.0 if math.isnan(value) else value
+
+
+def format_table(rows):
+    """The summary as a fixed-width text table (mean +- standard error over seeds)."""
+    columns = ("log_likelihood", "test_elbo", "gap", "test_kl", "active_units", "seconds_per_epoch")
+    lines = [f"{'rank':>4}  {'objective':<14}" + "".join(f"{c:>22}" for c in columns)]
+    for row in rows:
+        cells = "".join(f"{row[c]:>12.3f} +- {_finite(row[c + '_se']):<6.3f}" for c in columns)
+        lines.append(f"{row['rank']:>4}  {row['objective']:<14}{cells}")
+    ties = [f"{r['objective']} ~ {r['ties']}" for r in rows if r["ties"]]
+    if ties:
+        lines.append("not ranked apart (difference below the seed-to-seed spread): " + "; ".join(ties))
+    return "\n".join(lines)
+
+
+def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batch_size=128, lr=1e-3, particles=1000,
+            dynamic_binarization=False, snr_particles=(1, 5, 50), snr_draws=100, snr_points=100, gap_points=200,
+            gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500, nuts_chains=4, executor="local",
+            workers=None, device="cpu", progress=None):
+    """Fit ``make_module()`` under every objective spec (``"elbo"``, ``"iwae:50"``, ...) and ``seeds`` seeds,
+    and write the comparison (module doc) into ``out``.
+
+    :param data: ``{"train", "val", "test"}`` tensors.
+    :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}}``.
+    """
+    parsed = [parse_objective(spec) for spec in objectives]
+    specs = [f"{name}:{k if k is not None else default_particles(name)}" for name, k in parsed]
+    if len(set(specs)) != len(specs):
+        raise ConfigError(f"objectives repeat: {', '.join(specs)}")
+    seed_values = list(range(seed, seed + int(seeds)))
+    common = dict(make_module=make_module, data=data, epochs=epochs, batch_size=batch_size, lr=lr, eval_particles=particles,
+                  dynamic_binarization=dynamic_binarization, device=device)
+    tasks = {f"{spec.replace(':', '=')},seed={s}": dict(common, objective=spec.split(":")[0], particles=int(spec.split(":")[1]), seed=s)
+             for spec in specs for s in seed_values}
+    results = run_sweep(fit_and_evaluate, tasks, out / "fits", executor=executor, workers=workers, progress=progress)
+    fits = list(results.values())
+    summary = summarise(fits, specs)
+    first_seed = {spec: out / "fits" / f"{spec.replace(':', '=')},seed={seed}" for spec in specs}
+
+    test = data["test"].to(device)
+    reference = _fitted(make_module, first_seed[specs[0]], device)
+    snr_rows = _snr_rows(reference, test[:snr_points], specs, snr_particles, snr_draws, seed)
+    gap_rows = []
+    for spec in specs:
+        module = _fitted(make_module, first_seed[spec], device)
+        gaps = inference_gaps(module.model, module.guide, test[:gap_points], particles=particles, steps=gap_steps, seed=seed)
+        gap_rows.append({"objective": spec, **{k: v for k, v in gaps.items() if k != "per_datapoint"}})
+    nuts = _nuts(reference, test[:nuts_points], particles, nuts_samples, nuts_warmup, nuts_chains, seed, out)
+    write_csv(out / "fits.csv", fits)
+    write_csv(out / "snr.csv", snr_rows)
+    write_csv(out / "gaps.csv", gap_rows)
+    write_csv(out / "nuts.csv", nuts["points"])
+    write_csv(out / "nuts_marginals.csv", nuts["rows"])
+    _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png")
+    return {"summary": summary, "fits": fits, "snr": snr_rows, "gaps": gap_rows, "nuts": nuts}
+
+
+def _snr_rows(module, x, specs, snr_particles, draws, seed):
+    estimators = {tuple(spec.split(":")) for spec in specs}
+    estimators |= {(name, str(k)) for name in ("iwae", "iwae-dreg") for k in snr_particles}
+    rows = []
+    for name, k in sorted(estimators, key=lambda e: (e[0], int(e[1]))):
+        snr = gradient_snr(module.model, module.guide, x, parameter_groups(module), objective=name, particles=int(k),
+                           draws=draws, seed=seed)
+        rows.append({"estimator": name, "particles": int(k), **{f"{group}_snr_{stat}": values[f"snr_{stat}"]
+                     for group, values in snr.items() for stat in ("mean", "median")}})
+    return rows
+
+
+def _nuts(module, x, particles, samples, warmup, chains, seed, out):
+    idata = nuts_posterior(module.model, x, num_samples=samples, warmup_steps=warmup, num_chains=chains, seed=seed)
+    atomic_write(out / "nuts_posterior.nc", lambda tmp: idata.to_netcdf(tmp))
+    khat = psis(importance_log_weights(module.model, module.guide, x, particles, seed=seed))["khat"]
+    comparison = compare_with_guide(idata, module.model, module.guide, x, khat=khat, seed=seed)
+    plot_marginals(comparison, out / "figures" / "nuts_marginals.png")
+    from pyro_vae._arviz import arviz
+
+    summary = arviz().summary(idata, kind="diagnostics")
+    return {"points": comparison["points"], "rows": comparison["rows"], "max_r_hat": float(summary["r_hat"].max()),
+            "min_ess_bulk": float(summary["ess_bulk"].min()), "spearman_khat_distance": comparison["spearman_khat_distance"],
+            "divergences": int(idata.sample_stats["diverging"].values.sum())}
+
+
+def run(out, quick=False, data_dir=None, progress=None, **overrides):
+    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    make_module = functools.partial(VAE, data.event_shape, latent_dim=preset["latent_dim"], prior=preset["prior"],
+                                    guide=preset["guide"], likelihood=preset["likelihood"], network=preset["network"],
+                                    hidden=preset["hidden"])
+    keys = ("seeds", "seed", "epochs", "batch_size", "lr", "particles", "snr_particles", "snr_draws", "snr_points",
+            "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers", "device")
+    result = compare(make_module, {"train": data.train, "val": data.val, "test": data.test}, out, preset["objectives"],
+                     dynamic_binarization=binarize == "dynamic", progress=progress, **{k: preset[k] for k in keys})
+    print(format_table(result["summary"]))
+    snr = {f"{r['estimator']}:{r['particles']}": {k: v for k, v in r.items() if k.endswith("median")} for r in result["snr"]}
+    headline = {
+        "table": {r["objective"]: {k: r[k] for k in ("rank", "log_likelihood", "log_likelihood_se", "test_elbo", "gap",
+                                                      "active_units", "seconds_per_epoch")} for r in result["summary"]},
+        "gradient_snr_median": snr,
+        "gap_split": {r["objective"]: {k: r[k] for k in ("approximation_gap", "amortisation_gap", "total_gap")} for r in result["gaps"]},
+        "nuts": {k: v for k, v in result["nuts"].items() if k not in ("points", "rows")},
+    }
+    return finish(out, result["summary"], headline, started)
+
+
+def _plot(summary, snr_rows, gap_rows, path):
+    from pyro_vae.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    names = [r["objective"] for r in summary]
+    ax = axes[0]
+    ax.errorbar(names, [r["log_likelihood"] for r in summary], yerr=[_finite(r["log_likelihood_se"]) for r in summary],
+                fmt="o", capsize=3, label="IS log p(x)")
+    ax.errorbar(names, [r["test_elbo"] for r in summary], yerr=[_finite(r["test_elbo_se"]) for r in summary],
+                fmt="s", capsize=3, label="ELBO")
+    ax.set_ylabel("nats per test point (mean +- se over seeds)")
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", rotation=45)
+    axes[1].bar(names, [r["seconds_per_epoch"] for r in summary])
+    axes[1].set_ylabel("seconds per epoch")
+    axes[1].tick_params(axis="x", rotation=45)
+    for name, marker in (("iwae", "o"), ("iwae-dreg", "s")):
+        rows = [r for r in snr_rows if r["estimator"] == name]
+        for group, style in (("encoder", "-"), ("decoder", ":")):
+            key = f"{group}_snr_median"
+            if rows and key in rows[0]:
+                axes[2].plot([r["particles"] for r in rows], [r[key] for r in rows], style, marker=marker, label=f"{name} {group}")
+    from matplotlib.ticker import ScalarFormatter
+
+    axes[2].set_xscale("log")
+    axes[2].set_yscale("log")
+    ks = sorted({r["particles"] for r in snr_rows})
+    axes[2].set_xticks(ks)
+    for axis in (axes[2].xaxis, axes[2].yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    axes[2].set_xlabel("particles K")
+    axes[2].set_ylabel("median gradient SNR")
+    axes[2].legend(fontsize=8)
+    gap_names = [r["objective"] for r in gap_rows]
+    approximation = [r["approximation_gap"] for r in gap_rows]
+    axes[3].bar(gap_names, approximation, label="approximation")
+    axes[3].bar(gap_names, [r["amortisation_gap"] for r in gap_rows], bottom=approximation, label="amortisation")
+    axes[3].set_ylabel("nats per test point")
+    axes[3].legend(fontsize=8)
+    axes[3].tick_params(axis="x", rotation=45)
+    fig.suptitle("Objectives compared: bounds, cost, gradient SNR (Rainforth et al. 2018), gap split (Cremer et al. 2018)")
+    fig.tight_layout()
+    return save_figure(fig, path)
