@@ -4,13 +4,15 @@ For latent sizes d = 2, 4, ..., the same VAE is fitted and evaluated: active uni
 :math:`\mathrm{Var}_x \mu_j > 0.01`), test ELBO and importance-sampled log-likelihood.  The seed's
 methodology: past the data's useful dimension, extra latents collapse instead of being used, so the
 active count levels off while the likelihood stops improving.  Headline: the first d at which some
-latents are inactive, and the active count at the largest d.
+latents are inactive, and the active count at the largest d.  The fits run in parallel
+(:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and a stopped sweep resumes where it stopped.
 """
 
 import pyro
 
 from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models import VAE
+from pyro_vae.sweep import run_sweep
 
 from .common import begin, finish
 
@@ -18,28 +20,36 @@ NAME = "latent-sweep"
 SUMMARY = "active units, ELBO and IS log-likelihood against the latent size (seed 000, Sec. 7)"
 PRESETS = {
     "quick": dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,
-                  lr=3e-3, particles=50, seed=0),
+                  lr=3e-3, particles=50, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", latent_dims=(2, 4, 8, 16, 32, 64), hidden=(256, 64), likelihood="bernoulli", epochs=60,
-                 batch_size=128, lr=1e-3, particles=1000, seed=0),
+                 batch_size=128, lr=1e-3, particles=1000, seed=0, executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.3, "full": 30}
 
 
+def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):
+    """One fit of the sweep (run in a worker): fit at ``latent_dim`` and evaluate on the test split."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(preset["seed"])
+    vae = VAE(data["train"].shape[1:], latent_dim=latent_dim, likelihood=preset["likelihood"], hidden=preset["hidden"])
+    fit(vae.model, vae.guide, data["train"], objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
+        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=dynamic_binarization, progress=False)
+    vae.eval()
+    stats = latent_statistics(vae.model, vae.guide, data["test"])
+    terms = elbo_terms(vae.model, vae.guide, data["test"])
+    estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data["test"], preset["particles"],
+                                                     seed=preset["seed"]))
+    return {"latent_dim": latent_dim, "active_units": stats["active_units"], "test_elbo": terms["elbo"],
+            "test_kl": terms["kl"], "test_log_likelihood": estimate["log_likelihood"],
+            "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]}
+
+
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    rows = []
-    for latent_dim in preset["latent_dims"]:
-        pyro.set_rng_seed(preset["seed"])
-        vae = VAE(data.event_shape, latent_dim=latent_dim, likelihood=preset["likelihood"], hidden=preset["hidden"])
-        fit(vae.model, vae.guide, data.train, objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
-            lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=progress)
-        vae.eval()
-        stats = latent_statistics(vae.model, vae.guide, data.test)
-        terms = elbo_terms(vae.model, vae.guide, data.test)
-        estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data.test, preset["particles"]))
-        rows.append({"latent_dim": latent_dim, "active_units": stats["active_units"], "test_elbo": terms["elbo"],
-                     "test_kl": terms["kl"], "test_log_likelihood": estimate["log_likelihood"],
-                     "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]})
+    tasks = {f"latent_dim={d}": dict(data={"train": data.train, "test": data.test}, latent_dim=d, preset=preset,
+                                     dynamic_binarization=binarize == "dynamic") for d in preset["latent_dims"]}
+    rows = list(run_sweep(fit_latent_size, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+                          progress=progress).values())
     sparse = [r["latent_dim"] for r in rows if r["active_units"] < r["latent_dim"]]
     headline = {"first_latent_dim_with_inactive_latents": sparse[0] if sparse else None,
                 "active_units_at_largest_latent_dim": rows[-1]["active_units"],

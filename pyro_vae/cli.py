@@ -102,6 +102,8 @@ def build_parser():
     analyze.add_argument("--data-dir", help="folder with the MNIST IDX files")
     analyze.add_argument("--latent-dim", type=int, help="latent dimension (default: the preset's)")
     analyze.add_argument("--epochs", type=int, help="epochs per fit (default: the preset's)")
+    analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
+    analyze.add_argument("--workers", type=int, help="sweeps: local worker processes (default: the CPU count)")
     analyze.add_argument("--no-progress", action="store_true")
 
     compare = commands.add_parser(
@@ -219,7 +221,8 @@ def _analyze_command(args):
 
     study = ANALYSES.get(args.name)
     headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                         data=args.data, latent_dim=args.latent_dim, epochs=args.epochs)
+                         data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
+                         workers=args.workers)
     print(json.dumps(headline, indent=2))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0
