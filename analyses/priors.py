@@ -12,12 +12,15 @@ Data sets: ``synthetic-patches`` (5x5, five basis images with Laplace coefficien
 CIFAR), and MNIST with 10 and 2 latents in the full preset.
 """
 
+from pathlib import Path
+
 import pyro
 import torch
 
 from pyro_vae.data import load_data
 from pyro_vae.inference import elbo_terms, fit, latent_statistics
 from pyro_vae.models import VAE
+from pyro_vae.sweep import run_sweep
 
 from .common import choose_preset, finish, start
 
@@ -25,9 +28,10 @@ NAME = "priors"
 SUMMARY = "Normal, Laplace and Cauchy priors: reconstruction, code sparsity, patterns, 2-D separability (seed 002)"
 PAIRS = (("normal", "normal"), ("laplace", "normal"), ("cauchy", "cauchy"))
 PRESETS = {
-    "quick": dict(datasets=(("synthetic-patches", 10),), hidden=(64,), epochs=20, batch_size=128, lr=3e-3, seed=0),
+    "quick": dict(datasets=(("synthetic-patches", 10),), hidden=(64,), epochs=20, batch_size=128, lr=3e-3, seed=0,
+                  executor="local", workers=None),
     "full": dict(datasets=(("synthetic-patches", 10), ("natural-patches", 25), ("digits", 2), ("mnist", 10), ("mnist", 2)),
-                 hidden=(256, 64), epochs=100, batch_size=128, lr=1e-3, seed=0),
+                 hidden=(256, 64), epochs=100, batch_size=128, lr=1e-3, seed=0, executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.5, "full": 60}
 
@@ -44,44 +48,49 @@ def knn_accuracy(codes, labels, test_codes, test_labels, k=5):
     return (predicted == test_labels).float().mean().item()
 
 
+def fit_prior(run_dir, name, data_dir, latent_dim, prior, guide, preset, figures):
+    """One fit of the study (run in a worker): fit, measure the codes, draw the decoder patterns."""
+    likelihood = "bernoulli" if name in ("digits", "mnist") else "gaussian"
+    binarize = "dynamic" if likelihood == "bernoulli" else "none"
+    data = load_data(name, data_dir, binarize=binarize)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(preset["seed"])
+    vae = VAE(data.event_shape, latent_dim=latent_dim, prior=prior, guide=guide, likelihood=likelihood,
+              sigma_x=1.0 if likelihood == "bernoulli" else "shared", hidden=preset["hidden"])
+    fit(vae.model, vae.guide, data.train, objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
+        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=False)
+    vae.eval()
+    with torch.no_grad():
+        codes = vae.posterior_location_scale(data.test)[0]
+        stats = latent_statistics(vae.model, vae.guide, data.test)
+        active = torch.tensor(stats["active"])
+        near_zero = (codes.abs() < 0.1 * codes.std(0)).float().mean(0)
+        row = {
+            "data": name, "latent_dim": latent_dim, "prior": prior, "guide": guide,
+            "reconstruction_squared_error": (vae.reconstruct(data.test) - data.test).flatten(1).pow(2).sum(1).mean().item(),
+            "test_elbo": elbo_terms(vae.model, vae.guide, data.test)["elbo"],
+            "active_units": stats["active_units"],
+            "fraction_near_zero": near_zero[active].mean().item() if active.any() else float("nan"),
+            "excess_kurtosis": excess_kurtosis(codes)[active].mean().item() if active.any() else float("nan"),
+        }
+        if latent_dim == 2 and data.train_labels is not None:
+            train_codes = vae.posterior_location_scale(data.train)[0]
+            row["knn_accuracy_2d"] = knn_accuracy(train_codes, data.train_labels, codes, data.test_labels)
+        if len(data.event_shape) == 3:
+            _plot_patterns(vae, Path(figures) / f"patterns_{name}_{latent_dim}_{prior}.png",
+                           f"{name}, {prior} prior / {guide} guide: E[x|z = s e_j] - E[x|z = 0]")
+    return row
+
+
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset = choose_preset(PRESETS, quick, overrides)
     out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    rows = []
-    for name, latent_dim in preset["datasets"]:
-        likelihood = "bernoulli" if name in ("digits", "mnist") else "gaussian"
-        binarize = "dynamic" if likelihood == "bernoulli" else "none"
-        data = load_data(name, data_dir, binarize=binarize)
-        sigma_x = 1.0 if likelihood == "bernoulli" else "shared"
-        for prior, guide in PAIRS:
-            pyro.set_rng_seed(preset["seed"])
-            vae = VAE(data.event_shape, latent_dim=latent_dim, prior=prior, guide=guide, likelihood=likelihood,
-                      sigma_x=sigma_x, hidden=preset["hidden"])
-            fit(vae.model, vae.guide, data.train, objective="meanfield", epochs=preset["epochs"],
-                batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
-                dynamic_binarization=binarize == "dynamic", progress=progress)
-            vae.eval()
-            with torch.no_grad():
-                codes = vae.posterior_location_scale(data.test)[0]
-                stats = latent_statistics(vae.model, vae.guide, data.test)
-                active = torch.tensor(stats["active"])
-                spread = codes.std(0)
-                near_zero = (codes.abs() < 0.1 * spread).float().mean(0)
-                row = {
-                    "data": name, "latent_dim": latent_dim, "prior": prior, "guide": guide,
-                    "reconstruction_squared_error": (vae.reconstruct(data.test) - data.test).flatten(1).pow(2).sum(1).mean().item(),
-                    "test_elbo": elbo_terms(vae.model, vae.guide, data.test)["elbo"],
-                    "active_units": stats["active_units"],
-                    "fraction_near_zero": near_zero[active].mean().item() if active.any() else float("nan"),
-                    "excess_kurtosis": excess_kurtosis(codes)[active].mean().item() if active.any() else float("nan"),
-                }
-                if latent_dim == 2 and data.train_labels is not None:
-                    train_codes = vae.posterior_location_scale(data.train)[0]
-                    row["knn_accuracy_2d"] = knn_accuracy(train_codes, data.train_labels, codes, data.test_labels)
-                rows.append(row)
-                if len(data.event_shape) == 3:
-                    _plot_patterns(vae, out / "figures" / f"patterns_{name}_{latent_dim}_{prior}.png",
-                                   f"{name}, {prior} prior / {guide} guide: E[x|z = s e_j] - E[x|z = 0]")
+    load_data(preset["datasets"][0][0], data_dir)  # a missing data set fails here, before any worker starts
+    tasks = {f"{name},d={latent_dim},{prior}": dict(name=name, data_dir=data_dir, latent_dim=latent_dim, prior=prior,
+                                                    guide=guide, preset=preset, figures=str(out / "figures"))
+             for name, latent_dim in preset["datasets"] for prior, guide in PAIRS}
+    rows = list(run_sweep(fit_prior, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+                          progress=progress).values())
     headline = {f"{r['data']} d={r['latent_dim']} {r['prior']}": {k: r[k] for k in
                 ("reconstruction_squared_error", "test_elbo", "active_units", "excess_kurtosis", "fraction_near_zero")}
                 for r in rows}
