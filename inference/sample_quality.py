@@ -63,7 +63,7 @@ def accuracy(classifier, x, labels):
 
 
 def frechet_distance_from_moments(mean_a, cov_a, mean_b, cov_b):
-    """The Frechet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (module doc).
+    r"""The Frechet distance between N(mean_a, cov_a) and N(mean_b, cov_b) (module doc).
 
     :math:`\operatorname{tr}(\Sigma_a \Sigma_b)^{1/2}` is computed as the sum of square roots of the
     eigenvalues of the symmetric :math:`\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2}`, which stays exact where
