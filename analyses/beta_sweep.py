@@ -16,6 +16,7 @@ import torch
 
 from pyro_vae.data import load_data
 from pyro_vae.inference import elbo_terms, fit, latent_statistics
+from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
 from pyro_vae.models import VAE
 from pyro_vae.rundir import atomic_write
 from pyro_vae.sweep import run_sweep
@@ -35,53 +36,80 @@ PRESETS = {
 EXPECTED_MINUTES = {"quick": 0.5, "full": 25}
 
 
-def fit_beta(run_dir, data, label, beta, preset):
-    """One fit of the sweep (run in a worker); keeps the test codes and samples for the figures."""
+def fit_setting(run_dir, data, label, setting, preset):
+    """One fit (run in a worker) with ``setting`` = ``{"beta": ..., "sigma_x": ...}``; keeps the test codes,
+    reconstructions and samples for the figures and the Frechet distance."""
     pyro.clear_param_store()
     pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], hidden=preset["hidden"])
-    fit(vae.model, vae.guide, data["train"], objective="meanfield", beta=beta, epochs=preset["epochs"],
+    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"],
+              sigma_x=setting.get("sigma_x", 1.0), hidden=preset["hidden"])
+    fit(vae.model, vae.guide, data["train"], objective="meanfield", beta=setting.get("beta", 1.0), epochs=preset["epochs"],
         batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"], progress=False)
     vae.eval()
     with torch.no_grad():
         codes = vae.posterior_location_scale(data["test"])[0]
         generated = vae.generate(preset["samples"], "mean")
-    atomic_write(run_dir / "figure_data.pt", lambda tmp: torch.save({"codes": codes, "samples": generated[:10]}, tmp))
+        reconstructions = vae.reconstruct(data["test"][:10])
+        squared_error = (vae.reconstruct(data["test"]) - data["test"]).flatten(1).pow(2).sum(1).mean().item()
+    atomic_write(run_dir / "figure_data.pt", lambda tmp: torch.save(
+        {"codes": codes, "samples": generated, "reconstructions": reconstructions}, tmp))
     return {
-        "data": label, "beta": beta,
+        "data": label, **setting,
         "active_units": latent_statistics(vae.model, vae.guide, data["test"])["active_units"],
         "test_elbo": elbo_terms(vae.model, vae.guide, data["test"])["elbo"],
+        "reconstruction_squared_error": squared_error,
         "latent_spread": codes.var(0, unbiased=False).sum().item(),
         "sample_diversity": diversity(generated),
         "data_diversity": diversity(data["test"]),
     }
 
 
-def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    sets = {"all digits": load_data(preset["data"], data_dir), f"digit {preset['digit']} only":
-            load_data(preset["data"], data_dir, digit=preset["digit"])}
-    tasks, labels = {}, {}
+def sweep_settings(out, preset, settings, data_dir, progress):
+    """Fit every ``{name: setting}`` on all digits and on one digit, in parallel; write figures; return rows.
+
+    Each row adds the classifier Frechet distance of the samples to the test images
+    (:mod:`pyro_vae.inference.sample_quality`, one classifier per data set, trained on all digits).
+    """
+    full = load_data(preset["data"], data_dir)
+    sets = {"all digits": full, f"digit {preset['digit']} only": load_data(preset["data"], data_dir, digit=preset["digit"])}
+    tasks, labels, tests, names = {}, {}, {}, {}
     for index, (label, data) in enumerate(sets.items()):
-        for beta in preset["betas"]:
-            key = f"{'all' if index == 0 else 'digit'},beta={beta:g}"
-            tasks[key] = dict(data={"train": data.train, "test": data.test}, label=label, beta=beta, preset=preset)
-            labels[key] = data.test_labels
-    results = run_sweep(fit_beta, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+        for name, setting in settings.items():
+            key = f"{'all' if index == 0 else 'digit'},{name.replace(' ', '_')}"
+            tasks[key] = dict(data={"train": data.train, "test": data.test}, label=label, setting=setting, preset=preset)
+            labels[key], tests[key], names[key] = data.test_labels, data.test, name
+    results = run_sweep(fit_setting, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
                         progress=progress)
-    rows, spreads, samples = list(results.values()), {}, {}
+    classifier = train_feature_classifier(full.train, full.train_labels, seed=preset["seed"])
+    rows, spreads, panels = [], {}, {}
     for key, row in results.items():
         saved = torch.load(out / "fits" / key / "figure_data.pt")
-        spreads[(row["data"], row["beta"])] = (saved["codes"], labels[key])
-        samples[f"{row['data']}, beta={row['beta']:g}"] = saved["samples"]
+        row = {**row, "setting": names[key], "frechet_distance": classifier_frechet_distance(classifier, tests[key], saved["samples"])}
+        rows.append(row)
+        spreads[f"{row['data']}\n{names[key]}"] = (saved["codes"], labels[key])
+        panels[f"{row['data']}, {names[key]}: samples"] = saved["samples"][:10]
+        panels[f"{row['data']}, {names[key]}: reconstructions"] = saved["reconstructions"]
     _plot_spreads(spreads, out / "figures" / "latent_spread.png")
     from pyro_vae.plots import image_panels
 
-    image_panels(samples, out / "figures" / "samples.png", title="decoder means at prior draws, per beta")
-    headline = {f"{r['data']}, beta={r['beta']:g}": {k: r[k] for k in ("active_units", "latent_spread", "sample_diversity")}
+    image_panels(panels, out / "figures" / "samples_reconstructions.png",
+                 title="decoder means at prior draws, and reconstructions of the first test images")
+    return rows
+
+
+def headline_of(rows):
+    headline = {f"{r['data']}, {r['setting']}": {k: r[k] for k in ("active_units", "latent_spread", "sample_diversity",
+                                                                      "frechet_distance", "reconstruction_squared_error")}
                 for r in rows}
-    return finish(out, rows, headline, started)
+    headline["frechet_distance"] = DESCRIPTION
+    return headline
+
+
+def run(out, quick=False, data_dir=None, progress=None, **overrides):
+    preset = choose_preset(PRESETS, quick, overrides)
+    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
+    rows = sweep_settings(out, preset, {f"beta={beta:g}": {"beta": beta} for beta in preset["betas"]}, data_dir, progress)
+    return finish(out, rows, headline_of(rows), started)
 
 
 def _plot_spreads(spreads, path):
@@ -90,9 +118,9 @@ def _plot_spreads(spreads, path):
     plt = pyplot()
     # shared axes: a collapsed posterior shows as a dot at the origin beside the spread ones
     fig, axes = plt.subplots(1, len(spreads), figsize=(3.2 * len(spreads), 3.4), squeeze=False, sharex=True, sharey=True)
-    for ax, ((label, beta), (codes, labels)) in zip(axes[0], spreads.items()):
+    for ax, (title, (codes, labels)) in zip(axes[0], spreads.items()):
         ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=6)
-        ax.set_title(f"{label}\nbeta={beta:g}", fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("mu_1")
         ax.set_ylabel("mu_2")
     fig.suptitle("Posterior means of the test data (colour: class)")

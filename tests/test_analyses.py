@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, priors, sampling" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, priors, sampling, sigma-sweep" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -159,3 +159,20 @@ def test_beta_sweep_large_beta_collapses_the_posterior_and_the_samples(tmp_path)
         assert float(large["sample_diversity"]) < float(small["sample_diversity"])
     assert float(rows[("all digits", 50.0)]["sample_diversity"]) < 0.2 * float(rows[("all digits", 0.1)]["sample_diversity"])
     assert (out / "figures" / "latent_spread.png").stat().st_size > 10_000
+
+
+def test_sigma_sweep_large_fixed_sigma_collapses_small_spreads_learned_uses_the_latents(tmp_path):
+    out = tmp_path / "sigma-sweep"
+    assert main(["analyze", "sigma-sweep", "--quick", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as handle:
+        rows = {(row["data"], row["setting"]): row for row in csv.DictReader(handle)}
+    for data in ("all digits", "digit 3 only"):
+        large, small = rows[(data, "sigma_x=1")], rows[(data, "sigma_x=0.01")]
+        # seed 003, Sec. 5.3.4: sigma_x acts as sqrt(beta / 2): a large one collapses the posterior
+        assert int(large["active_units"]) == 0 and int(small["active_units"]) == 2
+        assert float(large["latent_spread"]) < 0.01 * float(small["latent_spread"])
+        assert float(large["sample_diversity"]) < 0.2 * float(small["sample_diversity"])
+    learned = rows[("all digits", "sigma_x learned")]
+    assert int(learned["active_units"]) == 2
+    assert float(learned["frechet_distance"]) < float(rows[("all digits", "sigma_x=1")]["frechet_distance"])
+    assert (out / "figures" / "samples_reconstructions.png").stat().st_size > 10_000
