@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, priors, sampling, sigma-sweep" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -176,3 +176,15 @@ def test_sigma_sweep_large_fixed_sigma_collapses_small_spreads_learned_uses_the_
     assert int(learned["active_units"]) == 2
     assert float(learned["frechet_distance"]) < float(rows[("all digits", "sigma_x=1")]["frechet_distance"])
     assert (out / "figures" / "samples_reconstructions.png").stat().st_size > 10_000
+
+
+def test_two_stage_second_vae_moves_the_codes_towards_the_prior(tmp_path):
+    out = tmp_path / "two-stage"
+    assert main(["analyze", "two-stage", "--quick", "--out", str(out), "--no-progress"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    reference = headline["validation images (reference)"]
+    assert 0 <= reference < min(headline["one stage"], headline["two stages"])
+    first, second = headline["stages"]
+    # Dai & Wipf's mechanism: stage 2's aggregate posterior is closer to N(0, I) than stage 1's
+    assert 0 <= second["aggregate_posterior_kl_to_prior"] < first["aggregate_posterior_kl_to_prior"]
+    assert (out / "figures" / "samples.png").stat().st_size > 10_000
