@@ -7,10 +7,10 @@ which writes ``config.json``, ``versions.json``, ``results.csv``, ``headline.jso
 
 from pyro_vae.registry import Registry
 
-from . import beta_sweep, collapse, compare, identifiability, kl_law, latent_sweep, priors, sampling, sigma_sweep, two_stage
+from . import beta_sweep, collapse, compare, identifiability, kl_law, latent_sweep, noise_injection, priors, sampling, sigma_sweep, two_stage
 
 ANALYSES = Registry("analysis")
-for _module in (beta_sweep, collapse, compare, identifiability, kl_law, latent_sweep, priors, sampling, sigma_sweep, two_stage):
+for _module in (beta_sweep, collapse, compare, identifiability, kl_law, latent_sweep, noise_injection, priors, sampling, sigma_sweep, two_stage):
     ANALYSES.register(_module.NAME)(_module)
 
 __all__ = ["ANALYSES"]

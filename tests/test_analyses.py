@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, noise-injection, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
@@ -188,3 +188,19 @@ def test_two_stage_second_vae_moves_the_codes_towards_the_prior(tmp_path):
     # Dai & Wipf's mechanism: stage 2's aggregate posterior is closer to N(0, I) than stage 1's
     assert 0 <= second["aggregate_posterior_kl_to_prior"] < first["aggregate_posterior_kl_to_prior"]
     assert (out / "figures" / "samples.png").stat().st_size > 10_000
+
+
+def test_noise_injection_drives_gain_below_kl_collapses_and_a_short_collapse_reverses(tmp_path):
+    out = tmp_path / "noise-injection"
+    assert main(["analyze", "noise-injection", "--quick", "--out", str(out), "--no-progress"]) == 0
+    headline = json.loads((out / "headline.json").read_text())
+    for hold in (6, 12):
+        run = headline[f"hold {hold} epochs"]
+        assert run["noise_scale_where_gain_fell_below_kl"] is not None  # seed 000: the gain drops below the KL
+        assert run["min_var_mu_under_noise"] < 0.05 * run["var_mu_at_start"]
+        assert run["min_kl_under_noise"] < 0.05 * run["kl_at_start"]
+    assert headline["hold 6 epochs"]["revived_after_noise_removed"]  # the seed's reversibility, after a short hold
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["phase"] for row in rows} == {"start", "growing", "holding", "removed"}
+    assert (out / "figures" / "noise_injection.png").stat().st_size > 10_000
