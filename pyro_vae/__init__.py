@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "VAE": "pyro_vae.models",
     "IWAE": "pyro_vae.inference",
+    "IWAEDReG": "pyro_vae.inference",
+    "STL": "pyro_vae.inference",
+    "run_sweep": "pyro_vae.sweep",
     "fit": "pyro_vae.inference",
     "elbo_terms": "pyro_vae.inference",
     "evaluate": "pyro_vae.inference",
