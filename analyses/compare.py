@@ -252,7 +252,7 @@ def _plot(summary, snr_rows, gap_rows, path):
             key = f"{group}_snr_median"
             if rows and key in rows[0]:
                 axes[2].plot([r["particles"] for r in rows], [r[key] for r in rows], style, marker=marker, label=f"{name} {group}")
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
@@ -260,7 +260,7 @@ def _plot(summary, snr_rows, gap_rows, path):
     axes[2].set_xticks(ks)
     for axis in (axes[2].xaxis, axes[2].yaxis):
         axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     axes[2].set_xlabel("particles K")
     axes[2].set_ylabel("median gradient SNR")
     axes[2].legend(fontsize=8)
