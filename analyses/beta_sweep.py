@@ -67,8 +67,8 @@ def fit_setting(run_dir, data, label, setting, preset):
 def sweep_settings(out, preset, settings, data_dir, progress):
     """Fit every ``{name: setting}`` on all digits and on one digit, in parallel; write figures; return rows.
 
-    Each row adds the classifier Frechet distance of the samples to the test images
-    (:mod:`pyro_vae.inference.sample_quality`, one classifier per data set, trained on all digits).
+    Each row adds the classifier Frechet distance of the samples to the test images of its data set
+    (:mod:`pyro_vae.inference.sample_quality`; one classifier, trained on all digits, scores both sets).
     """
     full = load_data(preset["data"], data_dir)
     sets = {"all digits": full, f"digit {preset['digit']} only": load_data(preset["data"], data_dir, digit=preset["digit"])}

@@ -74,8 +74,9 @@ class Schedule:
 
     @property
     def epochs(self):
+        """The longest the phases can take; training stops ``revival_epochs`` after the noise is removed."""
         p = self.preset
-        return p["epochs_per_level"] * p["max_levels"] + self.hold + p["revival_epochs"]
+        return p["epochs_per_level"] * p["max_levels"] + self.hold + p["revival_epochs"] + 1
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
@@ -124,6 +125,8 @@ def _inject(vae, data, latent, schedule, start, inactive_at_start, options, pres
             rows.append(_row(step // steps_per_epoch, schedule.phase, schedule.noise, numbers, latent, inactive_at_start))
             schedule.after_epoch(numbers["gain"][latent], numbers["kl"][latent])
             vae.train()
+            return schedule.phase == "removed" and schedule.epochs_in_phase >= preset["revival_epochs"]
+        return False
 
     hook = vae.decoder.register_forward_pre_hook(add_noise)
     try:

@@ -1,8 +1,9 @@
 r"""A fixed decoder scale :math:`\sigma_x` across a range against a learned one (seed 003, Sec. 5.3.4 and 5.4).
 
 With a Gaussian likelihood :math:`p(x \mid z) = \mathcal N(\mu_\theta(z), \sigma_x^2 I)` the ELBO's
-reconstruction term is :math:`-\|x - \mu_\theta(z)\|^2 / 2\sigma_x^2` plus a constant, so a fixed
-:math:`\sigma_x` acts as the inverse of beta: :math:`\sigma_x^2 = \beta / 2` up to the KL's scale.  A
+reconstruction term is :math:`-\|x - \mu_\theta(z)\|^2 / 2\sigma_x^2` plus a constant; multiplying the
+ELBO by :math:`\sigma_x^2` shows that a fixed :math:`\sigma_x` acts as :math:`\beta = \sigma_x^2` relative
+to the :math:`\sigma_x = 1` model.  A
 large :math:`\sigma_x` collapses the posterior (every sample the "average digit"); a small one spreads
 :math:`q(z)` and leaves holes the prior's samples fall into.  A learned :math:`\sigma_x` (one shared
 scalar, ``sigma_x="shared"``) picks its own point on that line.  For each setting, with d = 2 latents,

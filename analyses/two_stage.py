@@ -74,10 +74,11 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         samples = {"one stage": first.generate(len(z_one), "mean", z=z_one),
                    "two stages": first.generate(len(z_two), "mean", z=z_two)}
         second_codes = second.encode(val_codes).sample()
-    rows = [{"generation": name, "frechet_distance": classifier_frechet_distance(classifier, data.test, images)}
+    n = min(preset["samples"], len(data.val))  # the estimate's bias depends on n: score equal-sized sets
+    rows = [{"generation": name, "frechet_distance": classifier_frechet_distance(classifier, data.test, images[:n])}
             for name, images in samples.items()]
     rows.append({"generation": "validation images (reference)",
-                 "frechet_distance": classifier_frechet_distance(classifier, data.test, data.val)})
+                 "frechet_distance": classifier_frechet_distance(classifier, data.test, data.val[:n])})
     stage_rows = [
         {"stage": 1, "held_out_elbo": elbo_terms(first.model, first.guide, data.test)["elbo"],
          "active_units": latent_statistics(first.model, first.guide, data.test)["active_units"],

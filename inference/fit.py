@@ -176,7 +176,8 @@ def fit(
         site; the last checkpoint stays intact) or ``rollback`` (restore the state at the start of the
         epoch, halve the learning rate and retry, at most ``MAX_ROLLBACKS`` times).
     :param callback: ``callback(step)`` after every optimisation step (e.g. to record per-latent
-        variances along training); it chooses its own frequency.
+        variances along training); it chooses its own frequency.  If it returns True, training stops
+        at the end of the current epoch (which is recorded and checkpointed as usual).
     :returns: :class:`FitResult`.
     """
     epochs = _positive_int("epochs", epochs)
@@ -256,7 +257,7 @@ def fit(
             for attempt in range(MAX_ROLLBACKS + 1):
                 started = time.perf_counter()
                 try:
-                    objective_sum, step = _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight,
+                    objective_sum, step, stop = _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight,
                                                        schedule, step, optim, params, clip_norm if optimizer == "adam" else None,
                                                        dynamic_binarization, module, callback)
                     break
@@ -291,6 +292,8 @@ def fit(
                     "optimizer": optim.state_dict(), "rng": _rng_state(), "config": run_config,
                 })
                 write_csv(run_dir / "history.csv", history)
+            if stop:
+                break
 
     metrics = {"train_seconds": seconds, "epochs": len(history)}
     for name, x in splits.items():
@@ -311,11 +314,13 @@ class _NonFiniteStep(Exception):
 
 def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, schedule, step, optim, params,
                  clip_norm, dynamic_binarization, module, callback=None):
-    """One pass over ``train`` in a random order; returns (sum of per-datapoint objectives, step)."""
+    """One pass over ``train`` in a random order; returns (sum of per-datapoint objectives, step, stop),
+    ``stop`` when the callback asked for it."""
     if module is not None:
         module.train()
     n = len(train)
     total = torch.zeros((), device=train.device)
+    stop = False
     for index in torch.randperm(n, device=train.device).split(batch_size):
         x = train[index]
         if dynamic_binarization:
@@ -332,8 +337,8 @@ def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, s
         total += loss.detach() * len(index)
         step += 1
         if callback is not None:
-            callback(step)
-    return total.item(), step
+            stop = bool(callback(step)) or stop
+    return total.item(), step, stop
 
 
 def _capture_params(module, elbo, train_model, train_guide, x, device):

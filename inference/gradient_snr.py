@@ -9,9 +9,11 @@ as Rainforth, Kosiorek, Le, Maddison, Igl, Wood & Teh (2018, "Tighter variationa
 necessarily better", eq. 6) measure it.  Their finding: for IWAE the inference network's SNR falls
 like :math:`O(1/\sqrt K)` while the generative network's rises like :math:`O(\sqrt K)`; DReG's
 inference-network SNR does not fall (Tucker et al. 2019).  A group's SNR is summarised by the mean
-and the median over its scalar parameters; parameters whose gradient is identically zero are left
-out and counted.
+and the median over its scalar parameters; parameters whose gradient has zero variance over the draws are left
+out and counted.  The caller's random state is left as it was.
 """
+
+import warnings
 
 import pyro
 import torch
@@ -20,6 +22,7 @@ from torch import nn
 from pyro_vae.errors import ConfigError
 
 from .objectives import make_objective
+from .traces import random_state_kept
 
 
 def parameter_groups(module):
@@ -43,6 +46,11 @@ def gradient_snr(model, guide, x, groups, objective="elbo", particles=1, draws=1
     tensors = [t for group in groups.values() for t in group]
     if not tensors or not all(t.requires_grad for t in tensors):
         raise ConfigError("gradient_snr needs a non-empty list of parameters that require grad in every group")
+    with random_state_kept(x.device):
+        return _gradient_snr(elbo, model, guide, x, groups, tensors, draws, seed)
+
+
+def _gradient_snr(elbo, model, guide, x, groups, tensors, draws, seed):
     elbo.differentiable_loss(model, guide, x)  # the first call settles Pyro's plate nesting
     pyro.set_rng_seed(seed)
     # Welford's running mean and sum of squares: memory O(parameters), whatever M
@@ -62,6 +70,8 @@ def gradient_snr(model, guide, x, groups, objective="elbo", particles=1, draws=1
         sd = torch.cat([t.flatten() for t in squares[start:start + len(group)]]).div(draws - 1).sqrt()
         start += len(group)
         varying = sd > 0
+        if not varying.any():
+            warnings.warn(f"gradient_snr: every gradient of group {name!r} has zero variance over {draws} draws; its SNR is NaN")
         snr = mu[varying].abs() / sd[varying]
         result[name] = {"snr_mean": snr.mean().item(), "snr_median": snr.median().item(),
                         "parameters": int(varying.sum()), "zero_gradient": int((~varying).sum()), "snr": snr}

@@ -29,7 +29,7 @@ from pyro.infer import MCMC, NUTS
 from pyro_vae._arviz import arviz
 from pyro_vae.errors import ConfigError
 
-from .traces import latent_site, trace_pair
+from .traces import latent_site, random_state_kept, trace_pair
 
 
 def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, seed=0, site=None, progress=False,
@@ -48,7 +48,7 @@ def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, se
     """
     if num_chains < 2:
         raise ConfigError(f"r-hat needs at least 2 chains, got num_chains={num_chains}")
-    with _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
+    with random_state_kept(x.device), _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
         posterior, stats, name = _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, progress,
                                              target_accept_prob, jit_compile)
     dims = {name: ["datapoint"] + [f"{name}_dim_{i}" for i in range(posterior.ndim - 3)]}
@@ -111,9 +111,10 @@ def compare_with_guide(reference, model, guide, x, draws=2000, khat=None, seed=0
     name = reference.attrs["site"]
     nuts = reference.posterior[name].values
     nuts = nuts.reshape(-1, *nuts.shape[2:])  # chains pooled: (draws, P, d)
-    pyro.set_rng_seed(seed)
-    with pyro.plate("reference_draws", draws, dim=-2):
-        _, guide_trace = trace_pair(model, guide, x)
+    with random_state_kept(x.device):
+        pyro.set_rng_seed(seed)
+        with pyro.plate("reference_draws", draws, dim=-2):
+            _, guide_trace = trace_pair(model, guide, x)
     q = latent_site(guide_trace, name)["value"].cpu().numpy()  # (draws, P, d)
     rows, points = [], []
     for i in range(len(x)):

@@ -17,6 +17,8 @@ from torch import nn
 
 from pyro_vae.errors import ConfigError
 
+from .traces import random_state_kept
+
 #: What every output that quotes the number says about it.
 DESCRIPTION = ("Frechet distance in the penultimate-layer features of a classifier trained by pyro-vae on the same "
                "data's training split (not an Inception FID; comparable only within one data set and classifier)")
@@ -42,9 +44,15 @@ class FeatureClassifier(nn.Module):
 
 
 def train_feature_classifier(x, labels, epochs=20, batch_size=128, lr=1e-3, seed=0, hidden=(256, 128)):
-    """Fit a :class:`FeatureClassifier` to ``(x, labels)`` by cross-entropy with Adam; returns it in eval mode."""
+    """Fit a :class:`FeatureClassifier` to ``(x, labels)`` by cross-entropy with Adam; returns it in eval mode.
+    The caller's random state is left as it was."""
     if labels is None:
         raise ConfigError("the classifier Frechet distance needs a labelled data set (digits, mnist)")
+    with random_state_kept(x.device):
+        return _train(x, labels, epochs, batch_size, lr, seed, hidden)
+
+
+def _train(x, labels, epochs, batch_size, lr, seed, hidden):
     generator = torch.Generator(device=x.device).manual_seed(seed)
     torch.manual_seed(seed)
     classifier = FeatureClassifier(x[0].numel(), int(labels.max()) + 1, hidden).to(x.device)

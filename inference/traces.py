@@ -1,5 +1,9 @@
 """Tracing helpers shared by evaluation, diagnostics and fitting."""
 
+import random
+from contextlib import contextmanager
+
+import numpy
 import torch
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
@@ -7,10 +11,18 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro_vae.errors import ConfigError
 
 
+@contextmanager
 def random_state_kept(device):
-    """A context in which draws leave torch's random streams (CPU, and ``device`` if CUDA) as they were."""
+    """A context after which torch's (CPU, and ``device`` if CUDA), NumPy's and Python's random streams
+    are as they were before, whatever it drew or seeded (``pyro.set_rng_seed`` seeds all three)."""
     device = torch.device(device)
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    python_state, numpy_state = random.getstate(), numpy.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        random.setstate(python_state)
+        numpy.random.set_state(numpy_state)
 
 
 def trace_pair(model, guide, x):

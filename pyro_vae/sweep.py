@@ -2,13 +2,17 @@
 
 A sweep is a mapping ``{key: kwargs}`` and one function ``task(run_dir, **kwargs) -> dict`` that
 does one fit and returns its numbers (JSON-serialisable).  Each task gets its own directory
-``out/<key>/``; its result is written there atomically as ``result.json`` when it finishes, so a
-sweep started again skips every finished task, and a task may keep a checkpoint in its directory
-to resume mid-fit (``fit(..., out=run_dir / "fit", resume=...)``).
+``out/<key>/``: a fingerprint of its settings goes to ``task.json`` before it starts (tensors by
+shape, dtype and checksums), and its result to ``result.json``, atomically, when it finishes.  A
+sweep started again skips every finished task whose settings are unchanged and refuses one whose
+settings differ; a task may keep a checkpoint in its directory to resume mid-fit
+(``fit(..., out=run_dir / "fit", resume=...)``).  The first failing task stops the sweep: tasks not
+yet started are cancelled, finished ones keep their results.
 
 Executors (``executor=``):
 
-* ``serial``: one task after another in this process (the reference; easiest to debug);
+* ``serial``: one task after another in this process (easiest to debug; tasks share the process's
+  Pyro param store, random state and torch threads);
 * ``local`` (default): a pool of worker processes on this machine, one torch thread each
   (``spawn`` start method, so CUDA and forked BLAS thread pools stay safe);
 * ``ray``: one Ray task per fit on the cluster ``ray.init(address=...)`` connects to
@@ -18,6 +22,7 @@ Executors (``executor=``):
 Results are returned in the order of ``tasks``, whichever finished first.
 """
 
+import functools
 import json
 import os
 import re
@@ -25,21 +30,49 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, RunDirError
 from .progress import progress_bar
 from .rundir import write_json
 
 EXECUTORS = ("serial", "local", "ray")
 RESULT = "result.json"
+TASK = "task.json"
 _KEY = re.compile(r"[A-Za-z0-9_.=,+-]+")
 
 
-def finished_result(run_dir):
-    """The saved result of a finished task, or None."""
-    path = Path(run_dir) / RESULT
-    if not path.exists():
+def fingerprint(value):
+    """A JSON-able summary of a task's settings: tensors by shape, dtype, sum and sum of squares."""
+    import torch
+
+    if torch.is_tensor(value):
+        data = value.detach().double()
+        return {"tensor": list(value.shape), "dtype": str(value.dtype), "sum": data.sum().item(),
+                "sum_of_squares": data.pow(2).sum().item()}
+    if isinstance(value, dict):
+        return {str(k): fingerprint(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [fingerprint(v) for v in value]
+    if isinstance(value, functools.partial):
+        return {"partial": fingerprint(value.func), "args": fingerprint(value.args), "kwargs": fingerprint(value.keywords)}
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', repr(value))}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def finished_result(run_dir, settings=None):
+    """The saved result of a finished task, or None; refuses one that ran with other ``settings``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RESULT).exists():
         return None
-    with open(path) as stream:
+    if settings is not None and (run_dir / TASK).exists():
+        with open(run_dir / TASK) as stream:
+            saved = json.load(stream)
+        if saved != json.loads(json.dumps(settings, default=str)):
+            raise RunDirError(f"{run_dir} holds a finished task run with other settings; delete it or choose another out "
+                              f"directory to run the sweep with the new ones")
+    with open(run_dir / RESULT) as stream:
         return json.load(stream)
 
 
@@ -70,29 +103,35 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
     for key in tasks:
-        if not _KEY.fullmatch(str(key)):
-            raise ConfigError(f"sweep key {key!r} cannot name a directory; use letters, digits and _.=,+-")
+        if not isinstance(key, str) or not _KEY.fullmatch(key) or set(key) == {"."}:
+            raise ConfigError(f"sweep key {key!r} cannot name a directory; use a string of letters, digits and _.=,+-")
     out = Path(out)
-    results = {key: finished_result(out / key) for key in tasks}
+    settings = {key: fingerprint(kwargs) for key, kwargs in tasks.items()}
+    results = {key: finished_result(out / key, settings[key]) for key in tasks}
     pending = [key for key, result in results.items() if result is None]
+    for key in pending:
+        write_json(out / key / TASK, settings[key])
     bar = progress_bar(total=len(tasks), initial=len(tasks) - len(pending), progress=progress, unit="fit", desc="sweep")
     try:
-        if executor == "serial" or (executor == "local" and len(pending) <= 1):
+        if executor == "serial":
             for key in pending:
-                results[key] = _run_task(task, out / key, tasks[key], None)
+                _run_task(task, out / key, tasks[key], None)
                 bar.update()
-        elif executor == "local":
+        elif executor == "local" and pending:
             workers = min(len(pending), workers or os.cpu_count() or 1)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(_run_task, task, str(out / key), tasks[key], 1): key for key in pending}
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            try:
+                futures = [pool.submit(_run_task, task, str(out / key), tasks[key], 1) for key in pending]
                 for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+                    future.result()  # the first failure stops the sweep
                     bar.update()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         elif pending:
-            results.update(_run_on_ray(task, {key: tasks[key] for key in pending}, out, address, bar))
+            _run_on_ray(task, {key: tasks[key] for key in pending}, out, address, bar)
     finally:
         bar.close()
-    return results
+    return {key: finished_result(out / key) for key in tasks}  # fresh and resumed results read alike
 
 
 def _run_on_ray(task, tasks, out, address, bar):
@@ -104,11 +143,13 @@ def _run_on_ray(task, tasks, out, address, bar):
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
     remote = ray.remote(num_cpus=1)(_run_task)
     # The run directories must be on storage the cluster's nodes share (as a checkpoint would be).
-    refs = {remote.remote(task, str(out / key), kwargs, 1): key for key, kwargs in tasks.items()}
-    results, waiting = {}, list(refs)
-    while waiting:
-        done, waiting = ray.wait(waiting, num_returns=1)
-        results[refs[done[0]]] = ray.get(done[0])
-        bar.update()
-    return results
-
+    refs = [remote.remote(task, str(out / key), kwargs, 1) for key, kwargs in tasks.items()]
+    waiting = list(refs)
+    try:
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(done[0])  # the first failure stops the sweep
+            bar.update()
+    finally:
+        for ref in waiting:
+            ray.cancel(ref)

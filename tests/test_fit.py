@@ -135,7 +135,7 @@ def test_non_finite_loss_names_the_site_and_keeps_the_last_checkpoint(digits, tm
         ({"particles": 0}, "particles must be a positive integer"),
         ({"lr": 0.0}, "lr must be a positive number"),
         ({"beta": -0.5}, "beta must be >= 0"),
-        ({"objective": "elbow"}, "unknown objective 'elbow'; expected one of: elbo, enum, iwae, meanfield"),
+        ({"objective": "elbow"}, "unknown objective 'elbow'; expected one of: elbo, enum, iwae, iwae-dreg, meanfield, stl"),
         ({"optimizer": "sgd"}, "unknown optimizer"),
         ({"device": "tpu:9"}, "device"),
     ],

@@ -6,16 +6,17 @@ import sys
 import pytest
 import torch
 
-from pyro_vae.errors import ConfigError
+from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.sweep import run_sweep
 
 
-def noisy_mean(run_dir, seed, n):
+def noisy_mean(run_dir, seed, n, offset=None):
     """A seeded computation that also counts how often it ran (in its own directory)."""
     runs = run_dir / "runs.txt"
     runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
     generator = torch.Generator().manual_seed(seed)
-    return {"seed": seed, "mean": torch.randn(n, generator=generator).mean().item(), "threads": torch.get_num_threads()}
+    shift = 0.0 if offset is None else offset.sum().item()
+    return {"seed": seed, "mean": torch.randn(n, generator=generator).mean().item() + shift, "threads": torch.get_num_threads()}
 
 
 TASKS = {f"seed={s}": {"seed": s, "n": 1000} for s in range(3)}
@@ -48,8 +49,22 @@ def test_a_failed_task_leaves_no_result_and_the_others_keep_theirs(tmp_path):
 def test_bad_options_are_refused_with_the_valid_ones(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="serial, local, ray"):
         run_sweep(noisy_mean, TASKS, tmp_path, executor="dask")
-    with pytest.raises(ConfigError, match="cannot name a directory"):
-        run_sweep(noisy_mean, {"a/b": {"seed": 0, "n": 1}}, tmp_path)
+    for key in ("a/b", "..", 3):
+        with pytest.raises(ConfigError, match="cannot name a directory"):
+            run_sweep(noisy_mean, {key: {"seed": 0, "n": 1}}, tmp_path)
     monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without Ray
     with pytest.raises(ConfigError, match=r"pyro-vae\[ray\]"):
         run_sweep(noisy_mean, TASKS, tmp_path, executor="ray", progress=False)
+
+
+def test_a_finished_task_run_with_other_settings_is_refused_not_reused(tmp_path):
+    run_sweep(noisy_mean, {"a": {"seed": 0, "n": 10}}, tmp_path, executor="serial", progress=False)
+    with pytest.raises(RunDirError, match="other settings"):
+        run_sweep(noisy_mean, {"a": {"seed": 0, "n": 20}}, tmp_path, executor="serial", progress=False)
+    # tensors count by their contents: the same values are the same settings
+    task = {"seed": 1, "n": 5, "offset": torch.ones(3)}
+    run_sweep(noisy_mean, {"t": task}, tmp_path, executor="serial", progress=False)
+    again = run_sweep(noisy_mean, {"t": {**task, "offset": torch.ones(3)}}, tmp_path, executor="serial", progress=False)
+    assert (tmp_path / "t" / "runs.txt").read_text() == "1" and again["t"]["seed"] == 1
+    with pytest.raises(RunDirError, match="other settings"):
+        run_sweep(noisy_mean, {"t": {**task, "offset": torch.zeros(3)}}, tmp_path, executor="serial", progress=False)
