@@ -190,6 +190,7 @@ def _plot(rows, latent, path):
         bottom.plot(epochs, [r["noise_scale"] for r in part], linestyle=":", color="grey", label="noise scale")
         bottom.axhline(ACTIVE, color="black", linewidth=0.5)
         bottom.set_yscale("symlog", linthresh=0.01)
+        bottom.set_ylim(bottom=0)
         bottom.set_xlabel("epoch after the first fit")
         bottom.legend(fontsize=8)
         for ax in (top, bottom):
