@@ -11,7 +11,7 @@ per objective, as mean and standard error over seeds, on the test split:
 
 Objectives are ranked by ``log_likelihood``, best first; an objective whose mean is below the best of
 its rank group (the group's first) by less than the larger of the two seed-to-seed standard deviations
-shares that rank (``=`` in the table) instead of being ordered.
+shares that rank (``=`` in the table, on the leader too) instead of being ordered.
 
 At the parameters of the first objective's first-seed fit (one parameter point for all, as
 Rainforth et al. 2018 measure): the gradient SNR (:mod:`pyro_vae.inference.gradient_snr`) of every
@@ -120,6 +120,7 @@ def summarise(fits, objectives):
             row["rank"] = f"={rank}"
             leader.setdefault("ties", []).append(row["objective"])
     for row in rows:
+        row["rank"] = f"={row['rank']}" if row.get("ties") else row["rank"]
         row["ties"] = ", ".join(row.get("ties", []))
     return rows
 

@@ -64,7 +64,7 @@ def test_objectives_closer_than_their_seed_spread_share_a_rank():
             for name, values in (("a", (-90.0, -91.0)), ("b", (-90.6, -90.8)), ("c", (-95.0, -95.2)))
             for s, value in enumerate(values)]
     rows = {row["objective"]: row for row in summarise(fits, ["a", "b", "c"])}
-    assert rows["a"]["rank"] == "1" and rows["b"]["rank"] == "=1" and rows["c"]["rank"] == "3"
+    assert rows["a"]["rank"] == "=1" and rows["b"]["rank"] == "=1" and rows["c"]["rank"] == "3"
     assert "not ranked apart" in format_table(list(rows.values()))
 
 
