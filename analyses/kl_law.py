@@ -12,6 +12,7 @@ satisfy the law trivially, their posterior being the prior), and picks the small
 deviations stay within ``tolerance``.  By default the tolerance is three standard errors of a
 variance estimated from the n test points, :math:`3 \sqrt{2 / n}` (0.32 for the 179 test digits,
 0.13 for 1,000 MNIST test images): a deviation below it cannot be told from sampling noise.
+The fits run in parallel (:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and resume.
 """
 
 import math
@@ -21,41 +22,54 @@ import pyro
 from pyro_vae.inference import elbo_terms, fit, latent_statistics
 from pyro_vae.models import VAE
 
+from pyro_vae.sweep import run_sweep
+
 from .common import begin, finish
 
 NAME = "kl-law"
 SUMMARY = "Var(mu) + E[sigma^2] ~ 1 and mean(mu) ~ 0 across beta; the smallest beta that keeps them (seed 000, Sec. 4)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=4, hidden=(64,), likelihood="bernoulli", betas=(0.05, 1.0), epochs=40,
-                  batch_size=64, lr=3e-3, tolerance=None, seed=0),
+                  batch_size=64, lr=3e-3, tolerance=None, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), likelihood="bernoulli",
-                 betas=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0), epochs=60, batch_size=128, lr=1e-3, tolerance=None, seed=0),
+                 betas=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0), epochs=60, batch_size=128, lr=1e-3, tolerance=None, seed=0,
+                 executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.3, "full": 35}
+
+
+def fit_beta(run_dir, data, beta, preset, dynamic_binarization):
+    """One fit of the sweep (run in a worker): fit at KL weight ``beta``; the moments on the test split."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(preset["seed"])
+    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"],
+              hidden=preset["hidden"])
+    fit(vae.model, vae.guide, data["train"], objective="meanfield", beta=beta, epochs=preset["epochs"],
+        batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
+        dynamic_binarization=dynamic_binarization, progress=False)
+    vae.eval()
+    stats = latent_statistics(vae.model, vae.guide, data["test"])
+    return {"beta": beta, "test_elbo": elbo_terms(vae.model, vae.guide, data["test"])["elbo"],
+            **{key: stats[key] for key in ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")}}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     if preset["tolerance"] is None:
         preset["tolerance"] = 3 * math.sqrt(2 / len(data.test))
+    tasks = {f"beta={beta:g}": dict(data={"train": data.train, "test": data.test}, beta=beta, preset=preset,
+                                    dynamic_binarization=binarize == "dynamic") for beta in sorted(preset["betas"])}
+    fits = run_sweep(fit_beta, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+                     progress=progress).values()
     rows, by_beta = [], []
-    for beta in sorted(preset["betas"]):
-        pyro.set_rng_seed(preset["seed"])
-        vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], hidden=preset["hidden"])
-        fit(vae.model, vae.guide, data.train, objective="meanfield", beta=beta, epochs=preset["epochs"],
-            batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
-            dynamic_binarization=binarize == "dynamic", progress=progress)
-        vae.eval()
-        stats = latent_statistics(vae.model, vae.guide, data.test)
+    for stats in fits:
         active = [j for j, a in enumerate(stats["active"]) if a]
-        sum_deviation = max((abs(stats["moment_sum"][j] - 1) for j in active), default=0.0)
-        mean_deviation = max((abs(stats["mean_mu"][j]) for j in active), default=0.0)
-        by_beta.append({"beta": beta, "active_units": len(active), "max_sum_deviation": sum_deviation,
-                        "max_mean_deviation": mean_deviation, "test_elbo": elbo_terms(vae.model, vae.guide, data.test)["elbo"]})
-        for j in range(preset["latent_dim"]):
-            rows.append({"beta": beta, "latent": j, "active": stats["active"][j], "var_mu": stats["var_mu"][j],
-                         "mean_sigma2": stats["mean_sigma2"][j], "moment_sum": stats["moment_sum"][j],
-                         "mean_mu": stats["mean_mu"][j]})
+        by_beta.append({"beta": stats["beta"], "active_units": len(active),
+                        "max_sum_deviation": max((abs(stats["moment_sum"][j] - 1) for j in active), default=0.0),
+                        "max_mean_deviation": max((abs(stats["mean_mu"][j]) for j in active), default=0.0),
+                        "test_elbo": stats["test_elbo"]})
+        rows += [{"beta": stats["beta"], "latent": j, **{key: stats[key][j] for key in
+                  ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")}} for j in range(preset["latent_dim"])]
     holding = [b for b in by_beta if b["active_units"] > 0 and b["max_sum_deviation"] <= preset["tolerance"]
                and b["max_mean_deviation"] <= preset["tolerance"]]
     headline = {
