@@ -17,7 +17,8 @@ point) or from the prior.  Settings: a grid of beta (with :math:`\sigma_x` learn
 :math:`\sigma_x` (beta = 1), learned :math:`\sigma_x` at beta = 1, and pPCA; a Gaussian mixture
 fitted to the data gives a further log-likelihood reference, and one fitted to draws of each VAE's
 aggregate posterior gives a plug-in :math:`\mathrm{KL}(q(z) \| p(z))`.  Writes
-``results.csv``, ``headline.json`` and ``figures/variance_split.png``.
+``results.csv``, ``headline.json`` and ``figures/variance_split.png``.  The VAE fits run in parallel
+(:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and resume.
 """
 
 import numpy as np
@@ -29,16 +30,19 @@ from pyro_vae.models import VAE
 from pyro_vae.models.gmm import GaussianMixture
 from pyro_vae.models.ppca import PPCA
 
+from pyro_vae.sweep import run_sweep
+
 from .common import begin, finish
 
 NAME = "identifiability"
 SUMMARY = "split of the data's variance into latent and noise parts across beta and sigma_x, against pPCA"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=4, hidden=(64,), epochs=15, batch_size=128, lr=3e-3,
-                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), particles=50, gmm_components=5, gmm_steps=50, seed=0),
+                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), particles=50, gmm_components=5, gmm_steps=50, seed=0,
+                  executor="local", workers=None),
     "full": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=200, batch_size=64, lr=1e-3,
                  betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), particles=1000,
-                 gmm_components=10, gmm_steps=300, seed=0),
+                 gmm_components=10, gmm_steps=300, seed=0, executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.5, "full": 25}
 
@@ -63,6 +67,11 @@ def _trace_cov(values):
     return flat.var(0, unbiased=False).sum().item()
 
 
+def _key(setting):
+    sigma_x = "learned" if setting["sigma_x"] == "shared" else f"{setting['sigma_x']:g}"
+    return f"beta={setting['beta']:g},sigma_x={sigma_x}"
+
+
 def _settings(preset):
     settings = [dict(label=f"beta={b:g}, sigma_x learned", beta=b, sigma_x="shared") for b in preset["betas"]]
     settings += [dict(label=f"sigma_x={s:g}", beta=1.0, sigma_x=s) for s in preset["sigmas"]]
@@ -71,30 +80,36 @@ def _settings(preset):
     return settings
 
 
+def fit_setting(run_dir, data, setting, preset):
+    """One fit of the sweep (run in a worker): fit at ``setting``'s beta and sigma_x; its variance split."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(preset["seed"])
+    x_test = data["test"]
+    vae = VAE(x_test.shape[1:], latent_dim=preset["latent_dim"], likelihood="gaussian", sigma_x=setting["sigma_x"],
+              hidden=preset["hidden"])
+    fit(vae.model, vae.guide, data["train"], val=data["val"], objective="meanfield", beta=setting["beta"],
+        epochs=preset["epochs"], batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"], progress=False)
+    vae.eval()
+    stats = latent_statistics(vae.model, vae.guide, x_test)
+    row = {"setting": setting["label"], "beta": setting["beta"], "sigma_x": setting["sigma_x"]}
+    row.update(variance_split(vae, x_test))
+    row.update({
+        "elbo": elbo_terms(vae.model, vae.guide, x_test)["elbo"],
+        "log_likelihood": log_likelihood(importance_log_weights(vae.model, vae.guide, x_test, preset["particles"]))["log_likelihood"],
+        "active_units": stats["active_units"],
+        "latent_variances": " ".join(f"{v:.3f}" for v in stats["moment_sum"]),
+        "learned_sigma_x": vae.likelihood.scale().mean().item(),
+        "aggregate_posterior_kl_to_prior": aggregate_posterior_kl(vae, data["train"], x_test, preset),
+    })
+    return row
+
+
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, _ = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    x_test = data.test
-    rows = []
-    for setting in _settings(preset):
-        pyro.set_rng_seed(preset["seed"])
-        vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood="gaussian", sigma_x=setting["sigma_x"],
-                  hidden=preset["hidden"])
-        fit(vae.model, vae.guide, data.train, val=data.val, objective="meanfield", beta=setting["beta"],
-            epochs=preset["epochs"], batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
-            progress=progress)
-        vae.eval()
-        stats = latent_statistics(vae.model, vae.guide, x_test)
-        row = {"setting": setting["label"], "beta": setting["beta"], "sigma_x": setting["sigma_x"]}
-        row.update(variance_split(vae, x_test))
-        row.update({
-            "elbo": elbo_terms(vae.model, vae.guide, x_test)["elbo"],
-            "log_likelihood": log_likelihood(importance_log_weights(vae.model, vae.guide, x_test, preset["particles"]))["log_likelihood"],
-            "active_units": stats["active_units"],
-            "latent_variances": " ".join(f"{v:.3f}" for v in stats["moment_sum"]),
-            "learned_sigma_x": vae.likelihood.scale().mean().item(),
-            "aggregate_posterior_kl_to_prior": aggregate_posterior_kl(vae, data.train, x_test, preset),
-        })
-        rows.append(row)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    tasks = {_key(setting): dict(data=splits, setting=setting, preset=preset) for setting in _settings(preset)}
+    rows = list(run_sweep(fit_setting, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+                          progress=progress).values())
     rows.append(_ppca_row(data, preset["latent_dim"]))
     rows.append(_gmm_row(data, preset))
     _plot(rows, out / "figures" / "variance_split.png", preset)
