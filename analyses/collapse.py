@@ -9,8 +9,12 @@ difference.  A latent is inactive when :math:`\mathrm{Var}_x \mu_j \le 0.01` (Bu
 Headline: inactive latents, dense against conv (the seed: 8 of 16 dense, 3 of 16 conv).
 
 The seed's likelihood is a Gaussian of unstated variance (a squared error); the presets use the
-Bernoulli cross-entropy of the Keras VAEs the seed builds on, and ``likelihood=`` changes it.
+Bernoulli cross-entropy of the Keras VAEs the seed builds on, and ``likelihood=`` changes it.  The two
+fits run in parallel (:mod:`pyro_vae.sweep`); each one's evaluation (figures, ``posterior.nc``,
+``latent_table.txt``) lands in ``fits/<network>/``.
 """
+
+from pathlib import Path
 
 import pyro
 import torch
@@ -18,6 +22,7 @@ import torch
 from pyro_vae.inference import evaluate, fit
 from pyro_vae.inference.evaluate import format_latent_table
 from pyro_vae.models import VAE
+from pyro_vae.sweep import run_sweep
 
 from .common import begin, finish
 
@@ -25,50 +30,64 @@ NAME = "collapse"
 SUMMARY = "inactive latents of a dense and a convolutional VAE (Table 1, Figs. 2-3 of seed 000)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                  epochs=25, batch_size=64, lr=3e-3, particles=50, track_every=20, track_points=300, seed=0),
+                  epochs=25, batch_size=64, lr=3e-3, particles=50, track_every=20, track_points=300, seed=0,
+                  executor="local", workers=None),
     "full": dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                 epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0),
+                 epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0,
+                 executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.7, "full": 20}
 
 
+def fit_network(run_dir, data, network, preset, dynamic_binarization):
+    """One fit of the study (run in a worker): fit ``network``, tracking Var_x(mu_j) every
+    ``track_every`` minibatches (Fig. 2); evaluate on the test split into ``run_dir`` (Table 1, Fig. 3)."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(preset["seed"])
+    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], network=network,
+              hidden=preset["hidden"])
+    tracked = data["train"][: preset["track_points"]]
+    evolution = []
+
+    @torch.no_grad()
+    def track(step):
+        if step % preset["track_every"] == 0:
+            vae.eval()
+            evolution.append((step, vae.encode(torch.bernoulli(tracked) if dynamic_binarization else tracked)
+                              .base_dist.loc.var(0, unbiased=False).tolist()))
+            vae.train()
+
+    fit(vae.model, vae.guide, data["train"], val=data["val"], epochs=preset["epochs"], batch_size=preset["batch_size"],
+        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=dynamic_binarization, progress=False, callback=track)
+    result = evaluate(vae.model, vae.guide, data["test"], particles=preset["particles"], out=run_dir, seed=preset["seed"])
+    (Path(run_dir) / "latent_table.txt").write_text(format_latent_table(result) + "\n")
+    keys = ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")
+    return {"latents": {key: result["latents"][key] for key in keys}, "evolution": evolution,
+            **{key: result[key] for key in ("active_units", "elbo", "log_likelihood",
+                                            "collapsed_generation_mean_abs_difference")}}
+
+
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    splits = {"train": data.train, "val": data.val, "test": data.test}
+    tasks = {network: dict(data=splits, network=network, preset=preset, dynamic_binarization=binarize == "dynamic")
+             for network in preset["networks"]}
+    results = run_sweep(fit_network, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
+                        progress=progress)
     rows, headline = [], {}
-    for network in preset["networks"]:
-        pyro.set_rng_seed(preset["seed"])
-        vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], network=network,
-                  hidden=preset["hidden"])
-        tracked = data.train[: preset["track_points"]]
-        evolution = []
-
-        @torch.no_grad()
-        def track(step, vae=vae, tracked=tracked, evolution=evolution):
-            if step % preset["track_every"] == 0:
-                vae.eval()
-                evolution.append((step, vae.encode(torch.bernoulli(tracked) if binarize == "dynamic" else tracked)
-                                  .base_dist.loc.var(0, unbiased=False).tolist()))
-                vae.train()
-
-        fit(vae.model, vae.guide, data.train, val=data.val, epochs=preset["epochs"], batch_size=preset["batch_size"],
-            lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=progress,
-            callback=track)
-        result = evaluate(vae.model, vae.guide, data.test, particles=preset["particles"], out=out / network,
-                          seed=preset["seed"])
+    for network, result in results.items():
         latents = result["latents"]
-        for j in range(preset["latent_dim"]):
-            rows.append({"network": network, "latent": j, **{key: latents[key][j] for key in
-                         ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")}})
-        inactive = preset["latent_dim"] - result["active_units"]
+        rows += [{"network": network, "latent": j, **{key: values[j] for key, values in latents.items()}}
+                 for j in range(preset["latent_dim"])]
         headline[network] = {
-            "inactive_latents": inactive,
+            "inactive_latents": preset["latent_dim"] - result["active_units"],
             "of": preset["latent_dim"],
             "test_elbo": result["elbo"],
             "test_log_likelihood": result["log_likelihood"],
             "collapsed_generation_mean_abs_difference": result["collapsed_generation_mean_abs_difference"],
         }
-        (out / network / "latent_table.txt").write_text(format_latent_table(result) + "\n")
-        _plot_evolution(evolution, result["latents"]["active"], out / "figures" / f"variance_evolution_{network}.png", network)
+        _plot_evolution(result["evolution"], latents["active"], out / "figures" / f"variance_evolution_{network}.png",
+                        network)
     return finish(out, rows, headline, started)
 
 

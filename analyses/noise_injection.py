@@ -15,8 +15,8 @@ below the KL, the optimiser prefers to switch the latent off.  The experiment:
    (:math:`\mathrm{Var}_x \mu_j \le 0.01`); the experiment runs once per ``hold`` in ``hold_epochs``,
    each from the same first fit, since whether the collapse reverses can depend on how long it lasted;
 4. *removed*: take the noise away and train ``revival_epochs`` more, measuring whether and when j
-   becomes clearly active again (:math:`\mathrm{Var}_x \mu_j > 0.1`; the seed claims the collapse is
-   reversible).
+   becomes clearly active again (:math:`\mathrm{Var}_x \mu_j > 0.1` and gain above KL; the seed
+   claims the collapse is reversible).
 
 After every epoch, on ``track_points`` validation points, without noise: the gain, the KL, the
 variance of the means and the mean posterior variance of j, and the number of active latents
@@ -151,12 +151,13 @@ def _row(epoch, phase, noise, numbers, latent, inactive_at_start):
 
 
 def _headline(rows, schedule):
-    """Collapse by Burda's threshold (Var mu <= 0.01); revival: Var mu back above 0.1, the bar for
-    "clearly active" used to choose the latent, once the noise is gone."""
+    """Collapse by Burda's threshold (Var mu <= 0.01); revival, once the noise is gone: the latent is
+    clearly active again by the bar used to choose it (Var mu > 0.1 *and* gain above KL).  Var mu alone
+    lags: a latent whose gain is already ~0 keeps Var mu above 0.1 for epochs while it decays."""
     noisy = [r for r in rows if r["phase"] in ("growing", "holding")]
     removed = [r for r in rows if r["phase"] == "removed"]
     collapsed = [r["epoch"] for r in noisy + removed if r["var_mu"] <= ACTIVE]
-    revived = [r["epoch"] for r in removed if r["var_mu"] > 0.1]
+    revived = [r["epoch"] for r in removed if r["var_mu"] > 0.1 and r["gain"] > r["kl"]]
     removal_epoch = removed[0]["epoch"] - 1 if removed else None
     return {
         "noise_scale_where_gain_fell_below_kl": schedule.crossing_noise,

@@ -32,9 +32,9 @@ NAME = "sampling"
 SUMMARY = "ancestral vs deterministic vs mean + alpha * sd generation, with roughness, diversity, distance to data (seed 003)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, batch_size=64, lr=1e-3, alpha=1.0,
-                  samples=500, seed=0),
+                  samples=500, min_scale=1e-3, seed=0),
     "full": dict(data="mnist", latent_dim=20, hidden=(400,), epochs=100, batch_size=128, lr=1e-3, alpha=1.0,
-                 samples=2000, seed=0),
+                 samples=2000, min_scale=1e-3, seed=0),
 }
 EXPECTED_MINUTES = {"quick": 0.4, "full": 8}
 
@@ -61,7 +61,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, _ = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     pyro.set_rng_seed(preset["seed"])
     vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood="gaussian", sigma_x="per-sample",
-              hidden=preset["hidden"])
+              min_scale=preset["min_scale"], hidden=preset["hidden"])
     fit(vae.model, vae.guide, data.train, val=data.val, epochs=preset["epochs"], batch_size=preset["batch_size"],
         lr=preset["lr"], seed=preset["seed"], progress=progress)
     vae.eval()

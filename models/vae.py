@@ -42,6 +42,7 @@ class VAE(nn.Module):
     :param likelihood: likelihood name (``bernoulli``, ``cbernoulli``, ``gaussian``, ``laplace``) or module.
     :param sigma_x: observation scale of ``gaussian``/``laplace``: a number, ``shared``,
         ``per-feature`` or ``per-sample``.
+    :param min_scale: floor of a ``per-sample`` scale (default 1e-3; see :mod:`pyro_vae.likelihoods`).
     :param network: ``mlp``, ``conv`` or ``linear`` (the decoder mirrors the encoder).
     :param hidden: hidden widths of the ``mlp`` encoder (the decoder uses them reversed).
     """
@@ -55,6 +56,7 @@ class VAE(nn.Module):
         guide="normal",
         likelihood="bernoulli",
         sigma_x=1.0,
+        min_scale=None,
         network="mlp",
         hidden=(400,),
     ):
@@ -62,14 +64,14 @@ class VAE(nn.Module):
         self.init_kwargs = {
             "event_shape": list(event_shape), "latent_dim": latent_dim, "prior": prior,
             "prior_options": prior_options, "guide": guide, "likelihood": likelihood,
-            "sigma_x": sigma_x, "network": network, "hidden": list(hidden),
+            "sigma_x": sigma_x, "min_scale": min_scale, "network": network, "hidden": list(hidden),
         }
         if int(latent_dim) != latent_dim or latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim!r}")
         self.event_shape = tuple(int(s) for s in event_shape)
         self.latent_dim = int(latent_dim)
         self.prior = make_prior(prior, self.latent_dim, **(prior_options or {}))
-        self.likelihood = make_likelihood(likelihood, self.event_shape, sigma_x=sigma_x)
+        self.likelihood = make_likelihood(likelihood, self.event_shape, sigma_x=sigma_x, min_scale=min_scale)
         self.guide_family = make_guide_family(guide)
         n_params = getattr(self.likelihood, "num_params", 1)
         decoder_shape = self.event_shape if n_params == 1 else (n_params, *self.event_shape)

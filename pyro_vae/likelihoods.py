@@ -21,8 +21,10 @@ For ``gaussian`` and ``laplace`` the scale :math:`\sigma_x` is one of (option ``
 * ``"shared"``: one learned scalar;
 * ``"per-feature"``: one learned value per data feature;
 * ``"per-sample"``: predicted by the decoder for every sample (seed 003's "simple VAE"),
-  :math:`\sigma_x(z) = \mathrm{softplus}(g(z)) + 10^{-3}`; the floor keeps the likelihood bounded
-  (without it the maximum-likelihood objective is unbounded, Mattei & Frellsen 2018).
+  :math:`\sigma_x(z) = \mathrm{softplus}(g(z)) + \sigma_{\min}` with ``min_scale`` :math:`\sigma_{\min}`
+  (default :math:`10^{-3}`); the floor keeps the likelihood bounded (without it the maximum-likelihood
+  objective is unbounded, Mattei & Frellsen 2018).  On data with constant pixels (MNIST's
+  background) the fit drives those pixels' scale to the floor, so the floor sets the density there.
 """
 
 import math
@@ -118,10 +120,15 @@ class ContinuousBernoulliLikelihood(Likelihood):
 class LocationScaleLikelihood(Likelihood):
     """``family(f(z), sigma_x)`` with a fixed, learned or decoder-predicted scale (see module doc)."""
 
-    def __init__(self, family, event_shape, sigma_x=1.0):
+    def __init__(self, family, event_shape, sigma_x=1.0, min_scale=None):
         super().__init__(event_shape)
         self.family = family
         self.sigma_x = sigma_x
+        if min_scale is not None and sigma_x != "per-sample":
+            raise ConfigError(f"min_scale applies to sigma_x='per-sample' only, not sigma_x={sigma_x!r}")
+        if min_scale is not None and not (isinstance(min_scale, (int, float)) and 0 < min_scale < math.inf):
+            raise ConfigError(f"min_scale must be a positive number, got {min_scale!r}")
+        self.min_scale = PER_SAMPLE_MIN_SCALE if min_scale is None else float(min_scale)
         if sigma_x == "per-sample":
             self.num_params = 2
         elif sigma_x == "shared":
@@ -134,7 +141,7 @@ class LocationScaleLikelihood(Likelihood):
     def scale(self, decoder_output=None):
         """The observation scale sigma_x (broadcastable to the data)."""
         if self.sigma_x == "per-sample":
-            return F.softplus(decoder_output.select(-len(self.event_shape) - 1, 1)) + PER_SAMPLE_MIN_SCALE
+            return F.softplus(decoder_output.select(-len(self.event_shape) - 1, 1)) + self.min_scale
         if self.sigma_x in ("shared", "per-feature"):
             return self.log_sigma.exp()
         return self.fixed_sigma
@@ -150,26 +157,29 @@ class LocationScaleLikelihood(Likelihood):
 
 
 @LIKELIHOODS.register("gaussian")
-def gaussian_likelihood(event_shape, sigma_x=1.0):
-    return LocationScaleLikelihood(dist.Normal, event_shape, sigma_x)
+def gaussian_likelihood(event_shape, sigma_x=1.0, min_scale=None):
+    return LocationScaleLikelihood(dist.Normal, event_shape, sigma_x, min_scale)
 
 
 @LIKELIHOODS.register("laplace")
-def laplace_likelihood(event_shape, sigma_x=1.0):
-    return LocationScaleLikelihood(dist.Laplace, event_shape, sigma_x)
+def laplace_likelihood(event_shape, sigma_x=1.0, min_scale=None):
+    return LocationScaleLikelihood(dist.Laplace, event_shape, sigma_x, min_scale)
 
 
-def make_likelihood(likelihood, event_shape, sigma_x=1.0):
+def make_likelihood(likelihood, event_shape, sigma_x=1.0, min_scale=None):
     """A likelihood module from a registered name, or a ready module (returned as is).
 
-    ``sigma_x`` applies to ``gaussian`` and ``laplace`` only.
+    ``sigma_x`` and ``min_scale`` (the floor of a ``per-sample`` scale) apply to ``gaussian`` and
+    ``laplace`` only.
     """
     if isinstance(likelihood, nn.Module):
         return likelihood
     factory = LIKELIHOODS.get(likelihood)
     check_sigma_x(sigma_x)
     if likelihood in ("gaussian", "laplace"):
-        return factory(event_shape, sigma_x=sigma_x)
+        return factory(event_shape, sigma_x=sigma_x, min_scale=min_scale)
+    if min_scale is not None:
+        raise ConfigError(f"min_scale applies to the gaussian and laplace likelihoods, not {likelihood!r}")
     return factory(event_shape)
 
 

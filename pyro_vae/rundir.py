@@ -75,10 +75,11 @@ def read_json(path):
 
 
 def write_csv(path, rows):
-    """Rows (dicts with the same keys) as CSV, atomically."""
+    """Rows (dicts) as CSV, atomically; the columns are every key, in order of first appearance, and a
+    row without a column leaves its cell empty."""
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_bytes(path, buffer.getvalue().encode())

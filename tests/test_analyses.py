@@ -74,7 +74,7 @@ def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
     assert headline["mlp"]["collapsed_generation_mean_abs_difference"] < 0.05
     for network in ("mlp", "conv"):
         assert (out / "figures" / f"variance_evolution_{network}.png").stat().st_size > 10_000
-        assert (out / network / "evaluation.json").exists() and (out / network / "posterior.nc").exists()
+        assert (out / "fits" / network / "evaluation.json").exists() and (out / "fits" / network / "posterior.nc").exists()
 
 
 def test_kl_law_holds_at_beta_1_and_fails_at_small_beta(tmp_path):

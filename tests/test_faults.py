@@ -100,3 +100,10 @@ def test_a_crash_in_the_middle_of_writing_keeps_the_old_file(tmp_path, monkeypat
         write_json(path, {"elbo": 2.0})
     assert json.loads(path.read_text()) == {"elbo": 1.0}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+def test_csv_rows_with_different_columns_keep_every_column(tmp_path):
+    from pyro_vae.rundir import write_csv
+
+    write_csv(tmp_path / "rows.csv", [{"a": 1, "b": 2}, {"a": 3, "c": 4}])
+    assert (tmp_path / "rows.csv").read_text().splitlines() == ["a,b,c", "1,2,", "3,,4"]

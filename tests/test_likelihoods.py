@@ -25,3 +25,19 @@ def test_logit_bernoulli_expands_and_validates_like_a_bernoulli():
     assert isinstance(d, LogitBernoulli) and d.batch_shape == (2, 3)
     with pytest.raises(ValueError, match="support"):
         LogitBernoulli(logits=torch.zeros(3), validate_args=True).log_prob(torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_per_sample_scale_floor_is_an_option_and_refused_where_it_does_not_apply():
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.likelihoods import make_likelihood
+
+    likelihood = make_likelihood("gaussian", (3,), sigma_x="per-sample", min_scale=0.05)
+    decoder_output = torch.stack([torch.zeros(4, 3), torch.full((4, 3), -80.0)], dim=-2)  # softplus(-80) ~ 0
+    assert torch.allclose(likelihood(decoder_output).base_dist.scale, torch.tensor(0.05))
+    assert make_likelihood("gaussian", (3,), sigma_x="per-sample").min_scale == 1e-3
+    with pytest.raises(ConfigError, match="per-sample"):
+        make_likelihood("gaussian", (3,), sigma_x=0.1, min_scale=0.05)
+    with pytest.raises(ConfigError, match="not 'bernoulli'"):
+        make_likelihood("bernoulli", (3,), min_scale=0.05)
+    with pytest.raises(ConfigError, match="positive"):
+        make_likelihood("laplace", (3,), sigma_x="per-sample", min_scale=-1.0)
