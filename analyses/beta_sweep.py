@@ -33,7 +33,7 @@ PRESETS = {
                  likelihood="cbernoulli", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
                  workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.5, "full": 25}
+EXPECTED_MINUTES = {"quick": 0.5, "full": 6}
 
 
 def fit_setting(run_dir, data, label, setting, preset):

@@ -45,7 +45,7 @@ PRESETS = {
                  lr=1e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=3, max_levels=8, hold_epochs=(5, 20),
                  revival_epochs=30, track_points=1000, seed=0),
 }
-EXPECTED_MINUTES = {"quick": 0.8, "full": 20}
+EXPECTED_MINUTES = {"quick": 0.8, "full": 4}
 ACTIVE = 0.01
 
 

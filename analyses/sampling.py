@@ -36,7 +36,7 @@ PRESETS = {
     "full": dict(data="mnist", latent_dim=20, hidden=(400,), epochs=100, batch_size=128, lr=1e-3, alpha=1.0,
                  samples=2000, min_scale=1e-3, seed=0),
 }
-EXPECTED_MINUTES = {"quick": 0.4, "full": 8}
+EXPECTED_MINUTES = {"quick": 0.4, "full": 3}
 
 
 def roughness(images):

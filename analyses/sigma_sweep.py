@@ -24,7 +24,7 @@ PRESETS = {
                  likelihood="gaussian", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
                  workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.5, "full": 15}
+EXPECTED_MINUTES = {"quick": 0.5, "full": 5}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
