@@ -36,7 +36,7 @@ PRESETS = {
                  epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0,
                  executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.7, "full": 20}
+EXPECTED_MINUTES = {"quick": 0.7, "full": 12}
 
 
 def fit_network(run_dir, data, network, preset, dynamic_binarization):

@@ -44,7 +44,7 @@ PRESETS = {
                  betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), particles=1000,
                  gmm_components=10, gmm_steps=300, seed=0, executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.5, "full": 25}
+EXPECTED_MINUTES = {"quick": 0.5, "full": 3}
 
 
 @torch.no_grad()
