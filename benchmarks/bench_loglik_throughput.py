@@ -19,7 +19,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_vae.data import load_data  # noqa: E402
-from pyro_vae.inference.evaluate import importance_log_weights  # noqa: E402
+from pyro_vae.inference.evaluate import DEFAULT_MAX_MEMORY, importance_log_weights  # noqa: E402
 from pyro_vae.models import VAE  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--data-dir", default=os.environ.get("PYRO_VAE_DATA_DIR", "../shared/data"))
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--points", type=int, default=200)
-    parser.add_argument("--max-memory", type=int, default=2**30)
+    parser.add_argument("--max-memory", type=int, default=DEFAULT_MAX_MEMORY)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()

@@ -147,7 +147,7 @@ def _inference_gaps(model, guide, x, particles, steps, lr, optimisation_particle
         # all points of a block in one chunk, so the local guide sees the rows it was built for
         memory = BYTES_PER_PARTICLE_FEATURE * block[0].numel() * min(particles, 100) * len(block)
         with torch.no_grad():
-            amortised = _bound_terms(importance_log_weights(model, guide, block, particles, max_memory=2**30, data_plate=data_plate))
+            amortised = _bound_terms(importance_log_weights(model, guide, block, particles, data_plate=data_plate))
             optimised = _bound_terms(importance_log_weights(model, local, block, particles, max_memory=memory, data_plate=data_plate))
         for key, value, variance in (("log_likelihood_amortised_proposal", amortised["log_p"], amortised["log_p_var"]),
                                      ("log_likelihood_optimised_proposal", optimised["log_p"], optimised["log_p_var"]),
