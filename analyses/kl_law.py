@@ -36,6 +36,7 @@ PRESETS = {
                  executor="local", workers=None),
 }
 EXPECTED_MINUTES = {"quick": 0.3, "full": 4}
+LATENT_COLUMNS = ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")
 
 
 def fit_beta(run_dir, data, beta, preset, dynamic_binarization):
@@ -50,7 +51,7 @@ def fit_beta(run_dir, data, beta, preset, dynamic_binarization):
     vae.eval()
     stats = latent_statistics(vae.model, vae.guide, data["test"])
     return {"beta": beta, "test_elbo": elbo_terms(vae.model, vae.guide, data["test"])["elbo"],
-            **{key: stats[key] for key in ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")}}
+            **{key: stats[key] for key in LATENT_COLUMNS}}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
@@ -68,8 +69,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
                         "max_sum_deviation": max((abs(stats["moment_sum"][j] - 1) for j in active), default=0.0),
                         "max_mean_deviation": max((abs(stats["mean_mu"][j]) for j in active), default=0.0),
                         "test_elbo": stats["test_elbo"]})
-        rows += [{"beta": stats["beta"], "latent": j, **{key: stats[key][j] for key in
-                  ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")}} for j in range(preset["latent_dim"])]
+        rows += [{"beta": stats["beta"], "latent": j, **{key: stats[key][j] for key in LATENT_COLUMNS}}
+                 for j in range(preset["latent_dim"])]
     holding = [b for b in by_beta if b["active_units"] > 0 and b["max_sum_deviation"] <= preset["tolerance"]
                and b["max_mean_deviation"] <= preset["tolerance"]]
     headline = {
