@@ -65,8 +65,11 @@ def test_interrupted_cli_fit_keeps_a_valid_checkpoint_and_resumes_to_the_same_re
               "--no-progress", "--seed", "3"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     interrupted = tmp_path / "interrupted"
+    # a shell running the suite in the background starts it with SIGINT ignored, and children inherit that;
+    # the fit under test gets the default disposition, as in a terminal
     process = subprocess.Popen([sys.executable, "-m", "pyro_vae", *common, "--epochs", "200", "--out", str(interrupted)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (interrupted / "history.csv").exists() or len((interrupted / "history.csv").read_text().splitlines()) < 3:
         assert time.time() < deadline and process.poll() is None, process.communicate()
