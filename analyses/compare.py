@@ -80,7 +80,8 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
     terms = elbo_terms(module.model, module.guide, test)
     estimate = log_likelihood(importance_log_weights(module.model, module.guide, test, eval_particles, seed=seed))
     return {
-        "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms.get("kl", math.nan),  # no KL term where sites are enumerated
+        # no KL term where sites are enumerated
+        "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms.get("kl", math.nan),
         "log_likelihood": estimate["log_likelihood"], "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
         "gap": estimate["log_likelihood"] - terms["elbo"],
         "active_units": latent_statistics(module.model, module.guide, test)["active_units"],

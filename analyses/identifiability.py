@@ -29,7 +29,6 @@ from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_s
 from pyro_vae.models import VAE
 from pyro_vae.models.gmm import GaussianMixture
 from pyro_vae.models.ppca import PPCA
-
 from pyro_vae.sweep import run_sweep
 
 from .common import begin, finish

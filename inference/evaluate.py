@@ -84,7 +84,7 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=1):
 BYTES_PER_PARTICLE_FEATURE = 32
 
 #: Default memory per chunk of importance samples.  Smaller chunks stay in cache and reuse the
-#: allocator's blocks: on 2 CPU cores (784-400-20, K = 1000) 128 MiB chunks ran 2.0x faster than
+#: allocator's blocks: on 2 CPU cores (784-400-20, K = 1000) 128 MiB chunks ran 1.75-1.95x faster than
 #: 1 GiB ones (``benchmarks/bench_loglik_throughput.py --max-memory``; 64 MiB and 256 MiB were slower).
 DEFAULT_MAX_MEMORY = 2**27
 

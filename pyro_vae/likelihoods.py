@@ -126,7 +126,8 @@ class LocationScaleLikelihood(Likelihood):
         self.sigma_x = sigma_x
         if min_scale is not None and sigma_x != "per-sample":
             raise ConfigError(f"min_scale applies to sigma_x='per-sample' only, not sigma_x={sigma_x!r}")
-        if min_scale is not None and not (isinstance(min_scale, (int, float)) and 0 < min_scale < math.inf):
+        if min_scale is not None and (isinstance(min_scale, bool) or not isinstance(min_scale, (int, float))
+                                      or not 0 < min_scale < math.inf):
             raise ConfigError(f"min_scale must be a positive number, got {min_scale!r}")
         self.min_scale = PER_SAMPLE_MIN_SCALE if min_scale is None else float(min_scale)
         if sigma_x == "per-sample":

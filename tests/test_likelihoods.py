@@ -39,5 +39,6 @@ def test_per_sample_scale_floor_is_an_option_and_refused_where_it_does_not_apply
         make_likelihood("gaussian", (3,), sigma_x=0.1, min_scale=0.05)
     with pytest.raises(ConfigError, match="not 'bernoulli'"):
         make_likelihood("bernoulli", (3,), min_scale=0.05)
-    with pytest.raises(ConfigError, match="positive"):
-        make_likelihood("laplace", (3,), sigma_x="per-sample", min_scale=-1.0)
+    for bad in (-1.0, float("nan"), True, "0.01"):
+        with pytest.raises(ConfigError, match="min_scale must be a positive number"):
+            make_likelihood("laplace", (3,), sigma_x="per-sample", min_scale=bad)
