@@ -28,6 +28,20 @@ def test_importance_weights_under_the_exact_posterior_equal_the_exact_likelihood
     assert torch.allclose(log_w, exact[:, None].expand(37, 23), atol=1e-4)
 
 
+def test_importance_weights_refuse_non_finite_data_and_leave_validation_as_it_was():
+    from pyro_vae.errors import DataError
+
+    lg = LinearGaussian()
+    x = lg.sample(20)
+    x[13, 1] = float("nan")
+    with pytest.raises(DataError, match=r"non-finite values \(first at index \(13, 1\)"):
+        importance_log_weights(lg.model, lg.guide, x, particles=4)
+    for setting in (True, False):
+        with pyro.validation_enabled(setting):
+            importance_log_weights(lg.model, lg.guide, lg.sample(5), particles=4, max_memory=2_000)
+            assert pyro.infer.util.is_validation_enabled() is setting
+
+
 def test_is_estimate_converges_to_the_exact_log_likelihood_and_bounds_are_ordered():
     lg = LinearGaussian()
     lg.guide_scale_factor = 1.7  # a poor guide: the ELBO gap is real

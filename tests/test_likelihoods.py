@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pyro_vae.likelihoods import LogitBernoulli
+from pyro_vae.likelihoods import IndependentLogitBernoulli, LogitBernoulli, make_likelihood
 
 
 def test_logit_bernoulli_matches_torch_in_value_and_gradient():
@@ -27,9 +27,27 @@ def test_logit_bernoulli_expands_and_validates_like_a_bernoulli():
         LogitBernoulli(logits=torch.zeros(3), validate_args=True).log_prob(torch.tensor([0.0, 0.5, 1.0]))
 
 
+def test_event_level_bernoulli_matches_torch_in_value_gradient_and_broadcasting():
+    torch.manual_seed(1)
+    logits = (torch.randn(4, 3, 1, 6, 5) * 5).requires_grad_(True)  # (K, B, *event_shape)
+    value = torch.bernoulli(torch.full((3, 1, 6, 5), 0.3))  # broadcast over K
+    ours = make_likelihood("bernoulli", (1, 6, 5))(logits)
+    reference = torch.distributions.Independent(torch.distributions.Bernoulli(logits=logits), 3)
+    assert isinstance(ours, IndependentLogitBernoulli) and ours.event_shape == (1, 6, 5) and ours.batch_shape == (4, 3)
+    assert torch.allclose(ours.log_prob(value), reference.log_prob(value), atol=1e-4, rtol=1e-6)
+    (grad_ours,) = torch.autograd.grad(ours.log_prob(value).sum(), logits)
+    (grad_reference,) = torch.autograd.grad(reference.log_prob(value).sum(), logits)
+    assert torch.allclose(grad_ours, grad_reference, atol=1e-6)
+    expanded = ours.expand((2, 4, 3))  # as a plate broadcasts it
+    assert isinstance(expanded, IndependentLogitBernoulli) and expanded.log_prob(value).shape == (2, 4, 3)
+    assert torch.allclose(ours.mean, torch.sigmoid(logits))
+    with pytest.raises(ValueError, match="support"):
+        IndependentLogitBernoulli(LogitBernoulli(logits=torch.zeros(2, 3)), 1, validate_args=True).log_prob(
+            torch.tensor([[0.0, 0.5, 1.0]]))
+
+
 def test_per_sample_scale_floor_is_an_option_and_refused_where_it_does_not_apply():
     from pyro_vae.errors import ConfigError
-    from pyro_vae.likelihoods import make_likelihood
 
     likelihood = make_likelihood("gaussian", (3,), sigma_x="per-sample", min_scale=0.05)
     decoder_output = torch.stack([torch.zeros(4, 3), torch.full((4, 3), -80.0)], dim=-2)  # softplus(-80) ~ 0
