@@ -4,12 +4,13 @@ from .evaluate import elbo_terms, evaluate, importance_log_weights, latent_stati
 from .fit import FitResult, fit, linear_warmup
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .iwae import IWAE
+from .mean_field import MeanFieldELBO
 from .objectives import OBJECTIVES, check_objective, make_objective
 from .path_gradients import STL, IWAEDReG
 from .runs import Run, load_run
 
 __all__ = [
-    "IWAE", "IWAEDReG", "OBJECTIVES", "STL", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
+    "IWAE", "IWAEDReG", "MeanFieldELBO", "OBJECTIVES", "STL", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
     "check_objective", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
     "log_likelihood", "reconstruction_gain", "linear_warmup", "load_run", "make_objective",
 ]

@@ -4,8 +4,8 @@
 name        Pyro estimator                                               KL term
 =========== ============================================================ =======================
 elbo        ``pyro.infer.Trace_ELBO``                                    Monte Carlo
-meanfield   ``pyro.infer.TraceMeanField_ELBO``                           analytic where a KL is
-                                                                         registered, else Monte Carlo
+meanfield   :class:`~pyro_vae.inference.mean_field.MeanFieldELBO`        analytic where a KL is
+            (``TraceMeanField_ELBO``, scoring only what it reads)        registered, else Monte Carlo
 iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)          inside the weights
 stl         :class:`~pyro_vae.inference.path_gradients.STL`: the ELBO,    Monte Carlo, path
             gradient without the score term (Roeder et al. 2017)         derivative only
@@ -27,6 +27,7 @@ from pyro_vae.kl import base_distribution, kl_path, min_particles_for_finite_bou
 from pyro_vae.registry import Registry
 
 from .iwae import IWAE
+from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
 from .traces import trace_pair
 
@@ -46,7 +47,7 @@ def _elbo(particles=1):
 
 @OBJECTIVES.register("meanfield")
 def _meanfield(particles=1):
-    return pyro.infer.TraceMeanField_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    return MeanFieldELBO(num_particles=particles, vectorize_particles=particles > 1)
 
 
 @OBJECTIVES.register("iwae")

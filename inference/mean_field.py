@@ -1,0 +1,77 @@
+r"""The mean-field ELBO that computes only the log-densities its estimate reads.
+
+.. math::
+
+    \mathcal L(x) = \sum_{\text{observed } x} \log p(x \mid z)
+        - \sum_{\text{latent } z} \mathrm{KL}\big(q(z \mid x) \,\|\, p(z)\big),
+
+the KL in closed form where torch has one registered for the (guide, prior) pair (or
+:mod:`pyro_vae.kl` adds one), else its one-draw Monte Carlo estimate
+:math:`\log q(z) - \log p(z)`; guide-only (auxiliary) sites contribute :math:`-\log q`.  This is
+``pyro.infer.TraceMeanField_ELBO``'s estimator, value and gradient alike (tested against it).
+
+Why not Pyro's class as is: its ``get_importance_trace`` scores every site of both traces before
+the loss looks at them, and where the KL is analytic the latent sites' :math:`\log q(z)` and
+:math:`\log p(z)` are never read.  Scoring only what is read makes a 784-400-20 VAE step on
+CPU about 4% faster (``benchmarks/bench_fit_vs_torch.py``).  With validation enabled, Pyro's own
+trace path runs, with all its checks.
+"""
+
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import TraceMeanField_ELBO
+from pyro.infer.util import check_fully_reparametrized, is_validation_enabled, torch_item
+from pyro.poutine.util import prune_subsample_sites
+from torch.distributions.kl import kl_divergence
+
+
+class MeanFieldELBO(TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` scoring lazily: the same estimate, fewer log-densities (see module doc)."""
+
+    def _get_trace(self, model, guide, args, kwargs):
+        if is_validation_enabled() or isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):
+            return super()._get_trace(model, guide, args, kwargs)
+        guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace), graph_type="flat").get_trace(*args, **kwargs)
+        return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        # Sites already scored are not scored again, so this is also right after Pyro's path
+        # (validation on) has scored everything.
+        model_trace.compute_log_prob(lambda name, site: site["is_observed"])
+        elbo = 0.0
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            if site["is_observed"]:
+                elbo = elbo + site["log_prob_sum"]
+                continue
+            guide_site = guide_trace.nodes[name]
+            if is_validation_enabled():
+                check_fully_reparametrized(guide_site)
+            try:
+                kl = scale_and_mask(kl_divergence(guide_site["fn"], site["fn"]), guide_site["scale"], guide_site["mask"])
+            except NotImplementedError:
+                elbo = elbo + self._log_density_sum(model_trace, name) - self._entropy_term_sum(guide_trace, name)
+            else:
+                elbo = elbo - (kl.sum() if torch.is_tensor(kl) else kl * guide_site["fn"].batch_shape.numel())
+        for name, site in guide_trace.nodes.items():
+            if site["type"] == "sample" and name not in model_trace.nodes:  # auxiliary guide sites
+                if is_validation_enabled():
+                    check_fully_reparametrized(site)
+                elbo = elbo - self._entropy_term_sum(guide_trace, name)
+        return -torch_item(elbo), -elbo
+
+    @staticmethod
+    def _log_density_sum(trace, name):
+        trace.compute_log_prob(lambda site_name, site: site_name == name)
+        return trace.nodes[name]["log_prob_sum"]
+
+    @staticmethod
+    def _entropy_term_sum(trace, name):
+        site = trace.nodes[name]
+        if "score_parts" not in site:  # Trace.compute_score_parts takes no site filter
+            parts = site["fn"].score_parts(site["value"], *site["args"], **site["kwargs"])
+            site["score_parts"] = parts.scale_and_mask(site["scale"], site["mask"])
+        return site["score_parts"].entropy_term.sum()
