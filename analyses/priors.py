@@ -101,8 +101,9 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 def _plot_patterns(vae, path, title):
     from pyro_vae.plots import image_panels
 
-    scale = vae.prior.scale if hasattr(vae.prior, "scale") else torch.ones(vae.latent_dim)
+    device = next(vae.parameters()).device
+    scale = vae.prior.scale if hasattr(vae.prior, "scale") else torch.ones(vae.latent_dim, device=device)
     z = torch.diag(scale)
-    base = vae.generate(1, "mean", z=torch.zeros(1, vae.latent_dim))
+    base = vae.generate(1, "mean", z=torch.zeros(1, vae.latent_dim, device=device))
     patterns = vae.generate(vae.latent_dim, "mean", z=z) - base
     return image_panels({title: patterns}, path, columns=min(vae.latent_dim, 13))

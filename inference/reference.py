@@ -48,7 +48,10 @@ def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, se
     """
     if num_chains < 2:
         raise ConfigError(f"r-hat needs at least 2 chains, got num_chains={num_chains}")
-    with random_state_kept(x.device), _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
+    # Pyro's HMC makes some tensors (step size, mass matrix) with torch's factory defaults: the device
+    # context puts them where x is.
+    with random_state_kept(x.device), torch.device(x.device), \
+            _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
         posterior, stats, name = _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, progress,
                                              target_accept_prob, jit_compile)
     dims = {name: ["datapoint"] + [f"{name}_dim_{i}" for i in range(posterior.ndim - 3)]}
@@ -95,7 +98,7 @@ def _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, pro
 
 def energy_distance(a, b):
     """Energy distance :math:`D^2` between samples ``a (n, d)`` and ``b (m, d)`` (V-statistic)."""
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    a, b = (torch.as_tensor(s, dtype=torch.float64, device="cpu") for s in (a, b))  # host-side draws
     return (2 * torch.cdist(a, b).mean() - torch.cdist(a, a).mean() - torch.cdist(b, b).mean()).item()
 
 

@@ -55,7 +55,8 @@ def train_feature_classifier(x, labels, epochs=20, batch_size=128, lr=1e-3, seed
 def _train(x, labels, epochs, batch_size, lr, seed, hidden):
     generator = torch.Generator(device=x.device).manual_seed(seed)
     torch.manual_seed(seed)
-    classifier = FeatureClassifier(x[0].numel(), int(labels.max()) + 1, hidden).to(x.device)
+    with torch.device(x.device):  # parameters made where the data are
+        classifier = FeatureClassifier(x[0].numel(), int(labels.max()) + 1, hidden)
     optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
     for _ in range(epochs):
         for index in torch.randperm(len(x), generator=generator, device=x.device).split(batch_size):

@@ -223,7 +223,14 @@ def load_data(name="digits", data_dir=None, *, digit=None, binarize="none", spli
     :param digit: keep only images of these classes (an int or a sequence; digit data sets only),
         e.g. the single-digit study of seed 003, Fig. 5.17.
     :param binarize: ``none``, ``static`` or ``dynamic``.
+    :returns: :class:`DataSplits` of CPU tensors, whatever torch's default device (``fit`` and
+        ``evaluate`` move data to their ``device``).
     """
+    with torch.device("cpu"):
+        return _load_splits(name, data_dir, digit, binarize, split_seed, download)
+
+
+def _load_splits(name, data_dir, digit, binarize, split_seed, download):
     loader = DATASETS.get(name)
     if binarize not in BINARIZE_MODES:
         raise ConfigError(f"unknown binarize mode {binarize!r}; expected one of: {', '.join(BINARIZE_MODES)}")

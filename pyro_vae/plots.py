@@ -22,7 +22,7 @@ def _tile(images, columns):
     images = images.detach().float().cpu()
     n, channels, height, width = images.shape
     rows = -(-n // columns)
-    canvas = torch.full((channels, rows * (height + 1) - 1, columns * (width + 1) - 1), float("nan"))
+    canvas = torch.full((channels, rows * (height + 1) - 1, columns * (width + 1) - 1), float("nan"), device="cpu")
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[:, r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = image
@@ -130,12 +130,12 @@ def plot_generation_modes(vae, path, active, n=10, alpha=1.0):
 @torch.no_grad()
 def plot_latent_traversals(vae, latents, path, steps=9, span=2.5):
     """Decoder mean along each listed latent from -span to +span (others at 0), one row per latent."""
-    values = torch.linspace(-span, span, steps)
     device = next(vae.parameters()).device
+    values = torch.linspace(-span, span, steps, device=device)
     panels = {}
     for j in latents:
         z = torch.zeros(steps, vae.latent_dim, device=device)
-        z[:, j] = values.to(device)
+        z[:, j] = values
         panels[f"latent {j}: z_{j} from {-span:g} to {span:g}"] = vae.generate(steps, "mean", z=z)
     return image_panels(panels, path, columns=steps)
 
