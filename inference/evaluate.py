@@ -114,11 +114,12 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=DEFAULT_M
     chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
     key = {"num_datapoints": len(x), "particles": particles, "points": points, "seed": seed}
     rows = _load_partial(checkpoint, key, x.device)
-    estimators = {}
-    for k in {chunk, particles % chunk} - {0}:
+    estimators, nesting = {}, float("inf")
+    for k in sorted({chunk, particles % chunk} - {0}):
         # a first call settles max_plate_nesting (drawing once), so that seeded chunks draw alike
-        estimators[k] = IWAE(num_particles=k, data_plate=data_plate)
+        estimators[k] = IWAE(num_particles=k, data_plate=data_plate, max_plate_nesting=nesting)
         estimators[k].log_weights(model, guide, x[:points])  # a chunk of points, as a guide built for them expects
+        nesting = estimators[k].max_plate_nesting
     # The first calls above ran with the caller's validation setting; the chunks repeat the same
     # distributions K x N / chunk times, so they skip the argument and support checks (8% faster).
     with pyro.validation_enabled(False):
