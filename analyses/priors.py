@@ -63,7 +63,7 @@ def fit_prior(run_dir, name, data_dir, latent_dim, prior, guide, preset, figures
     with torch.no_grad():
         codes = vae.posterior_location_scale(data.test)[0]
         stats = latent_statistics(vae.model, vae.guide, data.test)
-        active = torch.tensor(stats["active"])
+        active = torch.tensor(stats["active"], device=codes.device)
         near_zero = (codes.abs() < 0.1 * codes.std(0)).float().mean(0)
         row = {
             "data": name, "latent_dim": latent_dim, "prior": prior, "guide": guide,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
+from pyro.infer.util import is_validation_enabled
 import torch
 from torch.distributions.kl import kl_divergence
 
@@ -114,29 +115,30 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=DEFAULT_M
     chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
     key = {"num_datapoints": len(x), "particles": particles, "points": points, "seed": seed}
     rows = _load_partial(checkpoint, key, x.device)
-    estimators, nesting = {}, float("inf")
-    for k in sorted({chunk, particles % chunk} - {0}):
+    estimators = {}
+    for k in {chunk, particles % chunk} - {0}:
         # a first call settles max_plate_nesting (drawing once), so that seeded chunks draw alike
-        estimators[k] = IWAE(num_particles=k, data_plate=data_plate, max_plate_nesting=nesting)
+        estimators[k] = IWAE(num_particles=k, data_plate=data_plate)
         estimators[k].log_weights(model, guide, x[:points])  # a chunk of points, as a guide built for them expects
-        nesting = estimators[k].max_plate_nesting
-    # The first calls above ran with the caller's validation setting; the chunks repeat the same
-    # distributions K x N / chunk times, so they skip the argument and support checks (8% faster).
-    with pyro.validation_enabled(False):
-        for index, batch in enumerate(x.split(points)):
-            if index < len(rows):
-                continue
-            if seed is not None:
-                pyro.set_rng_seed((seed * 1_000_003 + index) % 2**32)
-            columns, done = [], 0
-            while done < particles:
-                k = min(chunk, particles - done)
+    # Every data point's first chunk of particles runs with the caller's validation setting (its data
+    # and distribution parameters checked); its further chunks repeat the same distributions for other
+    # draws and skip the argument and support checks (8% faster at K = 1000).
+    validate = is_validation_enabled()
+    for index, batch in enumerate(x.split(points)):
+        if index < len(rows):
+            continue
+        if seed is not None:
+            pyro.set_rng_seed((seed * 1_000_003 + index) % 2**32)
+        columns, done = [], 0
+        while done < particles:
+            k = min(chunk, particles - done)
+            with pyro.validation_enabled(validate and done == 0):
                 log_w, _ = estimators[k].log_weights(model, guide, batch)
-                columns.append(log_w.T)
-                done += k
-            rows.append(torch.cat(columns, dim=1))
-            if checkpoint is not None:
-                _save_partial(checkpoint, key, rows)
+            columns.append(log_w.T)
+            done += k
+        rows.append(torch.cat(columns, dim=1))
+        if checkpoint is not None:
+            _save_partial(checkpoint, key, rows)
     return torch.cat(rows)
 
 

@@ -14,7 +14,8 @@ Why not Pyro's class as is: its ``get_importance_trace`` scores every site of bo
 the loss looks at them, and where the KL is analytic the latent sites' :math:`\log q(z)` and
 :math:`\log p(z)` are never read.  Scoring only what is read makes a 784-400-20 VAE step on
 CPU about 4% faster (``benchmarks/bench_fit_vs_torch.py``).  With validation enabled, Pyro's own
-trace path runs, with all its checks.
+trace path runs, with all its checks; the loss refuses what Pyro's refuses (a KL whose shape is not
+the guide site's batch shape, a guide-only site not marked auxiliary), as a ``ValueError`` naming the site.
 """
 
 import torch
@@ -55,9 +56,20 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             except NotImplementedError:
                 elbo = elbo + self._log_density_sum(model_trace, name) - self._entropy_term_sum(guide_trace, name)
             else:
+                if torch.is_tensor(kl) and kl.shape != guide_site["fn"].batch_shape:
+                    raise ValueError(
+                        f"meanfield: KL at site {name!r} has shape {tuple(kl.shape)}, the guide's batch shape is "
+                        f"{tuple(guide_site['fn'].batch_shape)}: the guide's site must sit in the same plates as the "
+                        f"model's, with a mask of its batch shape"
+                    )
                 elbo = elbo - (kl.sum() if torch.is_tensor(kl) else kl * guide_site["fn"].batch_shape.numel())
         for name, site in guide_trace.nodes.items():
-            if site["type"] == "sample" and name not in model_trace.nodes:  # auxiliary guide sites
+            if site["type"] == "sample" and name not in model_trace.nodes:
+                if not site["infer"].get("is_auxiliary"):
+                    raise ValueError(
+                        f"meanfield: guide site {name!r} is not in the model; mark it "
+                        f"infer={{'is_auxiliary': True}} if it is an auxiliary variable"
+                    )
                 if is_validation_enabled():
                     check_fully_reparametrized(site)
                 elbo = elbo - self._entropy_term_sum(guide_trace, name)

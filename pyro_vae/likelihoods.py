@@ -97,9 +97,12 @@ class IndependentLogitBernoulli(dist.Independent):
     .. math:: \log p(x \mid \ell) = \sum_j x_j \ell_j - \sum_j \mathrm{softplus}(\ell_j),
 
     the first sum a batched dot product (``einsum``, which reads the logits once and writes nothing
-    of their size) instead of an elementwise product summed after.  Same values as
-    ``LogitBernoulli(logits).to_event(n)`` to float32 rounding of a 784-term sum; 6% more importance
-    samples per second on the 784-400-20 VAE (``benchmarks/bench_loglik_throughput.py``).
+    of their size) instead of an elementwise product summed after: 6% more importance samples per
+    second on the 784-400-20 VAE (``benchmarks/bench_loglik_throughput.py``), 10% less time in the
+    density itself.  The price is float32 cancellation between the two 784-term sums: against a
+    float64 reference the error is unbiased (mean 2e-6, sd 9e-4 nats over 20,000 rows of logits of
+    scale 10) but up to 4e-3 nats for one row (7e-3 at logit scale 20), where summing elementwise
+    terms errs by 2e-5; both are far below the Monte Carlo error of a log-likelihood estimate.
     """
 
     def log_prob(self, value):
@@ -107,7 +110,7 @@ class IndependentLogitBernoulli(dist.Independent):
             self._validate_sample(value)
         events = self.reinterpreted_batch_ndims
         logits = self.base_dist.logits.flatten(-events)
-        dot = torch.einsum("...j,...j->...", logits, value.flatten(-events))
+        dot = torch.einsum("...j,...j->...", logits, value.flatten(-events).to(logits.dtype))
         return dot - F.softplus(logits).sum(-1)
 
 

@@ -42,6 +42,16 @@ def test_importance_weights_refuse_non_finite_data_and_leave_validation_as_it_wa
             assert pyro.infer.util.is_validation_enabled() is setting
 
 
+def test_importance_weights_check_every_data_point_with_validation_on():
+    from pyro_vae.models import VAE
+
+    vae = VAE((6,), latent_dim=2, hidden=(4,))
+    x = torch.bernoulli(torch.full((30, 6), 0.5))
+    x[29, 2] = 0.5  # outside the Bernoulli support, in the last chunk of points
+    with pyro.validation_enabled(True), pytest.raises(ValueError, match="support"):
+        importance_log_weights(vae.model, vae.guide, x, particles=200, max_memory=20_000)  # 1 point x 2 chunks
+
+
 def test_is_estimate_converges_to_the_exact_log_likelihood_and_bounds_are_ordered():
     lg = LinearGaussian()
     lg.guide_scale_factor = 1.7  # a poor guide: the ELBO gap is real

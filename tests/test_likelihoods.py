@@ -46,6 +46,22 @@ def test_event_level_bernoulli_matches_torch_in_value_gradient_and_broadcasting(
             torch.tensor([[0.0, 0.5, 1.0]]))
 
 
+def test_event_level_bernoulli_rounding_is_unbiased_and_within_the_float32_bound():
+    torch.manual_seed(2)
+    logits = torch.randn(20000, 784) * 10
+    value = torch.bernoulli(torch.sigmoid(logits))  # a decoder that fits its data: the two sums cancel
+    ours = IndependentLogitBernoulli(LogitBernoulli(logits=logits), 1).log_prob(value).double()
+    exact = (value.double() * logits.double() - torch.nn.functional.softplus(logits.double())).sum(-1)
+    error = ours - exact
+    # Higham's bound for float32 sums of n terms: gamma_n * sum |terms|, gamma_n = n u / (1 - n u)
+    u = 2.0**-24
+    gamma = 784 * u / (1 - 784 * u)
+    terms = (value.double() * logits.double()).abs().sum(-1) + torch.nn.functional.softplus(logits.double()).sum(-1)
+    assert (error.abs() <= gamma * terms).all()
+    assert abs(error.mean()) < 4 * error.std() / len(error) ** 0.5  # no bias: rounding to nearest
+    assert IndependentLogitBernoulli(LogitBernoulli(logits=logits[:2]), 1).log_prob(value[:2].bool()).dtype == torch.float32
+
+
 def test_per_sample_scale_floor_is_an_option_and_refused_where_it_does_not_apply():
     from pyro_vae.errors import ConfigError
 

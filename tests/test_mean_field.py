@@ -68,3 +68,27 @@ def test_an_auxiliary_guide_site_contributes_its_negative_log_density():
     # KL(N(0,1) || N(0,1)) = 0, so the loss is log q(u) at the draw
     expected = dist.Normal(0.0, 2.0).log_prob(guide_trace.nodes["u"]["value"]).item()
     assert loss == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("validate", [False, True])
+def test_refuses_what_pyros_refuses_with_the_site_named(validate):
+    def model():
+        with pyro.plate("data", 5):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide_outside_the_plate():  # the KL would broadcast to 5 copies of one guide draw's density
+        pyro.sample("z", dist.Normal(0.0, 1.5))
+
+    def guide_with_an_unmarked_extra_site():
+        pyro.sample("u", dist.Normal(0.0, 2.0))
+        with pyro.plate("data", 5):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with pyro.validation_enabled(validate):
+        # with validation on, Pyro's trace check names the site first
+        for guide, message in ((guide_outside_the_plate, r"site 'z' has shape|shapes disagree at site 'z'"),
+                               (guide_with_an_unmarked_extra_site, "guide site 'u' is not in the model")):
+            with pytest.raises(ValueError, match=message):
+                MeanFieldELBO(max_plate_nesting=1).differentiable_loss(model, guide)
+            with pytest.raises((AssertionError, ValueError)):  # Pyro refuses both too
+                pyro.infer.TraceMeanField_ELBO(max_plate_nesting=1).differentiable_loss(model, guide)
