@@ -71,7 +71,8 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
         shutil.rmtree(fit_dir)  # stopped before its first checkpoint: nothing to resume
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    module = make_module()
+    with torch.device("cpu"):  # the same initial weights from a seed on every device; fit moves them
+        module = make_module()
     result = fit(module.model, module.guide, data["train"], val=data["val"], module=module, objective=objective,
                  particles=particles, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                  dynamic_binarization=dynamic_binarization, out=fit_dir, resume=fit_dir.exists(), progress=False)
@@ -92,7 +93,8 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
 def _fitted(make_module, run_dir, device):
     """The module of a finished task, rebuilt and loaded from its checkpoint, in eval mode."""
     checkpoint = load_checkpoint(run_dir / "fit", map_location=device)
-    module = make_module()
+    with torch.device("cpu"):
+        module = make_module()
     module.load_state_dict(checkpoint["module"])
     pyro.get_param_store().set_state(checkpoint["param_store"])
     return module.to(device).eval()

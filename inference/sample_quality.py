@@ -55,8 +55,9 @@ def train_feature_classifier(x, labels, epochs=20, batch_size=128, lr=1e-3, seed
 def _train(x, labels, epochs, batch_size, lr, seed, hidden):
     generator = torch.Generator(device=x.device).manual_seed(seed)
     torch.manual_seed(seed)
-    with torch.device(x.device):  # parameters made where the data are
+    with torch.device("cpu"):  # the same initial weights from a seed on every device, then moved
         classifier = FeatureClassifier(x[0].numel(), int(labels.max()) + 1, hidden)
+    classifier.to(x.device)
     optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
     for _ in range(epochs):
         for index in torch.randperm(len(x), generator=generator, device=x.device).split(batch_size):
