@@ -71,8 +71,7 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
         shutil.rmtree(fit_dir)  # stopped before its first checkpoint: nothing to resume
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    with torch.device("cpu"):  # the same initial weights from a seed on every device; fit moves them
-        module = make_module()
+    module = _built_on_cpu(make_module)
     result = fit(module.model, module.guide, data["train"], val=data["val"], module=module, objective=objective,
                  particles=particles, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                  dynamic_binarization=dynamic_binarization, out=fit_dir, resume=fit_dir.exists(), progress=False)
@@ -90,11 +89,17 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
     }
 
 
+def _built_on_cpu(make_module):
+    """``make_module()`` with its tensors made on the CPU whatever torch's default device: the same
+    initial weights from a seed on every device (``fit`` and ``_fitted`` move it)."""
+    with torch.device("cpu"):
+        return make_module()
+
+
 def _fitted(make_module, run_dir, device):
     """The module of a finished task, rebuilt and loaded from its checkpoint, in eval mode."""
     checkpoint = load_checkpoint(run_dir / "fit", map_location=device)
-    with torch.device("cpu"):
-        module = make_module()
+    module = _built_on_cpu(make_module)
     module.load_state_dict(checkpoint["module"])
     pyro.get_param_store().set_state(checkpoint["param_store"])
     return module.to(device).eval()

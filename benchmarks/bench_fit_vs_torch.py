@@ -69,7 +69,6 @@ def main():
     # Alternate the two loops so drifts of the machine (clock, other load) hit both alike.
     for repeat in range(args.repeats):
         vae = copy.deepcopy(template)
-        pyro.set_rng_seed(repeat)
         result = fit(vae.model, vae.guide, data.train, val=data.val, objective=args.objective, epochs=args.epochs,
                      batch_size=args.batch_size, lr=1e-3, device=device, dynamic_binarization=True, progress=False, seed=repeat)
         cumulative = [0.0] + [row["seconds"] for row in result.history]

@@ -64,7 +64,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 40 s to compile per net)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (10-15 s to compile per net here)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated in torch 2.x
     pyro.enable_validation(False)  # as fit trains

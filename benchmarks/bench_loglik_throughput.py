@@ -2,7 +2,7 @@
 
 The dense 784-400-20 Bernoulli VAE on the MNIST files: ``importance_log_weights`` with K particles
 for N test images (encoder, K draws from q, decoder, three log-densities, log-sum-exp) against the
-decoder alone on the same number of latent vectors, in the same chunk sizes, in the same process.
+decoder alone on the same number of latent vectors in 20,000-row batches, in the same process.
 Prints both throughputs and the median ratio of the paired repeats (target >= 0.8).
 
     python benchmarks/bench_loglik_throughput.py --data-dir ../shared/data [--particles 1000] [--points 200]
