@@ -32,14 +32,15 @@ def start(out, name, config):
 def begin(name, presets, out, quick, data_dir, overrides):
     """Everything a study does first: pick its preset, start its directory, load its data.
 
-    Data for a Bernoulli likelihood are binarised dynamically (training) and once (evaluation).
+    Data for the catalogue VAE with a Bernoulli likelihood are binarised dynamically (training) and once
+    (evaluation); a user's pair (preset ``model``) gets the data as they are.
     :returns: ``(preset, out, started, data, binarize)``.
     """
     from pyro_vae.data import load_data
 
     preset = choose_preset(presets, quick, overrides)
     out, started = start(out, name, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    binarize = "dynamic" if preset.get("likelihood") == "bernoulli" else "none"
+    binarize = "dynamic" if preset.get("likelihood") == "bernoulli" and not preset.get("model") else "none"
     return preset, out, started, load_data(preset["data"], data_dir, binarize=binarize), binarize
 
 

@@ -37,10 +37,13 @@ from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_s
 from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
-from pyro_vae.inference.objectives import default_particles, parse_objective
+from pyro_vae.inference.objectives import parse_objective
+from pyro_vae.inference.plates import find_data_plate, local_pair
+from pyro_vae.inference.trainer import load_parameters
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
 from pyro_vae.models import VAE
-from pyro_vae.rundir import CHECKPOINT, atomic_write, load_checkpoint, write_csv, write_json
+from pyro_vae.factories import ModelFactory, pair_module
+from pyro_vae.rundir import RunDir, atomic_write, write_csv, write_json
 from pyro_vae.sweep import run_sweep
 
 from .common import begin, finish
@@ -52,41 +55,53 @@ PRESETS = {
                   prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64, lr=3e-3,
                   particles=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
                   nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
-                  device="cpu", seed=0),
+                  device="cpu", seed=0, model=None, model_kwargs=None, data_plate=None),
     "full": dict(data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"), seeds=3,
                  latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
                  epochs=50, batch_size=128, lr=1e-3, particles=1000, snr_particles=(1, 5, 50), snr_draws=100,
                  snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
-                 nuts_chains=4, executor="local", workers=None, device="cpu", seed=0),
+                 nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
+                 data_plate=None),
 }
 EXPECTED_MINUTES = {"quick": 1.0, "full": 60}
 METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "seconds_per_epoch")
 
 
 def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epochs, batch_size, lr, eval_particles,
-                     dynamic_binarization, device="cpu"):
+                     dynamic_binarization, device="cpu", data_plate=None):
     """One task of the sweep: fit ``make_module()`` under one objective and seed, evaluate on the test split."""
-    fit_dir = run_dir / "fit"
-    if fit_dir.exists() and not (fit_dir / CHECKPOINT).exists():
-        shutil.rmtree(fit_dir)  # stopped before its first checkpoint: nothing to resume
+    fit_dir = RunDir(run_dir / "fit")
+    if fit_dir.path.exists() and not fit_dir.has_checkpoint():
+        shutil.rmtree(fit_dir.path)  # stopped before its first checkpoint: nothing to resume
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    module = _built_on_cpu(make_module)
-    result = fit(module.model, module.guide, data["train"], val=data["val"], module=module, objective=objective,
+    pair = _built_on_cpu(make_module)
+    result = fit(pair.model, pair.guide, data["train"], val=data["val"], module=pair_module(pair), objective=objective,
                  particles=particles, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                 dynamic_binarization=dynamic_binarization, out=fit_dir, resume=fit_dir.exists(), progress=False)
-    module.eval()
+                 dynamic_binarization=dynamic_binarization, out=fit_dir.path, resume=fit_dir.path.exists(), progress=False,
+                 data_plate=data_plate)
+    module = pair_module(pair)
+    if module is not None:
+        module.eval()
     test = data["test"].to(device)
-    terms = elbo_terms(module.model, module.guide, test)
-    estimate = log_likelihood(importance_log_weights(module.model, module.guide, test, eval_particles, seed=seed))
+    terms = elbo_terms(pair.model, pair.guide, test, data_plate=result.data_plate)
+    model, guide, _ = local_pair(pair.model, pair.guide, test, result.data_plate)
+    estimate = log_likelihood(importance_log_weights(model, guide, test, eval_particles, seed=seed, data_plate=result.data_plate))
     return {
         # no KL term where sites are enumerated
         "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms.get("kl", math.nan),
         "log_likelihood": estimate["log_likelihood"], "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
         "gap": estimate["log_likelihood"] - terms["elbo"],
-        "active_units": latent_statistics(module.model, module.guide, test)["active_units"],
+        "active_units": _active_units(model, guide, test),
         "seconds_per_epoch": result.metrics["train_seconds"] / result.metrics["epochs"],
     }
+
+
+def _active_units(model, guide, x):
+    try:
+        return latent_statistics(model, guide, x)["active_units"]
+    except ConfigError:  # several local latent sites: no single latent table
+        return math.nan
 
 
 def _built_on_cpu(make_module):
@@ -97,12 +112,14 @@ def _built_on_cpu(make_module):
 
 
 def _fitted(make_module, run_dir, device):
-    """The module of a finished task, rebuilt and loaded from its checkpoint, in eval mode."""
-    checkpoint = load_checkpoint(run_dir / "fit", map_location=device)
-    module = _built_on_cpu(make_module)
-    module.load_state_dict(checkpoint["module"])
-    pyro.get_param_store().set_state(checkpoint["param_store"])
-    return module.to(device).eval()
+    """The pair of a finished task, rebuilt and loaded from its checkpoint, in eval mode where it is a module."""
+    checkpoint = RunDir(run_dir / "fit").load_checkpoint(map_location=device)
+    pair = _built_on_cpu(make_module)
+    module = pair_module(pair)
+    load_parameters(checkpoint, module)
+    if module is not None:
+        module.to(device).eval()
+    return pair
 
 
 def summarise(fits, objectives):
@@ -153,20 +170,23 @@ def format_table(rows):
 def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batch_size=128, lr=1e-3, particles=1000,
             dynamic_binarization=False, snr_particles=(1, 5, 50), snr_draws=100, snr_points=100, gap_points=200,
             gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500, nuts_chains=4, executor="local",
-            workers=None, device="cpu", progress=None):
+            workers=None, device="cpu", progress=None, data_plate=None):
     """Fit ``make_module()`` under every objective spec (``"elbo"``, ``"iwae:50"``, ...) and ``seeds`` seeds,
     and write the comparison (module doc) into ``out``.
 
+    :param make_module: a picklable callable returning a pair (:mod:`pyro_vae.contract`): a
+        ``functools.partial`` of a class, or a :class:`~pyro_vae.factories.ModelFactory` for a user's file.
     :param data: ``{"train", "val", "test"}`` tensors.
-    :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}}``.
+    :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}, "skipped": {what: why}}``;
+        a diagnostic the pair cannot serve (e.g. an importance-weighted SNR for a pair with a global latent,
+        the gap split for a guide that is no location-scale family) is skipped and named with the reason.
     """
-    parsed = [parse_objective(spec) for spec in objectives]
-    specs = [f"{name}:{k if k is not None else default_particles(name)}" for name, k in parsed]
+    specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):
         raise ConfigError(f"objectives repeat: {', '.join(specs)}")
     seed_values = list(range(seed, seed + int(seeds)))
     common = dict(make_module=make_module, data=data, epochs=epochs, batch_size=batch_size, lr=lr, eval_particles=particles,
-                  dynamic_binarization=dynamic_binarization, device=device)
+                  dynamic_binarization=dynamic_binarization, device=device, data_plate=data_plate)
     tasks = {f"{spec.replace(':', '=')},seed={s}": dict(common, objective=spec.split(":")[0], particles=int(spec.split(":")[1]), seed=s)
              for spec in specs for s in seed_values}
     results = run_sweep(fit_and_evaluate, tasks, out / "fits", executor=executor, workers=workers, progress=progress)
@@ -175,40 +195,70 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batc
     first_seed = {spec: out / "fits" / f"{spec.replace(':', '=')},seed={seed}" for spec in specs}
 
     test = data["test"].to(device)
+    skipped = {}
     reference = _fitted(make_module, first_seed[specs[0]], device)
-    snr_rows = _snr_rows(reference, test[:snr_points], specs, snr_particles, snr_draws, seed)
+    snr_rows = _snr_rows(reference, test[:snr_points], specs, snr_particles, snr_draws, seed, skipped)
     gap_rows = []
     for spec in specs:
-        module = _fitted(make_module, first_seed[spec], device)
-        gaps = inference_gaps(module.model, module.guide, test[:gap_points], particles=particles, steps=gap_steps, seed=seed)
-        gap_rows.append({"objective": spec, **{k: v for k, v in gaps.items() if k != "per_datapoint"}})
-    nuts = _nuts(reference, test[:nuts_points], particles, nuts_samples, nuts_warmup, nuts_chains, seed, out)
+        pair = _fitted(make_module, first_seed[spec], device)
+        gaps = _attempt(f"gap split ({spec})", skipped, inference_gaps, pair.model, pair.guide, test[:gap_points],
+                        particles=particles, steps=gap_steps, seed=seed, data_plate=data_plate)
+        if gaps is not None:
+            gap_rows.append({"objective": spec, **{k: v for k, v in gaps.items() if k != "per_datapoint"}})
+    nuts = _attempt("NUTS reference", skipped, _nuts, reference, test[:nuts_points], particles, nuts_samples, nuts_warmup,
+                    nuts_chains, seed, out, data_plate)
     write_csv(out / "fits.csv", fits)
     write_csv(out / "snr.csv", snr_rows)
     write_csv(out / "gaps.csv", gap_rows)
-    write_csv(out / "nuts.csv", nuts["points"])
-    write_csv(out / "nuts_marginals.csv", nuts["rows"])
+    if nuts is not None:
+        write_csv(out / "nuts.csv", nuts["points"])
+        write_csv(out / "nuts_marginals.csv", nuts["rows"])
     _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png")
-    return {"summary": summary, "fits": fits, "snr": snr_rows, "gaps": gap_rows, "nuts": nuts}
+    return {"summary": summary, "fits": fits, "snr": snr_rows, "gaps": gap_rows, "nuts": nuts, "skipped": skipped}
 
 
-def _snr_rows(module, x, specs, snr_particles, draws, seed):
+def _attempt(what, skipped, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, or None with ``skipped[what]`` the reason when the pair cannot serve it."""
+    try:
+        return function(*args, **kwargs)
+    except ConfigError as error:
+        skipped[what] = str(error)
+        return None
+
+
+def _parameter_groups(pair, skipped):
+    module = pair_module(pair)
+    if module is not None:
+        groups = parameter_groups(module)
+    else:
+        groups = {"all": [value.unconstrained() for _, value in pyro.get_param_store().items()]}
+    if "all" in groups:
+        skipped["gradient SNR per network"] = "the pair has no encoder and decoder modules; one group 'all' of every parameter"
+    return groups
+
+
+def _snr_rows(pair, x, specs, snr_particles, draws, seed, skipped):
     estimators = {tuple(spec.split(":")) for spec in specs}
     estimators |= {(name, str(k)) for name in ("iwae", "iwae-dreg") for k in snr_particles}
+    groups = _parameter_groups(pair, skipped)
     rows = []
     for name, k in sorted(estimators, key=lambda e: (e[0], int(e[1]))):
-        snr = gradient_snr(module.model, module.guide, x, parameter_groups(module), objective=name, particles=int(k),
-                           draws=draws, seed=seed)
-        rows.append({"estimator": name, "particles": int(k), **{f"{group}_snr_{stat}": values[f"snr_{stat}"]
-                     for group, values in snr.items() for stat in ("mean", "median")}})
+        snr = _attempt(f"gradient SNR of {name}:{k}", skipped, gradient_snr, pair.model, pair.guide, x, groups,
+                       objective=name, particles=int(k), draws=draws, seed=seed)
+        if snr is not None:
+            rows.append({"estimator": name, "particles": int(k), **{f"{group}_snr_{stat}": values[f"snr_{stat}"]
+                         for group, values in snr.items() for stat in ("mean", "median")}})
     return rows
 
 
-def _nuts(module, x, particles, samples, warmup, chains, seed, out):
-    idata = nuts_posterior(module.model, x, num_samples=samples, warmup_steps=warmup, num_chains=chains, seed=seed)
+def _nuts(pair, x, particles, samples, warmup, chains, seed, out, data_plate):
+    data_plate = find_data_plate(pair.model, pair.guide, x, data_plate)
+    model, guide, _ = local_pair(pair.model, pair.guide, x, data_plate)  # given one draw of any global latent
+    idata = nuts_posterior(model, x, num_samples=samples, warmup_steps=warmup, num_chains=chains, seed=seed,
+                           module=pair_module(pair))
     atomic_write(out / "nuts_posterior.nc", lambda tmp: idata.to_netcdf(tmp))
-    khat = psis(importance_log_weights(module.model, module.guide, x, particles, seed=seed))["khat"]
-    comparison = compare_with_guide(idata, module.model, module.guide, x, khat=khat, seed=seed)
+    khat = psis(importance_log_weights(model, guide, x, particles, seed=seed, data_plate=data_plate))["khat"]
+    comparison = compare_with_guide(idata, model, guide, x, khat=khat, seed=seed)
     plot_marginals(comparison, out / "figures" / "nuts_marginals.png")
     from pyro_vae._arviz import arviz
 
@@ -218,23 +268,36 @@ def _nuts(module, x, particles, samples, warmup, chains, seed, out):
             "divergences": int(idata.sample_stats["diverging"].values.sum())}
 
 
+def _make_module(preset, event_shape):
+    """The pair factory of a preset: ``model`` (a factory spec) with ``model_kwargs``, else the catalogue VAE."""
+    if preset["model"] is not None:
+        factory = ModelFactory(preset["model"], preset["model_kwargs"])
+        if "event_shape" not in factory.kwargs and factory.accepts("event_shape"):
+            factory.kwargs["event_shape"] = list(event_shape)
+        return factory
+    return functools.partial(VAE, event_shape, latent_dim=preset["latent_dim"], prior=preset["prior"], guide=preset["guide"],
+                             likelihood=preset["likelihood"], network=preset["network"], hidden=preset["hidden"])
+
+
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    make_module = functools.partial(VAE, data.event_shape, latent_dim=preset["latent_dim"], prior=preset["prior"],
-                                    guide=preset["guide"], likelihood=preset["likelihood"], network=preset["network"],
-                                    hidden=preset["hidden"])
     keys = ("seeds", "seed", "epochs", "batch_size", "lr", "particles", "snr_particles", "snr_draws", "snr_points",
-            "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers", "device")
-    result = compare(make_module, {"train": data.train, "val": data.val, "test": data.test}, out, preset["objectives"],
-                     dynamic_binarization=binarize == "dynamic", progress=progress, **{k: preset[k] for k in keys})
+            "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers",
+            "device", "data_plate")
+    result = compare(_make_module(preset, data.event_shape), {"train": data.train, "val": data.val, "test": data.test}, out,
+                     preset["objectives"], dynamic_binarization=binarize == "dynamic", progress=progress,
+                     **{k: preset[k] for k in keys})
     print(format_table(result["summary"]))
+    for what, why in result["skipped"].items():
+        print(f"skipped: {what} ({why})")
     snr = {f"{r['estimator']}:{r['particles']}": {k: v for k, v in r.items() if k.endswith("median")} for r in result["snr"]}
     headline = {
         "table": {r["objective"]: {k: r[k] for k in ("rank", "log_likelihood", "log_likelihood_se", "test_elbo", "gap",
                                                       "active_units", "seconds_per_epoch")} for r in result["summary"]},
         "gradient_snr_median": snr,
         "gap_split": {r["objective"]: {k: r[k] for k in ("approximation_gap", "amortisation_gap", "total_gap")} for r in result["gaps"]},
-        "nuts": {k: v for k, v in result["nuts"].items() if k not in ("points", "rows")},
+        "nuts": {k: v for k, v in (result["nuts"] or {}).items() if k not in ("points", "rows")},
+        "skipped": result["skipped"],
     }
     return finish(out, result["summary"], headline, started)
 

@@ -24,10 +24,12 @@ from torch.distributions.kl import kl_divergence
 from pyro_vae.data import check_finite
 from pyro_vae.kl import base_distribution  # importing pyro_vae.kl registers the KLs torch lacks
 from pyro_vae.errors import ConfigError
+from pyro_vae.contract import missing, owner_module
 from pyro_vae.guides import location, scale
 from pyro_vae.rundir import atomic_write
 
 from .iwae import IWAE
+from .plates import find_data_plate, is_local, local_pair
 from .traces import latent_site, observed_log_prob, random_state_kept, trace_pair
 
 
@@ -53,28 +55,42 @@ def _enumerated_elbo(model, guide, x, batch_size):
 
 
 @torch.no_grad()
-def elbo_terms(model, guide, x, batch_size=1000, particles=1):
+def elbo_terms(model, guide, x, batch_size=1000, particles=1, data_plate=None):
     """Mean ``elbo``, ``reconstruction`` and ``kl`` per data point of ``x`` (floats, nats).
 
-    Sites are assumed local (inside the data plate); ``x`` is split into batches of
-    ``batch_size`` so memory stays bounded.  A model with sites marked for enumeration (and absent
-    from the guide) gets only ``elbo``, with those sites summed out exactly: no KL term is defined.
+    ``x`` is split into batches of ``batch_size`` so memory stays bounded.  Sites inside the data plate
+    (found whatever its name, or ``data_plate``) are summed over the data points; a site outside it
+    (a global latent: a hierarchical prior, a learned global scale) is counted once per data set, its
+    term averaged over the batches (each draws the globals afresh), whatever ``batch_size``.  Then
+    ``kl`` includes ``global_kl / N``, and ``local_kl`` (per point) and ``global_kl`` (nats for the whole
+    data set) are reported too.  A model with sites marked for enumeration (and absent from the guide)
+    gets only ``elbo``, with those sites summed out exactly: no KL term is defined.
     """
     if _has_enumerated_sites(model, guide, x[:1]):
         return {"elbo": _enumerated_elbo(model, guide, x, batch_size)}
-    totals = {"reconstruction": 0.0, "kl": 0.0}
+    data_plate = find_data_plate(model, guide, x[:batch_size], data_plate)
+    local = {"reconstruction": 0.0, "kl": 0.0}
+    once = {"reconstruction": 0.0, "kl": 0.0}  # sums over batches of the global sites' terms
+    has_globals, batches = False, 0
     for batch in x.split(batch_size):
+        batches += 1
         for _ in range(particles):
             model_trace, guide_trace = trace_pair(model, guide, batch)
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
                     continue
                 if site["is_observed"]:
-                    totals["reconstruction"] += site["fn"].log_prob(site["value"]).sum().item() / particles
+                    key, term = "reconstruction", site["fn"].log_prob(site["value"]).sum().item()
                 else:
-                    totals["kl"] += _site_kl(guide_trace.nodes[name], site).item() / particles
+                    key, term = "kl", _site_kl(guide_trace.nodes[name], site).item()
+                totals = local if is_local(site, data_plate) else once
+                has_globals |= totals is once and key == "kl"
+                totals[key] += term / particles
     n = len(x)
-    result = {key: value / n for key, value in totals.items()}
+    result = {"reconstruction": (local["reconstruction"] + once["reconstruction"] / batches) / n,
+              "kl": (local["kl"] + once["kl"] / batches) / n}
+    if has_globals:
+        result.update(local_kl=local["kl"] / n, global_kl=once["kl"] / batches)
     result["elbo"] = result["reconstruction"] - result["kl"]
     return result
 
@@ -92,7 +108,7 @@ DEFAULT_MAX_MEMORY = 2**27
 
 
 @torch.no_grad()
-def importance_log_weights(model, guide, x, particles=1000, max_memory=DEFAULT_MAX_MEMORY, data_plate="data", seed=None,
+def importance_log_weights(model, guide, x, particles=1000, max_memory=DEFAULT_MAX_MEMORY, data_plate=None, seed=None,
                            checkpoint=None):
     r"""Log importance weights :math:`\log p(x_i, z_{ik}) - \log q(z_{ik} \mid x_i)`, shape ``(N, K)``.
 
@@ -296,16 +312,21 @@ def aggregate_posterior(stats, model, guide, x, site=None):
 
 
 def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, site=None, module=None, out=None,
-             inference_points=20, draws=1000, chains=4, alpha=1.0, seed=0):
+             inference_points=20, draws=1000, chains=4, alpha=1.0, seed=0, data_plate=None):
     r"""Evaluate a fitted model/guide pair on data ``x``: one call for every number of a run.
 
-    Computes, in nats per data point: the ELBO and its terms (:func:`elbo_terms`), the
-    importance-sampled log-likelihood with K = ``particles`` and its Monte Carlo error
-    (:func:`log_likelihood`), PSIS k-hat per point and the PSIS log-likelihood
-    (:func:`~pyro_vae.inference.diagnostics.psis`), per-latent statistics
-    (:func:`latent_statistics`), reconstruction gains (:func:`reconstruction_gain`) and the
-    aggregate-posterior moments (:func:`aggregate_posterior`); for a model with ``generate`` (the VAE),
-    the mean absolute change of generated data when collapsed latents are set to 0.
+    Computes, in nats per data point: the ELBO and its terms (:func:`elbo_terms`; a global latent's
+    KL counted once per data set), the importance-sampled log-likelihood with K = ``particles`` and
+    its Monte Carlo error (:func:`log_likelihood`), PSIS k-hat per point and the PSIS log-likelihood
+    (:func:`~pyro_vae.inference.diagnostics.psis`), per-latent statistics (:func:`latent_statistics`),
+    reconstruction gains (:func:`reconstruction_gain`) and the aggregate-posterior moments
+    (:func:`aggregate_posterior`); for an owner with ``generate`` and ``prior`` (the VAE), the mean
+    absolute change of generated data when collapsed latents are set to 0.
+
+    A pair with global latents (outside the data plate) gets its per-point quantities (log-likelihood,
+    PSIS, latent statistics) *conditional on one draw of the globals from the guide*, recorded under
+    ``conditioned_on``.  ``diagnostics`` lists what ran and what was skipped, with the reason
+    (:mod:`pyro_vae.contract`).
 
     With ``out`` the importance weights are kept chunk by chunk in ``out/evaluation.partial.pt`` until
     the end, so an interrupted evaluation re-run with the same arguments resumes; it then writes
@@ -316,16 +337,24 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     """
     from .diagnostics import psis
 
-    module = module if module is not None else getattr(model, "__self__", None)
-    if hasattr(module, "eval"):
+    module = owner_module(model, module)
+    if module is not None:
         module.eval()
     pyro.set_rng_seed(seed)
-    result = {"num_datapoints": len(x), "particles": int(particles)}
-    result.update(elbo_terms(model, guide, x))
+    check_finite(x, "data")
+    data_plate = find_data_plate(model, guide, x[:1000], data_plate)
+    result = {"num_datapoints": len(x), "particles": int(particles), "data_plate": data_plate}
+    ran, skipped = ["elbo"], {}
+    result.update(elbo_terms(model, guide, x, data_plate=data_plate))
+    model, guide, fixed = local_pair(model, guide, x[:1000], data_plate)
+    if fixed:
+        result["conditioned_on"] = {name: value.tolist() for name, value in fixed.items()}
     partial = Path(out) / "evaluation.partial.pt" if out is not None else None
-    log_weights = importance_log_weights(model, guide, x, particles, max_memory, seed=seed, checkpoint=partial)
+    log_weights = importance_log_weights(model, guide, x, particles, max_memory, data_plate=data_plate, seed=seed,
+                                         checkpoint=partial)
     estimate = log_likelihood(log_weights)
     smoothed = psis(log_weights)
+    ran += ["importance-sampled log-likelihood", "PSIS"]
     result.update({
         "log_likelihood": estimate["log_likelihood"],
         "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
@@ -333,15 +362,26 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
         "fraction_khat_above_0.5": smoothed["fraction_khat_above_0.5"],
         "fraction_khat_above_0.7": smoothed["fraction_khat_above_0.7"],
     })
-    stats = latent_statistics(model, guide, x, site)
-    gains = reconstruction_gain(model, guide, x, site)
-    result["latents"] = {**stats, "reconstruction_gain": gains["gain"]}
-    result["active_units"] = stats["active_units"]
-    result["aggregate_posterior"] = aggregate_posterior(stats, model, guide, x, site)
-    if hasattr(module, "generate"):
-        result["collapsed_generation_mean_abs_difference"] = collapsed_generation_difference(module, stats["active"])
+    stats = None
+    try:
+        stats = latent_statistics(model, guide, x, site)
+    except ConfigError as error:  # several local latents and no site named
+        skipped["per-latent statistics"] = str(error)
+    if stats is not None:
+        gains = reconstruction_gain(model, guide, x, site)
+        result["latents"] = {**stats, "reconstruction_gain": gains["gain"]}
+        result["active_units"] = stats["active_units"]
+        result["aggregate_posterior"] = aggregate_posterior(stats, model, guide, x, site)
+        ran += ["per-latent statistics", "reconstruction gains", "aggregate posterior"]
+        reason = missing(module, "generate", "prior")
+        if reason is None:
+            result["collapsed_generation_mean_abs_difference"] = collapsed_generation_difference(module, stats["active"])
+            ran.append("collapsed-latent generation")
+        else:
+            skipped["collapsed-latent generation"] = reason
     result["khat"] = smoothed["khat"].tolist()
     result["log_likelihood_per_datapoint"] = estimate["per_datapoint"].tolist()
+    result["diagnostics"] = {"ran": ran, "skipped": skipped}
     if out is not None:
         _write_evaluation(out, result, model, guide, x, module, stats, smoothed["khat"], inference_points, draws, chains, alpha)
         partial.unlink(missing_ok=True)
@@ -373,12 +413,26 @@ def format_latent_table(result):
 
 
 def format_summary(result):
-    return (
-        f"ELBO {result['elbo']:.3f} (reconstruction {result['reconstruction']:.3f}, KL {result['kl']:.3f}); "
-        f"log p(x) ~ {result['log_likelihood']:.3f} +- {result['log_likelihood_mc_se']:.3f} (IS, K={result['particles']}), "
+    """The headline numbers of :func:`evaluate` and what ran or was skipped, as text."""
+    kl = f"KL {result['kl']:.3f}"
+    if "global_kl" in result:
+        kl += f", of which global {result['global_kl']:.3f} nats for all {result['num_datapoints']} points"
+    given = ""
+    if "conditioned_on" in result:
+        given = " | " + ", ".join(result["conditioned_on"])
+        kl += f"; per-point numbers given one draw of {', '.join(result['conditioned_on'])} from the guide"
+    line = (
+        f"ELBO {result['elbo']:.3f} (reconstruction {result['reconstruction']:.3f}, {kl}); "
+        f"log p(x{given}) ~ {result['log_likelihood']:.3f} +- {result['log_likelihood_mc_se']:.3f} (IS, K={result['particles']}), "
         f"PSIS {result['psis_log_likelihood']:.3f}; k-hat > 0.7 for {result['fraction_khat_above_0.7']:.1%} of "
-        f"{result['num_datapoints']} points; {result['active_units']} of {len(result['latents']['active'])} latents active"
+        f"{result['num_datapoints']} points"
     )
+    if "latents" in result:
+        line += f"; {result['active_units']} of {len(result['latents']['active'])} latents active"
+    diagnostics = result.get("diagnostics", {})
+    lines = [line, "ran: " + ", ".join(diagnostics.get("ran", []))]
+    lines += [f"skipped: {name} ({reason})" for name, reason in diagnostics.get("skipped", {}).items()]
+    return "\n".join(lines)
 
 
 def _write_evaluation(out, result, model, guide, x, module, stats, khat, inference_points, draws, chains, alpha):
@@ -389,18 +443,30 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
 
     out = Path(out)
     figures = out / "figures"
-    write_json(out / "evaluation.json", result)
-    params = dict(module.state_dict()) if isinstance(module, torch.nn.Module) else None
-    attrs = {"prior": repr(getattr(module, "prior", "")), "likelihood": repr(getattr(module, "likelihood", ""))}
-    idata = posterior_inference_data(model, guide, x[:inference_points], draws=max(1, draws // chains), chains=chains,
-                                     params=params, attrs=attrs)
-    atomic_write(out / "posterior.nc", lambda tmp: idata.to_netcdf(str(tmp)))
-    plots.plot_latent_variances(stats, figures / "latent_variances.png")
+    ran, skipped = result["diagnostics"]["ran"], result["diagnostics"]["skipped"]
     plots.plot_khat(khat, figures / "khat.png")
-    if hasattr(module, "generate") and len(getattr(module, "event_shape", ())) == 3:
+    if stats is None:
+        skipped["posterior.nc and the latent-variance figure"] = skipped["per-latent statistics"]
+    else:
+        params = dict(module.state_dict()) if isinstance(module, torch.nn.Module) else None
+        attrs = {"prior": repr(getattr(module, "prior", "")), "likelihood": repr(getattr(module, "likelihood", ""))}
+        idata = posterior_inference_data(model, guide, x[:inference_points], draws=max(1, draws // chains), chains=chains,
+                                         site=stats["site"], params=params, attrs=attrs)
+        atomic_write(out / "posterior.nc", lambda tmp: idata.to_netcdf(str(tmp)))
+        plots.plot_latent_variances(stats, figures / "latent_variances.png")
+        ran += ["posterior.nc", "latent-variance figure"]
+    reason = missing(module, "generate", "event_shape")
+    if reason is None and len(module.event_shape) != 3:
+        reason = f"event_shape {tuple(module.event_shape)} is not an image (channels, height, width)"
+    if reason is None and stats is None:
+        reason = "no per-latent statistics"
+    if reason is None:
         plots.plot_reconstructions_and_samples(module, x, figures / "reconstructions_samples.png")
         plots.plot_generation_modes(module, figures / "generation_modes.png", stats["active"], alpha=alpha)
         active = [j for j, a in enumerate(stats["active"]) if a]
         if active:
             plots.plot_latent_traversals(module, active[:10], figures / "latent_traversals.png")
-
+        ran.append("image figures")
+    else:
+        skipped["image figures (reconstructions, generation modes, traversals)"] = reason
+    write_json(out / "evaluation.json", result)

@@ -19,43 +19,40 @@ Parameters are those of ``module`` (default: the ``nn.Module`` owning ``model`` 
 method) plus every ``pyro.param`` the pair touches on its first step.
 """
 
-import copy
 import math
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.optim.clipped_adam import ClippedAdam
-from torch import nn
 
+from pyro_vae.contract import owner_module
 from pyro_vae.data import check_finite
-from pyro_vae.errors import ConfigError, NonFiniteLossError, RunDirError
+from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar
-from pyro_vae.rundir import library_versions, load_checkpoint, save_checkpoint, write_csv, write_json
+from pyro_vae.rundir import RunDir
 
 from .evaluate import elbo_terms
+from .handlers import LatentScaleMessenger
+from .objectives import capabilities, check_objective, make_objective, parse_objective
+from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
-from .handlers import DataSubsampleMessenger, LatentScaleMessenger
-from .objectives import check_objective, make_objective
+from .trainer import MAX_ROLLBACKS, OPTIMIZERS, NonFiniteStep, Trainer, TrainerState, first_nonfinite_site, load_parameters
 
-OPTIMIZERS = ("adam", "clippedadam")
 NONFINITE_POLICIES = ("raise", "rollback")
-#: How often ``on_nonfinite="rollback"`` may retry one epoch (halving the learning rate each time).
-MAX_ROLLBACKS = 3
 
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: per-epoch ``history``, final ``metrics`` and the ``run_dir``."""
+    """What :func:`fit` returns: per-epoch ``history``, final ``metrics``, the ``run_dir``, the KL path of
+    each latent site and the ``data_plate`` the pair was scaled by."""
 
     history: list
     metrics: dict
     run_dir: Path = None
     kl_paths: dict = field(default_factory=dict)
+    data_plate: str = None
 
 
 def linear_warmup(beta, warmup_steps):
@@ -80,48 +77,14 @@ def _positive_float(name, value):
     return float(value)
 
 
-def _owner(model, module):
-    if module is not None:
-        return module
-    owner = getattr(model, "__self__", None)
-    return owner if isinstance(owner, nn.Module) else None
-
-
-def _rng_state():
-    import random
-
-    import numpy
-
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy.random.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state):
-    import random
-
-    import numpy
-
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    numpy.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _first_nonfinite_site(model, guide, x):
-    """Name the first site whose log-density is not finite (for the NaN report)."""
-    with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
-        model_trace, guide_trace = trace_pair(model, guide, x)
-    for kind, trace in (("guide", guide_trace), ("model", model_trace)):
-        for name, site in trace.nodes.items():
-            if site["type"] == "sample":
-                if not torch.isfinite(site["value"]).all():
-                    return f"{kind} site {name!r} (its value)"
-                if not torch.isfinite(site["fn"].log_prob(site["value"])).all():
-                    return f"{kind} site {name!r} (its log-density)"
-    return "no single site (the non-finite value arose in the gradient or the parameters)"
+def _device(device):
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; expected e.g. cpu, cuda, cuda:0") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA device here")
+    return device
 
 
 def fit(
@@ -133,7 +96,7 @@ def fit(
     test=None,
     module=None,
     objective="elbo",
-    particles=1,
+    particles=None,
     beta=1.0,
     epochs=10,
     batch_size=128,
@@ -146,7 +109,7 @@ def fit(
     out=None,
     resume=False,
     config=None,
-    data_plate="data",
+    data_plate=None,
     eval_batch_size=1000,
     progress=None,
     validate=False,
@@ -155,13 +118,17 @@ def fit(
 ):
     r"""Fit ``model``/``guide`` to ``train`` by stochastic variational inference.
 
-    :param model: Pyro model ``model(x)``; local sites inside ``pyro.plate(data_plate, len(x))``.
+    Every option is checked, and the objective computed once on a minibatch, before anything is
+    written: a refused configuration leaves no run directory behind.
+
+    :param model: Pyro model ``model(x)``; local sites inside one ``pyro.plate`` of size ``len(x)``
+        (the data plate, any name; see :mod:`pyro_vae.contract`), global sites outside it.
     :param guide: Pyro guide ``guide(x)`` with the same plate.
     :param torch.Tensor train: training data ``(n, ...)``; ``val`` and ``test`` likewise, optional.
     :param module: ``nn.Module`` owning the pair's parameters (default: owner of a bound ``model``).
-    :param objective: a name of :data:`~pyro_vae.inference.objectives.OBJECTIVES` (``elbo``, ``meanfield``,
-        ``iwae``, ``stl``, ``iwae-dreg``, ``enum``) or a ``pyro.infer.ELBO`` instance.
-    :param int particles: particles per data point (K of IWAE).
+    :param objective: ``NAME`` or ``NAME:K`` of :data:`~pyro_vae.inference.objectives.OBJECTIVES` (``elbo``,
+        ``meanfield``, ``iwae:50``, ``stl``, ``iwae-dreg``, ``enum``) or a ``pyro.infer.ELBO`` instance.
+    :param particles: particles per data point (K of IWAE); default: the objective's (5 for IWAE, else 1).
     :param beta: KL weight, a number >= 0 or a schedule ``step -> beta`` (:func:`linear_warmup`).
     :param str optimizer: ``adam`` (``torch.optim.Adam``) or ``clippedadam`` (Pyro's).
     :param clip_norm: clip the global gradient norm (nats per data point) to this value.
@@ -170,7 +137,10 @@ def fit(
     :param dynamic_binarization: draw ``x ~ Bernoulli(x)`` afresh for every training minibatch.
     :param out: run directory for config, history, checkpoint and metrics (nothing written if None).
     :param resume: continue the run in ``out`` from its checkpoint.
-    :param dict config: extra entries for ``config.json`` (e.g. the CLI's options and the model's).
+    :param dict config: extra entries for ``config.json`` (e.g. the CLI's options); ``config["model"]``
+        (``{"factory": ..., "kwargs": ...}``, :mod:`pyro_vae.factories`) lets ``load_run`` rebuild the pair,
+        and is filled in for an owning module with ``init_kwargs`` (the catalogue VAE).
+    :param str data_plate: the name of the plate over data points (default: found, see :mod:`pyro_vae.contract`).
     :param bool validate: Pyro/torch distribution argument validation during training (slow).
     :param on_nonfinite: ``raise`` (:class:`~pyro_vae.errors.NonFiniteLossError` naming the step and
         site; the last checkpoint stays intact) or ``rollback`` (restore the state at the start of the
@@ -182,7 +152,6 @@ def fit(
     """
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
-    particles = _positive_int("particles", particles)
     lr = _positive_float("lr", lr)
     if clip_norm is not None:
         clip_norm = _positive_float("clip_norm", clip_norm)
@@ -190,241 +159,120 @@ def fit(
         raise ConfigError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of: {', '.join(NONFINITE_POLICIES)}")
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+    if resume and out is None:
+        raise ConfigError("resume needs a run directory (out=...)")
     schedule = beta if callable(beta) else linear_warmup(beta, 0)
-    kl_weight = LatentScaleMessenger(schedule(0))
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}; expected e.g. cpu, cuda, cuda:0") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but torch sees no CUDA device here")
+    LatentScaleMessenger(schedule(0))  # checks beta
+    device = _device(device)
+    module = owner_module(model, module)
+    splits = _checked_splits({"train": train, "val": val, "test": test}, module, dynamic_binarization, device)
+    train = splits["train"]
+    n = len(train)
 
-    module = _owner(model, module)
-    splits = {"train": train, "val": val, "test": test}
+    first = train[: min(n, batch_size)]
+    if dynamic_binarization:  # what a training step sees
+        first = torch.bernoulli(first.clamp(0, 1))
+    with pyro.validation_enabled(False):  # a non-finite parameter is reported by the first step, naming its site
+        data_plate = find_data_plate(model, guide, first, data_plate)
+        elbo = make_objective(objective, particles, data_plate=data_plate)
+        kl_paths = check_objective(elbo, model, guide, first, data_plate)
+    _check_support(model, guide, first)
+    run_config = {
+        "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
+        "particles": elbo.num_particles,
+        "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "clip_norm": clip_norm,
+        "seed": seed, "device": str(device), "dynamic_binarization": dynamic_binarization, "num_train": n,
+        "data_plate": data_plate, **(config or {}),
+    }
+    if "model" not in run_config and hasattr(module, "init_kwargs"):  # a module that can say how it was built
+        run_config["model"] = {"factory": f"{type(module).__module__}:{type(module).__qualname__}", "kwargs": module.init_kwargs}
+    run_dir = RunDir(out) if out is not None else None
+    checkpoint = run_dir.start(run_config, resume) if run_dir is not None else None
+
+    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback)
+    pyro.set_rng_seed(seed)
+    state = TrainerState()
+    if checkpoint is not None:
+        load_parameters(checkpoint, module)
+        state = TrainerState.from_checkpoint(checkpoint)
+    with pyro.validation_enabled(validate):
+        trainer.make_optimizer(optimizer, train[:batch_size], lr, clip_norm)
+        if checkpoint is not None:
+            trainer.load(checkpoint)
+        _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, data_plate,
+               MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
+
+    metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
+    for name, x in splits.items():
+        if x is not None:
+            if name == "train" and dynamic_binarization:
+                x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
+            metrics[f"{name}_elbo"] = _evaluate(module, model, guide, x, eval_batch_size, data_plate)["elbo"]
+    if run_dir is not None:
+        run_dir.write_metrics(metrics)
+    return FitResult(state.history, metrics, run_dir.path if run_dir is not None else None, kl_paths, data_plate)
+
+
+def _checked_splits(splits, module, dynamic_binarization, device):
+    """Check each split (finite, and the owner's ``check_data`` where it has one); move them to ``device``."""
     for name, x in splits.items():
         if x is not None:
             check_finite(x, f"{name} data")
             if module is not None and hasattr(module, "check_data"):
                 module.check_data(torch.bernoulli(x.clamp(0, 1)) if dynamic_binarization and name == "train" else x)
-    splits = {name: (x.to(device) if x is not None else None) for name, x in splits.items()}
-    train = splits["train"]
-    n = len(train)
     if module is not None:
         module.to(device)
-
-    run_config = {
-        "objective": objective if isinstance(objective, str) else type(objective).__name__,
-        "particles": particles,
-        "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "clip_norm": clip_norm,
-        "seed": seed,
-        "device": str(device),
-        "dynamic_binarization": dynamic_binarization,
-        "num_train": n,
-        **(config or {}),
-    }
-    run_dir = Path(out) if out is not None else None
-    checkpoint = _prepare_run_dir(run_dir, run_config, resume)
-
-    elbo = make_objective(objective, particles)
-    subsample = DataSubsampleMessenger(data_plate, n)
-    train_model, train_guide = subsample(kl_weight(model)), subsample(kl_weight(guide))
-    with pyro.validation_enabled(False), torch.no_grad():
-        kl_paths = check_objective(objective, particles, model, guide, train[: min(n, batch_size)])
-
-    pyro.set_rng_seed(seed)
-    history, start_epoch, step = [], 0, 0
-    if checkpoint is not None:
-        if module is not None:
-            module.load_state_dict(checkpoint["module"])
-        pyro.get_param_store().set_state(checkpoint["param_store"])
-        history, start_epoch, step = checkpoint["history"], checkpoint["epoch"], checkpoint["step"]
-        _set_rng_state(checkpoint["rng"])
-
-    seconds = sum(row["seconds"] for row in history)
-    epochs_bar = progress_bar(range(start_epoch, epochs), progress, initial=start_epoch, total=epochs, unit="epoch")
-    with pyro.validation_enabled(validate):
-        params = _capture_params(module, elbo, train_model, train_guide, train[:batch_size], device)
-        optim = _make_optimizer(optimizer, params, lr, clip_norm)
-        if checkpoint is not None:
-            optim.load_state_dict(checkpoint["optimizer"])
-        for epoch in epochs_bar:
-            snapshot = _snapshot(module, optim, step) if on_nonfinite == "rollback" else None
-            for attempt in range(MAX_ROLLBACKS + 1):
-                started = time.perf_counter()
-                try:
-                    objective_sum, step, stop = _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight,
-                                                       schedule, step, optim, params, clip_norm if optimizer == "adam" else None,
-                                                       dynamic_binarization, module, callback)
-                    break
-                except _NonFiniteStep as bad:
-                    seconds += time.perf_counter() - started
-                    where = _first_nonfinite_site(train_model, train_guide, bad.x)
-                    if snapshot is None or attempt == MAX_ROLLBACKS:
-                        kept = (f"the checkpoint of epoch {history[-1]['epoch'] if history else 0} in {run_dir} is intact"
-                                if run_dir is not None else "try a lower --lr, --clip-norm, or --on-nan rollback")
-                        raise NonFiniteLossError(
-                            f"the loss became {bad.loss} at epoch {epoch + 1}, step {bad.step}; first non-finite: "
-                            f"{where}; {kept}"
-                        ) from None
-                    step = _restore(snapshot, module, optim)
-                    for group in optim.param_groups:
-                        group["lr"] *= 0.5
-                    warnings.warn(f"non-finite loss at epoch {epoch + 1}, step {bad.step} ({where}): rolled back "
-                                  f"to the start of the epoch, learning rate halved to {optim.param_groups[0]['lr']:g}")
-            seconds += time.perf_counter() - started
-            row = {"epoch": epoch + 1, "step": step, "beta": kl_weight.beta, "lr": optim.param_groups[0]["lr"],
-                   "train_objective": -objective_sum / n}
-            if splits["val"] is not None:
-                row.update({f"val_{k}": v for k, v in _evaluate(module, model, guide, splits["val"], eval_batch_size).items()})
-            row["seconds"] = seconds
-            history.append(row)
-            _set_postfix(epochs_bar, row)
-            if run_dir is not None:  # checkpoint first: history.csv never lists an epoch the checkpoint lacks
-                save_checkpoint(run_dir, {
-                    "epoch": epoch + 1, "step": step, "history": history,
-                    "module": module.state_dict() if module is not None else None,
-                    "param_store": pyro.get_param_store().get_state(),
-                    "optimizer": optim.state_dict(), "rng": _rng_state(), "config": run_config,
-                })
-                write_csv(run_dir / "history.csv", history)
-            if stop:
-                break
-
-    metrics = {"train_seconds": seconds, "epochs": len(history)}
-    for name, x in splits.items():
-        if x is not None:
-            if name == "train" and dynamic_binarization:
-                x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
-            metrics[f"{name}_elbo"] = _evaluate(module, model, guide, x, eval_batch_size)["elbo"]
-    if run_dir is not None:
-        write_json(run_dir / "metrics.json", metrics)
-    return FitResult(history, metrics, run_dir, kl_paths)
+    return {name: (x.to(device) if x is not None else None) for name, x in splits.items()}
 
 
-class _NonFiniteStep(Exception):
-    def __init__(self, loss, step, x):
-        super().__init__(loss)
-        self.loss, self.step, self.x = loss, step, x
+def _check_support(model, guide, x):
+    """Refuse data outside an observed site's support in one line (a pair without ``check_data`` too)."""
+    with random_state_kept(x.device), poutine.block(), torch.no_grad(), pyro.validation_enabled(False):
+        model_trace, _ = trace_pair(model, guide, x)
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and site["is_observed"]:
+            support = site["fn"].support
+            inside = support.check(site["value"])
+            if not bool(inside.all()):
+                raise DataError(f"the data are outside the support of the model's observed site {name!r} "
+                                f"({type(site['fn']).__name__}, support {support}); transform the data or choose another likelihood")
 
 
-def _train_epoch(elbo, train_model, train_guide, train, batch_size, kl_weight, schedule, step, optim, params,
-                 clip_norm, dynamic_binarization, module, callback=None):
-    """One pass over ``train`` in a random order; returns (sum of per-datapoint objectives, step, stop),
-    ``stop`` when the callback asked for it."""
-    if module is not None:
-        module.train()
-    n = len(train)
-    total = torch.zeros((), device=train.device)
-    stop = False
-    for index in torch.randperm(n, device=train.device).split(batch_size):
-        x = train[index]
-        if dynamic_binarization:
-            x = torch.bernoulli(x)
-        kl_weight.beta = schedule(step)
-        loss = elbo.differentiable_loss(train_model, train_guide, x) / n
-        if not torch.isfinite(loss):
-            raise _NonFiniteStep(loss.item(), step + 1, x)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-        optim.step()
-        total += loss.detach() * len(index)
-        step += 1
-        if callback is not None:
-            stop = bool(callback(step)) or stop
-    return total.item(), step, stop
+def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, data_plate, rollbacks):
+    """The epochs from ``state.epoch`` to ``epochs``: train, validate, record, checkpoint."""
+    train, n = splits["train"], len(splits["train"])
+    bar = progress_bar(range(state.epoch, epochs), progress, initial=state.epoch, total=epochs, unit="epoch")
+    for _ in bar:
+        try:
+            mean_objective, stop = trainer.train_epoch_with_rollback(state, train, batch_size, rollbacks)
+        except NonFiniteStep as bad:
+            where = first_nonfinite_site(trainer.model, trainer.guide, bad.x)
+            kept = (f"the checkpoint of epoch {state.epoch} in {run_dir} is intact" if run_dir is not None and state.epoch
+                    else "try a lower --lr, --clip-norm, or --on-nan rollback")
+            raise NonFiniteLossError(f"the loss became {bad.loss} at epoch {state.epoch + 1}, step {bad.step}; first "
+                                     f"non-finite: {where}; {kept}") from None
+        state.epoch += 1
+        row = {"epoch": state.epoch, "step": state.step, "beta": trainer.kl_weight.beta,
+               "lr": trainer.optim.param_groups[0]["lr"], "train_objective": mean_objective}
+        if splits["val"] is not None:
+            terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, data_plate)
+            row.update({f"val_{k}": v for k, v in terms.items()})
+        row["seconds"] = state.seconds
+        state.history.append(row)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k in ("train_objective", "val_elbo")})
+        if run_dir is not None:
+            run_dir.save_epoch(trainer.checkpoint(state, run_config), state.history)
+        if stop:
+            break
 
 
-def _capture_params(module, elbo, train_model, train_guide, x, device):
-    """Run the loss once to create lazy ``pyro.param`` sites and collect every parameter, leaving the
-    random number streams as they were (so a resumed fit draws what an uninterrupted one would)."""
-    with random_state_kept(device), poutine.trace(param_only=True) as capture:
-        elbo.differentiable_loss(train_model, train_guide, x)
-    return _collect_params(module, capture.trace)
-
-
-def _snapshot(module, optim, step):
-    return {
-        "module": copy.deepcopy(module.state_dict()) if module is not None else None,
-        "param_store": copy.deepcopy(pyro.get_param_store().get_state()),
-        "optimizer": copy.deepcopy(optim.state_dict()),
-        "rng": _rng_state(),
-        "step": step,
-    }
-
-
-def _restore(snapshot, module, optim):
-    if module is not None:
-        module.load_state_dict(snapshot["module"])
-    pyro.get_param_store().set_state(snapshot["param_store"])
-    optim.load_state_dict(snapshot["optimizer"])
-    _set_rng_state(snapshot["rng"])
-    return snapshot["step"]
-
-
-def _evaluate(module, model, guide, x, batch_size):
+def _evaluate(module, model, guide, x, batch_size, data_plate):
     if module is not None:
         module.eval()
     try:
-        return elbo_terms(model, guide, x, batch_size)
+        return elbo_terms(model, guide, x, batch_size, data_plate=data_plate)
     finally:
         if module is not None:
             module.train()
-
-
-def _collect_params(module, param_trace):
-    params = list(module.parameters()) if module is not None else []
-    seen = {id(p) for p in params}
-    for name in sorted(param_trace.nodes):
-        value = param_trace.nodes[name]["value"].unconstrained()
-        if id(value) not in seen and value.requires_grad:
-            params.append(value)
-            seen.add(id(value))
-    if not params:
-        raise ConfigError("the model/guide pair has no trainable parameters (pass module= if they live in an nn.Module)")
-    return params
-
-
-def _make_optimizer(name, params, lr, clip_norm):
-    if name == "clippedadam":
-        return ClippedAdam(params, lr=lr, clip_norm=clip_norm if clip_norm is not None else 10.0)
-    # The fused kernel updates all parameters in one call (CPU and CUDA): 15-20% of a small VAE's step.
-    fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fused)
-
-
-def _prepare_run_dir(run_dir, run_config, resume):
-    """Create the run directory, or check that the one to resume matches; return its checkpoint."""
-    if run_dir is None:
-        if resume:
-            raise ConfigError("resume needs a run directory (out=...)")
-        return None
-    if resume:
-        checkpoint = load_checkpoint(run_dir)
-        saved = checkpoint["config"]
-        differing = sorted(k for k in set(saved) | set(run_config) if k != "epochs" and saved.get(k) != run_config.get(k))
-        if differing:
-            raise RunDirError(
-                f"cannot resume {run_dir}: options differ from the saved run in "
-                + ", ".join(f"{k} (saved {saved.get(k)!r}, now {run_config.get(k)!r})" for k in differing)
-            )
-        write_json(run_dir / "config.json", run_config)
-        return checkpoint
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunDirError(f"{run_dir} already holds files; pass resume=True (--resume) to continue it, or choose an empty directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", run_config)
-    write_json(run_dir / "versions.json", library_versions())
-    return None
-
-
-def _set_postfix(bar, row):
-    if hasattr(bar, "set_postfix"):
-        bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k in ("train_objective", "val_elbo")})
-

@@ -46,6 +46,7 @@ from pyro_vae.kl import base_distribution
 
 from .evaluate import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
+from .plates import find_data_plate, local_pair
 from .traces import random_state_kept
 
 
@@ -94,9 +95,9 @@ class LocalGuide:
                 pyro.sample(name, family(loc=loc, scale=F.softplus(raw), **extra).to_event(event_ndims))
 
 
-def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16, data_plate="data"):
+def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16, data_plate=None):
     """``q*_x``: the amortised guide's family with parameters optimised for each row of ``x`` alone."""
-    local = LocalGuide(_location_scale_sites(guide, x), data_plate)
+    local = LocalGuide(_location_scale_sites(guide, x), find_data_plate(model, guide, x, data_plate))
     params = local.parameters()
     objective = make_objective("meanfield", particles)
     optimiser = torch.optim.Adam(params, lr=lr)
@@ -119,13 +120,15 @@ def _bound_terms(log_weights):
 
 
 def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisation_particles=16, block_size=100,
-                   seed=0, data_plate="data"):
+                   seed=0, data_plate=None):
     """Split :math:`\\log p(x) - \\mathrm{ELBO}(q_\\phi)` into approximation and amortisation gaps.
 
     :param x: the data points (a few hundred), on the model's device.
     :param particles: importance draws K per point and guide.
     :param steps, lr, optimisation_particles: the per-point optimisation of ``q*_x``.
     :param block_size: points optimised and weighed together (memory).
+    :param data_plate: the data plate's name (None: found). A pair with global latents is split
+        conditional on one draw of them from the guide (:func:`~pyro_vae.inference.plates.local_pair`).
     The caller's random state is left as it was.
 
     :returns: mean nats per data point for ``log_likelihood`` (and both proposals' estimates),
@@ -139,6 +142,8 @@ def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisa
 
 def _inference_gaps(model, guide, x, particles, steps, lr, optimisation_particles, block_size, seed, data_plate):
     pyro.set_rng_seed(seed)
+    data_plate = find_data_plate(model, guide, x[:block_size], data_plate)
+    model, guide, _ = local_pair(model, guide, x[:block_size], data_plate)
     per_point = {key: [] for key in ("log_likelihood_amortised_proposal", "log_likelihood_optimised_proposal",
                                      "elbo_amortised", "elbo_optimised")}
     variances = {key: [] for key in per_point}

@@ -18,9 +18,9 @@ Why not ``pyro.infer.RenyiELBO(alpha=0)``: it applies the subsample scale N/B to
 per-datapoint bound after, as NumPyro does since its PR #1608.  Particles are vectorised with an
 outer ``pyro.plate``, so a K-particle step is one batched pass.
 
-Requirements, checked with a clear error: every sample site lies inside the data plate
-(``pyro.plate("data", ...)``, name configurable), since a bound over global latents does not
-factorise over data points; every guide site is reparameterisable.
+Requirements, checked with a clear error: every sample site lies inside the data plate (found
+whatever its name, :mod:`pyro_vae.inference.plates`, or named by ``data_plate``), since a bound
+over global latents does not factorise over data points; every guide site is reparameterisable.
 """
 
 import math
@@ -31,7 +31,7 @@ from pyro.infer.enum import get_importance_trace
 
 from pyro_vae.errors import ConfigError
 
-PARTICLE_PLATE = "num_particles_vectorized"
+from .plates import PARTICLE_PLATE, data_plate_of
 
 
 def _frame(site, name):
@@ -55,10 +55,14 @@ class IWAE(ELBO):
     """Importance-weighted bound with ``num_particles`` vectorised particles (see module doc).
 
     :param int num_particles: K.
-    :param str data_plate: name of the plate over data points.
+    :param str data_plate: name of the plate over data points (None: found in each call's model trace).
     """
 
-    def __init__(self, num_particles=5, data_plate="data", max_plate_nesting=float("inf")):
+    importance_weighted = True
+    default_particles = 5
+    kl = "inside-weights"
+
+    def __init__(self, num_particles=5, data_plate=None, max_plate_nesting=float("inf")):
         if int(num_particles) != num_particles or num_particles < 1:
             raise ConfigError(f"particles must be a positive integer, got {num_particles!r}")
         super().__init__(num_particles=int(num_particles), max_plate_nesting=max_plate_nesting, vectorize_particles=True)
@@ -80,15 +84,16 @@ class IWAE(ELBO):
     def _log_weights(self, model, guide, args, kwargs):
         """``(log_w, data_scale, guide_sites)``, with ``(site, particle_dim, data_dim)`` per guide site."""
         model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
+        data_plate = self.data_plate or data_plate_of(model_trace, len(args[0]))
         log_w, data_scale, guide_sites = 0.0, None, []
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample":
                     continue
-                frame = _frame(site, self.data_plate)
+                frame = _frame(site, data_plate)
                 if frame is None:
                     raise ConfigError(
-                        f"iwae: site {name!r} is outside pyro.plate({self.data_plate!r}); the importance-weighted "
+                        f"iwae: site {name!r} is outside the data plate {data_plate!r}; the importance-weighted "
                         f"bound needs every sample site to be local to a data point"
                     )
                 if sign < 0 and not site["fn"].has_rsample:

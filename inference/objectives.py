@@ -1,4 +1,4 @@
-"""Objectives by name, and the checks of which (guide, prior, objective) combinations are valid.
+"""Objectives by name, their capabilities, and the checks of which combinations are valid.
 
 =========== ============================================================ =======================
 name        Pyro estimator                                               KL term
@@ -15,9 +15,13 @@ enum        ``pyro.infer.TraceEnum_ELBO``: discrete sites marked for     exact s
             enumeration are summed out (the Gaussian mixture)            enumerated sites
 =========== ============================================================ =======================
 
-With ``particles = K > 1`` the ELBOs average K vectorised draws; IWAE takes the log-mean-exp.
-A spec ``"name:K"`` (``iwae:50``) names an objective and its particles at once (:func:`parse_objective`).
+One grammar everywhere (``fit``, ``compare``, the CLI, Python): ``NAME`` or ``NAME:K``
+(``iwae:50``), or an ``ELBO`` instance.  What an objective can do is declared on its class
+(:class:`Capabilities`, read by :func:`capabilities`), so a user's subclass of
+:class:`~pyro_vae.inference.iwae.IWAE`, passed as an instance, is importance-weighted because it is one.
 """
+
+from dataclasses import dataclass
 
 import pyro
 from pyro import poutine
@@ -29,115 +33,166 @@ from pyro_vae.registry import Registry
 from .iwae import IWAE
 from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
-from .traces import trace_pair
+from .plates import global_latents
+from .traces import random_state_kept, trace_pair
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an objective is, read from attributes of its class (defaults: a Monte Carlo ELBO).
+
+    :ivar importance_weighted: the bound is a log-mean-exp of K importance weights (the K-particle
+        tail rule applies, not a finite KL; every latent must be local to a data point).
+    :ivar default_particles: K when none is given.
+    :ivar path_derivative: the gradient keeps only the path derivative through the guide's draws
+        (the guide's sites must be reparameterisable transforms of a parameter-free base).
+    :ivar kl: how the KL term is computed: ``monte-carlo``, ``analytic-where-registered``,
+        ``inside-weights`` or ``enumerated``.
+    """
+
+    importance_weighted: bool = False
+    default_particles: int = 1
+    path_derivative: bool = False
+    kl: str = "monte-carlo"
+
+
+#: Pyro's own estimators cannot carry our attributes; their capabilities, by class (subclasses included).
+_PYRO_CAPABILITIES = {
+    pyro.infer.TraceMeanField_ELBO: {"kl": "analytic-where-registered"},
+    pyro.infer.TraceEnum_ELBO: {"kl": "enumerated"},
+}
+
+
+def capabilities(objective):
+    """:class:`Capabilities` of an ``ELBO`` instance or class, from attributes declared on its class."""
+    cls = objective if isinstance(objective, type) else type(objective)
+    declared = {}
+    for base, values in _PYRO_CAPABILITIES.items():
+        if issubclass(cls, base):
+            declared.update(values)
+    for key in Capabilities.__dataclass_fields__:
+        if hasattr(cls, key):
+            declared[key] = getattr(cls, key)
+    return Capabilities(**declared)
+
 
 OBJECTIVES = Registry("objective")
+OBJECTIVES.register("elbo")(pyro.infer.Trace_ELBO)
+OBJECTIVES.register("meanfield")(MeanFieldELBO)
+OBJECTIVES.register("iwae")(IWAE)
+OBJECTIVES.register("stl")(STL)
+OBJECTIVES.register("iwae-dreg")(IWAEDReG)
+OBJECTIVES.register("enum")(pyro.infer.TraceEnum_ELBO)
 
 
-def _check_particles(particles):
-    if isinstance(particles, bool) or int(particles) != particles or particles < 1:
-        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
+def _check_particles(particles, what="particles"):
+    if isinstance(particles, bool) or not isinstance(particles, (int, float)) or int(particles) != particles or particles < 1:
+        raise ConfigError(f"{what} must be a positive integer, got {particles!r}")
     return int(particles)
 
 
-@OBJECTIVES.register("elbo")
-def _elbo(particles=1):
-    return pyro.infer.Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+def parse_objective(spec, particles=None):
+    """``"iwae:50"`` -> ``("iwae", 50)``; ``"elbo"`` -> ``("elbo", 1)``: the name and K.
+
+    K comes from the spec, else ``particles``, else the class's ``default_particles``; a spec's K
+    and a different ``particles`` are refused as a contradiction.
+    """
+    text = str(spec)
+    name, colon, count = text.partition(":")
+    cls = OBJECTIVES.get(name)
+    if colon:
+        try:
+            k = _check_particles(int(count) if count.strip().lstrip("+").isdigit() else float("nan"))
+        except ConfigError:
+            raise ConfigError(f"objective {text!r}: expected NAME or NAME:K with K a positive integer, e.g. iwae:50") from None
+        if particles is not None and _check_particles(particles) != k:
+            raise ConfigError(f"objective {text!r} names {k} particles but particles={particles} was given; give K once")
+        return name, k
+    if particles is not None:
+        return name, _check_particles(particles)
+    return name, capabilities(cls).default_particles
 
 
-@OBJECTIVES.register("meanfield")
-def _meanfield(particles=1):
-    return MeanFieldELBO(num_particles=particles, vectorize_particles=particles > 1)
+def objective_spec(objective, particles=None):
+    """The canonical text ``NAME:K`` of a spec, or the class name of an instance (for config.json)."""
+    if isinstance(objective, str):
+        return "{}:{}".format(*parse_objective(objective, particles))
+    return type(objective).__name__
 
 
-@OBJECTIVES.register("iwae")
-def _iwae(particles=5):
-    return IWAE(num_particles=particles)
+def make_objective(objective="elbo", particles=None, data_plate=None):
+    """An ELBO instance from a spec ``NAME`` or ``NAME:K`` (an ``ELBO`` instance is returned as is).
 
-
-@OBJECTIVES.register("stl")
-def _stl(particles=1):
-    return STL(num_particles=particles, vectorize_particles=particles > 1)
-
-
-@OBJECTIVES.register("iwae-dreg")
-def _iwae_dreg(particles=5):
-    return IWAEDReG(num_particles=particles)
-
-
-#: Objectives whose bound is importance-weighted (the K-particle tail rule applies, not a finite KL).
-IMPORTANCE_WEIGHTED = ("iwae", "iwae-dreg", "IWAE", "IWAEDReG")
-
-
-@OBJECTIVES.register("enum")
-def _enum(particles=1):
-    return pyro.infer.TraceEnum_ELBO(num_particles=particles, vectorize_particles=particles > 1)
-
-
-def parse_objective(spec):
-    """``"iwae:50"`` -> ``("iwae", 50)``; ``"elbo"`` -> ``("elbo", None)`` (the objective's default K)."""
-    name, _, particles = str(spec).partition(":")
-    OBJECTIVES.get(name)
-    if not particles:
-        return name, None
-    try:
-        return name, _check_particles(int(particles))
-    except (ValueError, ConfigError):
-        raise ConfigError(f"objective {spec!r}: expected NAME or NAME:K with K a positive integer, e.g. iwae:50") from None
-
-
-def default_particles(name):
-    """K when none is given: 5 for the importance-weighted objectives, else 1."""
-    return 5 if name in IMPORTANCE_WEIGHTED else 1
-
-
-def make_objective(objective="elbo", particles=1):
-    """An ELBO instance from a registered name (an ``ELBO`` instance is returned as is)."""
+    :param data_plate: passed to importance-weighted objectives (None: they find the plate per call).
+    """
     if not isinstance(objective, str):
+        if not isinstance(objective, pyro.infer.ELBO):
+            raise ConfigError(f"objective must be a name ({', '.join(OBJECTIVES.names())}), NAME:K, or a pyro.infer.ELBO "
+                              f"instance; got {type(objective).__name__}")
         return objective
-    return OBJECTIVES.get(objective)(particles=_check_particles(particles))
+    name, k = parse_objective(objective, particles)
+    cls = OBJECTIVES.get(name)
+    if capabilities(cls).importance_weighted:
+        return cls(num_particles=k, data_plate=data_plate)
+    return cls(num_particles=k, vectorize_particles=k > 1)
 
 
-def _latent_pairs(model, guide, x):
-    """(name, guide distribution, model distribution) for every latent site, from one traced pass."""
-    with poutine.block():
-        model_trace, guide_trace = trace_pair(model, guide, x)
+def _latent_pairs(model_trace, guide_trace):
+    """(name, guide distribution, model distribution) for every latent site."""
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"] and name in guide_trace.nodes:
             yield name, guide_trace.nodes[name]["fn"], site["fn"]
 
 
-def check_objective(objective, particles, model, guide, x):
-    """Refuse a combination whose objective is infinite, and say how each KL is computed.
+def check_objective(elbo, model, guide, x, data_plate):
+    """Refuse a combination whose objective is infinite or undefined, and say how each KL is computed.
 
-    Uses the tail rule of :mod:`pyro_vae.kl`: a KL objective (``elbo``, ``meanfield``) needs a
-    finite KL; ``iwae`` with K particles needs K at least the minimum for a finite bound.
+    Uses the tail rule of :mod:`pyro_vae.kl`: a KL objective (``elbo``, ``meanfield``) needs a finite
+    KL; an importance-weighted one with K particles needs K at least the minimum for a finite bound,
+    and every latent site inside the data plate.  Then the loss is computed once (random streams
+    kept), so that a guide an estimator cannot serve is refused before anything is written.
 
+    :param elbo: an ELBO instance (:func:`make_objective`).
     :returns: ``{site: "analytic" | "monte-carlo"}``, the KL path ``meanfield`` takes per site.
-    :raises ConfigError: naming the site, the two families and what would be valid.
+    :raises ConfigError: naming the objective, the site, the two families and what would be valid.
     """
-    name = objective if isinstance(objective, str) else type(objective).__name__
-    paths = {}
-    for site, q, p in _latent_pairs(model, guide, x):
-        needed = min_particles_for_finite_bound(q, p)
-        pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
-        if needed is not None and needed > 1:
-            if name in IMPORTANCE_WEIGHTED:
-                if particles < needed:
-                    raise ConfigError(
-                        f"{name} with {particles} particle(s) is -inf for a {pair}: the prior's log-density falls faster "
-                        f"than the guide's tails allow; use --particles {needed} or more"
-                    )
-            else:
+    name = _describe(elbo)
+    able = capabilities(elbo)
+    with random_state_kept(x.device), poutine.block():
+        model_trace, guide_trace = trace_pair(model, guide, x)
+        if able.importance_weighted:
+            outside = global_latents(model_trace, guide_trace, data_plate)
+            if outside:
                 raise ConfigError(
-                    f"{name} is -inf for a {pair}: KL(q || p) is infinite because E_q[-log p(z)] diverges under the "
-                    f"guide's heavy tails; use a cauchy or studentt prior, a normal guide, or --objective iwae "
-                    f"with --particles {needed} or more"
+                    f"{name}: latent site {outside[0]!r} is outside the data plate {data_plate!r}; an importance-weighted "
+                    f"bound needs every latent local to a data point (a global latent couples them): use elbo, meanfield or stl"
                 )
-        paths[site] = kl_path(q, p)
+        paths = {}
+        for site, q, p in _latent_pairs(model_trace, guide_trace):
+            needed = min_particles_for_finite_bound(q, p)
+            pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
+            if needed is not None and needed > 1:
+                if not able.importance_weighted:
+                    raise ConfigError(
+                        f"{name} is -inf for a {pair}: KL(q || p) is infinite because E_q[-log p(z)] diverges under the "
+                        f"guide's heavy tails; use a cauchy or studentt prior, a normal guide, or --objective iwae:{needed} or more"
+                    )
+                if elbo.num_particles < needed:
+                    raise ConfigError(
+                        f"{name} with {elbo.num_particles} particle(s) is -inf for a {pair}: the prior's log-density falls "
+                        f"faster than the guide's tails allow; use --particles {needed} or more"
+                    )
+            paths[site] = kl_path(q, p)
+        elbo.differentiable_loss(model, guide, x)  # with its graph: some estimators refuse to run without
     return paths
+
+
+def _describe(elbo):
+    for name in OBJECTIVES.names():
+        if type(elbo) is OBJECTIVES.get(name):
+            return f"{name}:{elbo.num_particles}" if elbo.num_particles > 1 or capabilities(elbo).importance_weighted else name
+    return type(elbo).__name__
 
 
 def _family(distribution):
     return type(base_distribution(distribution)).__name__
-

@@ -44,7 +44,8 @@ import torch
 import pyro.distributions as dist
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
-from torch.distributions import Independent, MultivariateNormal
+from torch.distributions import Independent, MultivariateNormal, TransformedDistribution
+from torch.distributions.transforms import AffineTransform, ComposeTransform
 
 from pyro_vae.errors import ConfigError
 
@@ -54,8 +55,10 @@ from .iwae import IWAE
 def detach_parameters(distribution):
     r"""The same distribution with its parameters cut from the graph: :math:`q_{\bar\phi}`.
 
-    Handles ``Independent`` and expanded wrappers, multivariate normals, and any family whose
-    parameters are its ``arg_constraints`` (Normal, Laplace, Cauchy, StudentT, ...).
+    Handles ``Independent`` and expanded wrappers, multivariate normals, any family whose
+    parameters are its ``arg_constraints`` (Normal, Laplace, Cauchy, StudentT, LogNormal, ...), and a
+    ``TransformedDistribution`` of such a base through transforms that are fixed or affine (``ExpTransform``,
+    ``SigmoidTransform``, ``AffineTransform`` with learned location and scale, and compositions of them).
     """
     if isinstance(distribution, Independent):
         return Independent(detach_parameters(distribution.base_dist), distribution.reinterpreted_batch_ndims)
@@ -64,12 +67,31 @@ def detach_parameters(distribution):
     if isinstance(distribution, MultivariateNormal):
         return type(distribution)(distribution.loc.detach(), scale_tril=distribution.scale_tril.detach())
     names = [name for name in distribution.arg_constraints if name in vars(distribution)]
-    if not names or isinstance(distribution, dist.TransformedDistribution):
+    if names:
+        return type(distribution)(**{name: getattr(distribution, name).detach() for name in names}, validate_args=False)
+    if isinstance(distribution, TransformedDistribution):
+        transforms = [_detach_transform(t) for t in distribution.transforms]
+        return TransformedDistribution(detach_parameters(distribution.base_dist), transforms, validate_args=False)
+    raise ConfigError(
+        f"STL/DReG cannot detach the parameters of a {type(distribution).__name__} guide; they need a guide family with "
+        f"plain tensor parameters (Normal, Laplace, Cauchy, StudentT, LogNormal, MultivariateNormal) or a "
+        f"TransformedDistribution of one through fixed or affine transforms"
+    )
+
+
+def _detach_transform(transform):
+    if isinstance(transform, ComposeTransform):
+        return ComposeTransform([_detach_transform(part) for part in transform.parts])
+    if isinstance(transform, AffineTransform):
+        detach = lambda value: value.detach() if torch.is_tensor(value) else value  # noqa: E731
+        return AffineTransform(detach(transform.loc), detach(transform.scale), event_dim=transform.event_dim)
+    learned = isinstance(transform, torch.nn.Module) and any(p.requires_grad for p in transform.parameters())
+    if learned or any(torch.is_tensor(value) and value.requires_grad for value in vars(transform).values()):
         raise ConfigError(
-            f"STL/DReG cannot detach the parameters of a {type(distribution).__name__} guide; they need a guide "
-            f"family with plain tensor parameters (Normal, Laplace, Cauchy, StudentT, MultivariateNormal)"
+            f"STL/DReG cannot detach the parameters of a {type(transform).__name__} inside a guide's TransformedDistribution; "
+            f"they take fixed or affine transforms (use elbo or iwae for learned flows)"
         )
-    return type(distribution)(**{name: getattr(distribution, name).detach() for name in names}, validate_args=False)
+    return transform
 
 
 def _path_log_prob(site, estimator):
@@ -83,6 +105,8 @@ def _path_log_prob(site, estimator):
 
 class STL(Trace_ELBO):
     """The ELBO with the "sticking the landing" gradient (see the module doc); options as ``Trace_ELBO``."""
+
+    path_derivative = True
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         elbo = 0.0
@@ -99,8 +123,10 @@ class IWAEDReG(IWAE):
     """The importance-weighted bound with the doubly reparameterised gradient (see the module doc).
 
     :param int num_particles: K.
-    :param str data_plate: name of the plate over data points.
+    :param str data_plate: name of the plate over data points (None: found in each call's model trace).
     """
+
+    path_derivative = True
 
     def _guide_log_prob(self, site):
         return _path_log_prob(site, "iwae-dreg")

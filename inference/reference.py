@@ -27,6 +27,7 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 from pyro_vae._arviz import arviz
+from pyro_vae.contract import owner_module
 from pyro_vae.errors import ConfigError
 
 from .traces import latent_site, random_state_kept, trace_pair
@@ -51,7 +52,7 @@ def nuts_posterior(model, x, num_samples=500, warmup_steps=500, num_chains=4, se
     # Pyro's HMC makes some tensors (step size, mass matrix) with torch's factory defaults: the device
     # context puts them where x is.
     with random_state_kept(x.device), torch.device(x.device), \
-            _parameters_fixed(module if module is not None else getattr(model, "__self__", None)):
+            _parameters_fixed(owner_module(model, module)):
         posterior, stats, name = _run_chains(model, x, num_samples, warmup_steps, num_chains, seed, site, progress,
                                              target_accept_prob, jit_compile)
     dims = {name: ["datapoint"] + [f"{name}_dim_{i}" for i in range(posterior.ndim - 3)]}

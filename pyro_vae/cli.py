@@ -48,6 +48,17 @@ def _add_model_options(parser):
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
     group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
     group.add_argument("--hidden", type=_widths, default=_widths(MAIN_DEFAULTS["hidden"]), help="mlp hidden widths (default 256,64)")
+    _add_pair_options(parser)
+
+
+def _add_pair_options(parser):
+    group = parser.add_argument_group("your own model/guide pair (instead of the catalogue VAE)")
+    group.add_argument("--model", help="a factory of your pair: path/to/file.py:factory or package.module:factory; it returns "
+                       "an object with model and guide (see pyro_vae.contract)")
+    group.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                       help="a keyword argument of the factory, the value read as JSON where it parses (repeatable)")
+    group.add_argument("--model-args", metavar="FILE.json", help="a JSON object of keyword arguments of the factory")
+    group.add_argument("--data-plate", help="the name of the plate over data points (default: found)")
 
 
 def build_parser():
@@ -60,8 +71,8 @@ def build_parser():
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_model_options(fit)
     group = fit.add_argument_group("inference")
-    group.add_argument("--objective", default="elbo", help=f"{', '.join(OBJECTIVES.names())}")
-    group.add_argument("--particles", type=int, default=None, help="particles per data point (default 1, iwae and iwae-dreg 5)")
+    group.add_argument("--objective", default="elbo", help=f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}")
+    group.add_argument("--particles", type=int, default=None, help="particles per data point K (default: the objective's; 5 for iwae and iwae-dreg, else 1)")
     group.add_argument("--beta", type=float, default=1.0, help="KL weight beta >= 0")
     group.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up from 0 to beta")
     group.add_argument("--batch-size", type=int, default=128)
@@ -127,6 +138,7 @@ def build_parser():
                                ("--device", str, "cpu, cuda, ...")):
         compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
     compare.add_argument("--no-progress", action="store_true")
+    _add_pair_options(compare)
 
     report = commands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")
@@ -146,50 +158,100 @@ def _memory(text):
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _fit_command(args):
-    import pyro
-    import torch
+def _model_factory(args, event_shape):
+    """The user's factory named by ``--model`` with its arguments (``event_shape`` filled in where the
+    factory takes it), or None for the catalogue VAE."""
+    from .errors import ConfigError
+    from .factories import ModelFactory, parse_model_arg
 
-    from .data import load_data
+    if args.model is None:
+        if args.model_arg or args.model_args:
+            raise ConfigError("--model-arg and --model-args need --model path/to/file.py:factory")
+        return None
+    kwargs = {}
+    if args.model_args:
+        try:
+            kwargs = json.loads(open(args.model_args).read())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"--model-args {args.model_args}: {error}") from None
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"--model-args {args.model_args} must hold a JSON object, got {type(kwargs).__name__}")
+    kwargs.update(parse_model_arg(text) for text in args.model_arg)
+    factory = ModelFactory(args.model, kwargs)
+    if "event_shape" not in kwargs and factory.accepts("event_shape"):
+        factory.kwargs["event_shape"] = list(event_shape)
+    return factory
+
+
+def _refuse_vae_options(args):
+    """With ``--model``, options of the catalogue VAE set away from their defaults are a mistake."""
+    from .errors import ConfigError
+
+    if args.model is None:
+        return
+    defaults = vars(build_parser().parse_args(["fit"]))
+    names = ("latent_dim", "prior", "prior_scale", "prior_df", "prior_components", "guide", "likelihood", "sigma_x",
+             "encoder", "hidden")
+    given = [name for name in names if getattr(args, name) != defaults[name]]
+    if given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
+                          f"arguments as --model-arg KEY=VALUE")
+
+
+def _catalogue_vae(args, data):
     from .likelihoods import parse_sigma_x
     from .models import VAE
-    from .inference import fit, linear_warmup
-    from .inference.objectives import default_particles
-    from .plots import plot_reconstructions_and_samples
 
-    binarize = args.binarize
-    if binarize == "auto":
-        binarize = "dynamic" if args.likelihood == "bernoulli" else "none"
-    data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
-    print(data.summary(), file=sys.stderr)
     prior_options = {"scale": args.prior_scale}
     if args.prior == "studentt":
         prior_options["df"] = args.prior_df
     if args.prior == "mixture":
         prior_options = {"components": args.prior_components}
-    particles = args.particles if args.particles is not None else default_particles(args.objective)
+    return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
+               guide=args.guide, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
+               network=args.encoder, hidden=args.hidden)
+
+
+def _fit_command(args):
+    import pyro
+
+    from .contract import missing
+    from .data import load_data
+    from .factories import CATALOGUE_VAE, pair_module
+    from .inference import fit, linear_warmup
+    from .plots import plot_reconstructions_and_samples
+
+    _refuse_vae_options(args)
+    binarize = args.binarize
+    if binarize == "auto":
+        binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
+    data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
+    print(data.summary(), file=sys.stderr)
+    factory = _model_factory(args, data.event_shape)
     pyro.set_rng_seed(args.seed)
-    vae = VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
-              guide=args.guide, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
-              network=args.encoder, hidden=args.hidden)
+    if factory is None:
+        pair = _catalogue_vae(args, data)
+        model_entry = {"factory": CATALOGUE_VAE, "kwargs": pair.init_kwargs}
+    else:
+        pair, model_entry = factory(), factory.to_config()
     steps_per_epoch = -(-len(data.train) // max(args.batch_size, 1))
     beta = linear_warmup(args.beta, int(args.kl_warmup * steps_per_epoch)) if args.kl_warmup > 0 else args.beta
-    config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize,
-              "model": {"class": "VAE", "kwargs": vae.init_kwargs}}
-    result = fit(vae.model, vae.guide, data.train, val=data.val, test=data.test, objective=args.objective,
-                 particles=particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                 optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
+    config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize, "model": model_entry}
+    result = fit(pair.model, pair.guide, data.train, val=data.val, test=data.test, module=pair_module(pair),
+                 objective=args.objective, particles=args.particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
                  dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
-                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan)
-    if args.objective == "meanfield":
+                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan, data_plate=args.data_plate)
+    if args.objective.startswith("meanfield"):
         ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair)"}
         print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
               file=sys.stderr)
-    if len(data.event_shape) == 3:
-        plot_reconstructions_and_samples(vae, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
+    module = pair_module(pair)
+    if missing(module, "generate", "event_shape") is None and len(module.event_shape) == 3:
+        plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}))
-    print(f"run directory: {result.run_dir}", file=sys.stderr)
+    print(f"run directory: {result.run_dir} (data plate {result.data_plate!r})", file=sys.stderr)
     return 0
 
 
@@ -204,11 +266,12 @@ def _evaluate_command(args):
                      binarize=config.get("binarize", "none"))
     x = getattr(data, args.split).to(args.device)
     result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
-                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed)
-    print(format_latent_table(result))
+                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
+                      data_plate=config.get("data_plate"))
+    if "latents" in result:
+        print(format_latent_table(result))
     print(format_summary(result))
-    print(f"wrote {run.path / 'evaluation.json'}, {run.path / 'posterior.nc'} and figures in {run.path / 'figures'}",
-          file=sys.stderr)
+    print(f"wrote {run.path / 'evaluation.json'} and what ran into {run.path}", file=sys.stderr)
     return 0
 
 
@@ -230,10 +293,17 @@ def _analyze_command(args):
 
 def _compare_command(args):
     from .analyses import ANALYSES
+    from .errors import ConfigError
 
+    vae_options = [name for name in ("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder") if getattr(args, name) is not None]
+    if args.model is not None and vae_options:
+        raise ConfigError(f"--{vae_options[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
+                          f"arguments as --model-arg KEY=VALUE")
+    factory = _model_factory(args, ())
     options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
                                                    "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
-                                                   "workers", "device")}
+                                                   "workers", "device", "model", "data_plate")}
+    options["model_kwargs"] = {k: v for k, v in factory.kwargs.items() if k != "event_shape"} if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None
     headline = ANALYSES.get("compare").run(args.out, quick=args.quick, data_dir=args.data_dir,

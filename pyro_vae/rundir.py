@@ -106,27 +106,81 @@ def library_versions():
     return versions
 
 
-def save_checkpoint(run_dir, state):
-    """Save ``state`` (a dict of tensors and plain values) to ``run_dir/checkpoint.pt`` atomically."""
-    state = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
-    atomic_write(Path(run_dir) / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+class RunDir:
+    """A run directory and its layout (module doc): the one place that writes and reads a fit's files.
 
+    :param path: the directory (created by :meth:`start`).
+    """
 
-def load_checkpoint(run_dir, map_location="cpu"):
-    """Load and validate ``run_dir/checkpoint.pt``; :class:`RunDirError` says what is wrong."""
-    path = Path(run_dir) / CHECKPOINT
-    if not Path(run_dir).is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist")
-    if not path.is_file():
-        raise RunDirError(f"{path} is missing: {run_dir} holds no checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:
-        raise RunDirError(f"{path} is truncated or corrupt ({type(error).__name__}: {error})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise RunDirError(f"{path} is not a pyro-vae checkpoint")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise RunDirError(
-            f"{path} was written by checkpoint format {state.get('format_version')}; this pyro-vae reads format {FORMAT_VERSION}"
-        )
-    return state
+    CONFIG, VERSIONS, HISTORY, METRICS, CHECKPOINT = "config.json", "versions.json", "history.csv", "metrics.json", CHECKPOINT
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __truediv__(self, name):
+        return self.path / name
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return str(self.path)
+
+    def has_checkpoint(self):
+        return (self.path / self.CHECKPOINT).is_file()
+
+    def start(self, config, resume):
+        """Create the directory with ``config`` and the library versions, or, with ``resume``, check that
+        the saved run had the same options (``epochs`` may differ) and return its checkpoint."""
+        if resume:
+            checkpoint = self.load_checkpoint()
+            saved = checkpoint["config"]
+            differing = sorted(k for k in set(saved) | set(config) if k != "epochs" and saved.get(k) != config.get(k))
+            if differing:
+                raise RunDirError(
+                    f"cannot resume {self.path}: options differ from the saved run in "
+                    + ", ".join(f"{k} (saved {saved.get(k)!r}, now {config.get(k)!r})" for k in differing)
+                )
+            write_json(self.path / self.CONFIG, config)
+            return checkpoint
+        if self.path.exists() and any(self.path.iterdir()):
+            raise RunDirError(f"{self.path} already holds files; pass resume=True (--resume) to continue it, or choose an empty directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / self.CONFIG, config)
+        write_json(self.path / self.VERSIONS, library_versions())
+        return None
+
+    def save_epoch(self, checkpoint, history):
+        """The checkpoint first, then the history: ``history.csv`` never lists an epoch the checkpoint lacks."""
+        state = {"format": FORMAT, "format_version": FORMAT_VERSION, **checkpoint}
+        atomic_write(self.path / self.CHECKPOINT, lambda tmp: torch.save(state, tmp))
+        write_csv(self.path / self.HISTORY, history)
+
+    def write_metrics(self, metrics):
+        write_json(self.path / self.METRICS, metrics)
+
+    def config(self):
+        return read_json(self.path / self.CONFIG)
+
+    def metrics(self):
+        path = self.path / self.METRICS
+        return read_json(path) if path.exists() else {}
+
+    def load_checkpoint(self, map_location="cpu"):
+        """Load and validate the checkpoint; :class:`RunDirError` says what is wrong."""
+        path = self.path / self.CHECKPOINT
+        if not self.path.is_dir():
+            raise RunDirError(f"run directory {self.path} does not exist")
+        if not path.is_file():
+            raise RunDirError(f"{path} is missing: {self.path} holds no checkpoint")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as error:
+            raise RunDirError(f"{path} is truncated or corrupt ({type(error).__name__}: {error})") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise RunDirError(f"{path} is not a pyro-vae checkpoint")
+        if state.get("format_version") != FORMAT_VERSION:
+            raise RunDirError(
+                f"{path} was written by checkpoint format {state.get('format_version')}; this pyro-vae reads format {FORMAT_VERSION}"
+            )
+        return state

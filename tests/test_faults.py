@@ -39,8 +39,9 @@ def _faulty_pair(fault_calls):
 
 def test_rollback_retries_the_epoch_with_half_the_learning_rate():
     x = torch.randn(64)
-    # calls 1-2 are fit's checks and parameter capture; epoch 1 is calls 3-6 (4 batches); call 8 is in epoch 2
-    model, guide = _faulty_pair({8})
+    # calls 1-5 are fit's checks (data plate, objective, one loss, the data's support) and parameter capture;
+    # epoch 1 is calls 6-9 (4 batches); call 11 is in epoch 2
+    model, guide = _faulty_pair({11})
     with pytest.warns(UserWarning, match="rolled back"):
         result = fit(model, guide, x, epochs=3, batch_size=16, lr=0.01, on_nonfinite="rollback", progress=False)
     assert [row["lr"] for row in result.history] == [0.01, 0.005, 0.005]
@@ -48,7 +49,7 @@ def test_rollback_retries_the_epoch_with_half_the_learning_rate():
 
 
 def test_without_rollback_a_nan_names_step_and_site():
-    model, guide = _faulty_pair({4, 5})  # step 2 (call 4) and the diagnosing re-run (call 5)
+    model, guide = _faulty_pair({7, 8})  # step 2 (call 7) and the diagnosing re-run (call 8)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2; first non-finite: model site 'x'"):
         fit(model, guide, torch.randn(64), epochs=2, batch_size=16, progress=False)
 

@@ -95,7 +95,7 @@ def test_iwae_refuses_global_latent_sites():
     def guide(x):
         pyro.sample("w", pyro.distributions.Normal(0.0, 1.0))
 
-    with pytest.raises(ConfigError, match="outside pyro.plate"):
+    with pytest.raises(ConfigError, match="outside the data plate"):
         IWAE(3).loss(model, guide, torch.zeros(4))
 
 

@@ -95,8 +95,14 @@ def test_detach_parameters_keeps_the_density_and_cuts_the_graph():
         value = q.sample()
         torch.testing.assert_close(detach_parameters(q).log_prob(value), q.log_prob(value))
         assert not detach_parameters(q).log_prob(value).requires_grad
-    flow = pyro.distributions.TransformedDistribution(pyro.distributions.Normal(loc, 1.0), [])
-    with pytest.raises(ConfigError, match="cannot detach"):
+    shifted = pyro.distributions.TransformedDistribution(
+        pyro.distributions.Normal(loc, 1.0), [torch.distributions.transforms.AffineTransform(loc, 2.0)])
+    value = shifted.sample()
+    torch.testing.assert_close(detach_parameters(shifted).log_prob(value), shifted.log_prob(value))
+    assert not detach_parameters(shifted).log_prob(value).requires_grad
+    flow = pyro.distributions.TransformedDistribution(pyro.distributions.Normal(loc, 1.0),
+                                                      [pyro.distributions.transforms.Planar(2)])
+    with pytest.raises(ConfigError, match="cannot detach the parameters of a Planar"):
         detach_parameters(flow)
 
 
