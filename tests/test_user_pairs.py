@@ -178,7 +178,7 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     spec, model_args, objectives, data = CASES[case]
     out = tmp_path / case
     args = [a for kv in model_args for a in ("--model-arg", kv)]
-    done = _cli("fit", "--data", data, "--model", PAIRS / spec, *args, "--objective", objectives[-1],
+    done = _cli("fit", "--data", data, "--model", PAIRS / spec, *args, "--objective", objectives[1],  # iwae:3 or meanfield
                 "--epochs", 2, "--batch-size", 64, "--no-progress", "--out", out)
     assert done.returncode == 0, done.stderr
     config = json.loads((out / "config.json").read_text())
@@ -189,6 +189,7 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     run = load_run(out)
     params = {name: value.detach().clone() for name, value in pyro.get_param_store().items()}
     assert run.factory.spec.endswith(spec) and params
+    assert config["objective"] == objectives[1].split(":")[0] and config["particles"] == (3 if ":" in objectives[1] else 1)
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["data_plate"] == {"vae_obs": "obs", "hierarchical": "points", "robust_fa": "rows"}[case]
 
@@ -232,3 +233,15 @@ def test_compare_three_objectives(case, tmp_path):
         assert "gradient SNR per network" in result["skipped"]
     if case == "hierarchical":  # a global latent: no importance-weighted SNR, and each such skip names why
         assert any("outside the data plate" in why for why in result["skipped"].values())
+
+
+def test_cli_compare_takes_a_users_pair(tmp_path):
+    done = _cli("compare", "--quick", "--data", "synthetic-patches", "--model", PAIRS / "robust_fa.py:make_robust_fa",
+                "--model-arg", "factors=2", "--objectives", "elbo", "iwae:3", "--seeds", 1, "--epochs", 1, "--particles", 20,
+                "--executor", "serial", "--no-progress", "--out", tmp_path / "cmp")
+    assert done.returncode == 0, done.stderr
+    headline = json.loads((tmp_path / "cmp" / "headline.json").read_text())
+    assert set(headline["table"]) == {"elbo:1", "iwae:3"}
+    assert "gradient SNR per network" in headline["skipped"] and "skipped: gradient SNR per network" in done.stdout
+    config = json.loads((tmp_path / "cmp" / "config.json").read_text())
+    assert config["model"].endswith("robust_fa.py:make_robust_fa") and config["model_kwargs"] == {"factors": 2}
