@@ -26,6 +26,7 @@ from pathlib import Path
 import pyro
 import torch
 from pyro import poutine
+from torch.distributions import constraints
 
 from pyro_vae.contract import owner_module
 from pyro_vae.data import check_finite
@@ -233,10 +234,17 @@ def _check_support(model, guide, x):
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and site["is_observed"]:
             support = site["fn"].support
-            inside = support.check(site["value"])
-            if not bool(inside.all()):
+            if _depends_on_values(support):  # bounds that move with parameters or latents: left to the likelihood
+                continue
+            if not bool(support.check(site["value"]).all()):
                 raise DataError(f"the data are outside the support of the model's observed site {name!r} "
                                 f"({type(site['fn']).__name__}, support {support}); transform the data or choose another likelihood")
+
+
+def _depends_on_values(constraint):
+    while isinstance(constraint, constraints.independent):
+        constraint = constraint.base_constraint
+    return constraints.is_dependent(constraint) or any(torch.is_tensor(v) for v in vars(constraint).values())
 
 
 def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, data_plate, rollbacks):
