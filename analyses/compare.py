@@ -271,10 +271,7 @@ def _nuts(pair, x, particles, samples, warmup, chains, seed, out, data_plate):
 def _make_module(preset, event_shape):
     """The pair factory of a preset: ``model`` (a factory spec) with ``model_kwargs``, else the catalogue VAE."""
     if preset["model"] is not None:
-        factory = ModelFactory(preset["model"], preset["model_kwargs"])
-        if "event_shape" not in factory.kwargs and factory.accepts("event_shape"):
-            factory.kwargs["event_shape"] = list(event_shape)
-        return factory
+        return ModelFactory(preset["model"], preset["model_kwargs"]).fill_event_shape(event_shape)
     return functools.partial(VAE, event_shape, latent_dim=preset["latent_dim"], prior=preset["prior"], guide=preset["guide"],
                              likelihood=preset["likelihood"], network=preset["network"], hidden=preset["hidden"])
 

@@ -29,7 +29,7 @@ from pyro_vae.guides import location, scale
 from pyro_vae.rundir import atomic_write
 
 from .iwae import IWAE
-from .plates import find_data_plate, is_local, local_pair
+from .plates import data_plate_of, find_data_plate, is_local, local_pair
 from .traces import latent_site, observed_log_prob, random_state_kept, trace_pair
 
 
@@ -68,7 +68,8 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=1, data_plate=None):
     """
     if _has_enumerated_sites(model, guide, x[:1]):
         return {"elbo": _enumerated_elbo(model, guide, x, batch_size)}
-    data_plate = find_data_plate(model, guide, x[:batch_size], data_plate)
+    if data_plate is None:
+        data_plate = find_data_plate(model, guide, x[:batch_size])
     local = {"reconstruction": 0.0, "kl": 0.0}
     once = {"reconstruction": 0.0, "kl": 0.0}  # sums over batches of the global sites' terms
     has_globals, batches = False, 0
@@ -76,6 +77,8 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=1, data_plate=None):
         batches += 1
         for _ in range(particles):
             model_trace, guide_trace = trace_pair(model, guide, batch)
+            if batches == 1:  # a named plate is checked on the first traced batch
+                data_plate_of(model_trace, len(batch), data_plate)
             for name, site in model_trace.nodes.items():
                 if site["type"] != "sample":
                     continue

@@ -35,7 +35,6 @@ from pyro_vae.progress import progress_bar
 from pyro_vae.rundir import RunDir
 
 from .evaluate import elbo_terms
-from .handlers import LatentScaleMessenger
 from .objectives import capabilities, check_objective, make_objective, parse_objective
 from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
@@ -163,7 +162,6 @@ def fit(
     if resume and out is None:
         raise ConfigError("resume needs a run directory (out=...)")
     schedule = beta if callable(beta) else linear_warmup(beta, 0)
-    LatentScaleMessenger(schedule(0))  # checks beta
     device = _device(device)
     module = owner_module(model, module)
     splits = _checked_splits({"train": train, "val": val, "test": test}, module, dynamic_binarization, device)
@@ -178,6 +176,7 @@ def fit(
         elbo = make_objective(objective, particles, data_plate=data_plate)
         kl_paths = check_objective(elbo, model, guide, first, data_plate)
     _check_support(model, guide, first)
+    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback)  # checks beta
     run_config = {
         "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
         "particles": elbo.num_particles,
@@ -191,7 +190,6 @@ def fit(
     run_dir = RunDir(out) if out is not None else None
     checkpoint = run_dir.start(run_config, resume) if run_dir is not None else None
 
-    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback)
     pyro.set_rng_seed(seed)
     state = TrainerState()
     if checkpoint is not None:
@@ -201,7 +199,7 @@ def fit(
         trainer.make_optimizer(optimizer, train[:batch_size], lr, clip_norm)
         if checkpoint is not None:
             trainer.load(checkpoint)
-        _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, data_plate,
+        _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size,
                MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
 
     metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
@@ -247,9 +245,9 @@ def _depends_on_values(constraint):
     return constraints.is_dependent(constraint) or any(torch.is_tensor(v) for v in vars(constraint).values())
 
 
-def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, data_plate, rollbacks):
+def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, rollbacks):
     """The epochs from ``state.epoch`` to ``epochs``: train, validate, record, checkpoint."""
-    train, n = splits["train"], len(splits["train"])
+    train = splits["train"]
     bar = progress_bar(range(state.epoch, epochs), progress, initial=state.epoch, total=epochs, unit="epoch")
     for _ in bar:
         try:
@@ -264,7 +262,7 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
         row = {"epoch": state.epoch, "step": state.step, "beta": trainer.kl_weight.beta,
                "lr": trainer.optim.param_groups[0]["lr"], "train_objective": mean_objective}
         if splits["val"] is not None:
-            terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, data_plate)
+            terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, trainer.data_plate)
             row.update({f"val_{k}": v for k, v in terms.items()})
         row["seconds"] = state.seconds
         state.history.append(row)

@@ -85,9 +85,9 @@ OBJECTIVES.register("iwae-dreg")(IWAEDReG)
 OBJECTIVES.register("enum")(pyro.infer.TraceEnum_ELBO)
 
 
-def _check_particles(particles, what="particles"):
+def _check_particles(particles):
     if isinstance(particles, bool) or not isinstance(particles, (int, float)) or int(particles) != particles or particles < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {particles!r}")
+        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
     return int(particles)
 
 
@@ -111,13 +111,6 @@ def parse_objective(spec, particles=None):
     if particles is not None:
         return name, _check_particles(particles)
     return name, capabilities(cls).default_particles
-
-
-def objective_spec(objective, particles=None):
-    """The canonical text ``NAME:K`` of a spec, or the class name of an instance (for config.json)."""
-    if isinstance(objective, str):
-        return "{}:{}".format(*parse_objective(objective, particles))
-    return type(objective).__name__
 
 
 def make_objective(objective="elbo", particles=None, data_plate=None):

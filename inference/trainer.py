@@ -76,7 +76,7 @@ class Trainer:
 
     def __init__(self, elbo, model, guide, module, data_plate, num_data, schedule, dynamic_binarization=False,
                  callback=None):
-        self.elbo, self.pair, self.module, self.schedule = elbo, (model, guide), module, schedule
+        self.elbo, self.pair, self.module, self.schedule, self.data_plate = elbo, (model, guide), module, schedule, data_plate
         self.kl_weight = LatentScaleMessenger(schedule(0))
         subsample = DataSubsampleMessenger(data_plate, num_data)
         self.model, self.guide = subsample(self.kl_weight(model)), subsample(self.kl_weight(guide))

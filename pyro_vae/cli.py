@@ -158,9 +158,9 @@ def _memory(text):
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _model_factory(args, event_shape):
-    """The user's factory named by ``--model`` with its arguments (``event_shape`` filled in where the
-    factory takes it), or None for the catalogue VAE."""
+def _model_factory(args, event_shape=None):
+    """The user's factory named by ``--model`` with its arguments (and ``event_shape``, when given, where
+    the factory takes it), or None for the catalogue VAE."""
     from .errors import ConfigError
     from .factories import ModelFactory, parse_model_arg
 
@@ -178,22 +178,15 @@ def _model_factory(args, event_shape):
             raise ConfigError(f"--model-args {args.model_args} must hold a JSON object, got {type(kwargs).__name__}")
     kwargs.update(parse_model_arg(text) for text in args.model_arg)
     factory = ModelFactory(args.model, kwargs)
-    if "event_shape" not in kwargs and factory.accepts("event_shape"):
-        factory.kwargs["event_shape"] = list(event_shape)
-    return factory
+    return factory.fill_event_shape(event_shape) if event_shape is not None else factory
 
 
-def _refuse_vae_options(args):
-    """With ``--model``, options of the catalogue VAE set away from their defaults are a mistake."""
+def _refuse_vae_options(args, defaults):
+    """With ``--model``, options of the catalogue VAE set away from their ``{name: default}`` are a mistake."""
     from .errors import ConfigError
 
-    if args.model is None:
-        return
-    defaults = vars(build_parser().parse_args(["fit"]))
-    names = ("latent_dim", "prior", "prior_scale", "prior_df", "prior_components", "guide", "likelihood", "sigma_x",
-             "encoder", "hidden")
-    given = [name for name in names if getattr(args, name) != defaults[name]]
-    if given:
+    given = [name for name, default in defaults.items() if getattr(args, name) != default]
+    if args.model is not None and given:
         raise ConfigError(f"--{given[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
                           f"arguments as --model-arg KEY=VALUE")
 
@@ -221,7 +214,10 @@ def _fit_command(args):
     from .inference import fit, linear_warmup
     from .plots import plot_reconstructions_and_samples
 
-    _refuse_vae_options(args)
+    if args.model is not None:
+        defaults = vars(build_parser().parse_args(["fit"]))
+        _refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
+                                   "prior_components", "guide", "likelihood", "sigma_x", "encoder", "hidden")})
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
@@ -293,17 +289,12 @@ def _analyze_command(args):
 
 def _compare_command(args):
     from .analyses import ANALYSES
-    from .errors import ConfigError
-
-    vae_options = [name for name in ("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder") if getattr(args, name) is not None]
-    if args.model is not None and vae_options:
-        raise ConfigError(f"--{vae_options[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
-                          f"arguments as --model-arg KEY=VALUE")
-    factory = _model_factory(args, ())
+    _refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
+    factory = _model_factory(args)
     options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
                                                    "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
                                                    "workers", "device", "model", "data_plate")}
-    options["model_kwargs"] = {k: v for k, v in factory.kwargs.items() if k != "event_shape"} if factory else None
+    options["model_kwargs"] = factory.kwargs if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None
     headline = ANALYSES.get("compare").run(args.out, quick=args.quick, data_dir=args.data_dir,

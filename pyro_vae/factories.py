@@ -91,6 +91,12 @@ class ModelFactory:
             return False
         return argument in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
+    def fill_event_shape(self, event_shape):
+        """Give the factory the data's ``event_shape`` where it takes one and was not given one."""
+        if "event_shape" not in self.kwargs and self.accepts("event_shape"):
+            self.kwargs["event_shape"] = list(event_shape)
+        return self
+
     def __call__(self):
         """Build the pair; refuse what is not one (:class:`~pyro_vae.contract.Pair`)."""
         try:

@@ -117,12 +117,6 @@ class RunDir:
     def __init__(self, path):
         self.path = Path(path)
 
-    def __truediv__(self, name):
-        return self.path / name
-
-    def __fspath__(self):
-        return str(self.path)
-
     def __str__(self):
         return str(self.path)
 
