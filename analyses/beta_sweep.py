@@ -18,7 +18,7 @@ from pyro_vae.data import load_data
 from pyro_vae.inference import elbo_terms, fit, latent_statistics
 from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
 from pyro_vae.models import VAE
-from pyro_vae.rundir import atomic_write
+from pyro_vae.files import load_tensors, save_tensors
 from pyro_vae.sweep import run_sweep
 
 from .common import choose_preset, finish, start
@@ -51,8 +51,7 @@ def fit_setting(run_dir, data, label, setting, preset):
         generated = vae.generate(preset["samples"], "mean")
         reconstructions = vae.reconstruct(data["test"][:10])
         squared_error = (vae.reconstruct(data["test"]) - data["test"]).flatten(1).pow(2).sum(1).mean().item()
-    atomic_write(run_dir / "figure_data.pt", lambda tmp: torch.save(
-        {"codes": codes, "samples": generated, "reconstructions": reconstructions}, tmp))
+    save_tensors(run_dir / "figure_data.pt", {"codes": codes, "samples": generated, "reconstructions": reconstructions})
     return {
         "data": label, **setting,
         "active_units": latent_statistics(vae.model, vae.guide, data["test"])["active_units"],
@@ -83,7 +82,7 @@ def sweep_settings(out, preset, settings, data_dir, progress):
     classifier = train_feature_classifier(full.train, full.train_labels, seed=preset["seed"])
     rows, spreads, panels = [], {}, {}
     for key, row in results.items():
-        saved = torch.load(out / "fits" / key / "figure_data.pt")
+        saved = load_tensors(out / "fits" / key / "figure_data.pt")
         row = {**row, "setting": names[key], "frechet_distance": classifier_frechet_distance(classifier, tests[key], saved["samples"])}
         rows.append(row)
         spreads[f"{row['data']}\n{names[key]}"] = (saved["codes"], labels[key])

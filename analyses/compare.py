@@ -43,10 +43,11 @@ from pyro_vae.inference.trainer import load_parameters
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
 from pyro_vae.models import VAE
 from pyro_vae.factories import ModelFactory, pair_module
-from pyro_vae.rundir import RunDir, atomic_write, write_csv, write_json
+from pyro_vae.files import atomic_write, write_csv, write_json
+from pyro_vae.rundir import RunDir
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, finish
+from .common import begin, check_option, finish
 
 NAME = "compare"
 SUMMARY = "objectives side by side: ELBO, IS log-likelihood, gaps, gradient SNR and a NUTS reference"
@@ -184,7 +185,8 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batc
     specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):
         raise ConfigError(f"objectives repeat: {', '.join(specs)}")
-    seed_values = list(range(seed, seed + int(seeds)))
+    seeds = check_option("seeds", seeds)
+    seed_values = list(range(seed, seed + seeds))
     common = dict(make_module=make_module, data=data, epochs=epochs, batch_size=batch_size, lr=lr, eval_particles=particles,
                   dynamic_binarization=dynamic_binarization, device=device, data_plate=data_plate)
     tasks = {f"{spec.replace(':', '=')},seed={s}": dict(common, objective=spec.split(":")[0], particles=int(spec.split(":")[1]), seed=s)

@@ -88,7 +88,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
          "aggregate_posterior_kl_to_prior": gaussian_fit_kl_to_standard_normal(second_codes)},
     ]
     from pyro_vae.plots import image_panels
-    from pyro_vae.rundir import write_csv
+    from pyro_vae.files import write_csv
 
     write_csv(out / "stages.csv", stage_rows)
     image_panels({f"{name}: decoder means": images[:20] for name, images in samples.items()},

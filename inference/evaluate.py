@@ -21,12 +21,12 @@ from pyro.infer.util import is_validation_enabled
 import torch
 from torch.distributions.kl import kl_divergence
 
-from pyro_vae.data import check_finite
+from pyro_vae import checks
 from pyro_vae.kl import base_distribution  # importing pyro_vae.kl registers the KLs torch lacks
-from pyro_vae.errors import ConfigError
+from pyro_vae.errors import ConfigError, RunDirError, UnsafeFileError
 from pyro_vae.contract import missing, owner_module
 from pyro_vae.guides import location, scale
-from pyro_vae.rundir import atomic_write
+from pyro_vae.files import atomic_write, load_tensors, save_tensors
 
 from .iwae import IWAE
 from .plates import data_plate_of, find_data_plate, is_local, local_pair
@@ -125,10 +125,11 @@ def importance_log_weights(model, guide, x, particles=1000, max_memory=DEFAULT_M
         interrupted evaluation called again with the same file, data, K and seed continues where it
         stopped and returns the same weights.
     """
-    if isinstance(particles, bool) or int(particles) != particles or particles < 1:
-        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
-    particles = int(particles)
-    check_finite(x, "data")
+    particles = checks.positive_int("particles", particles)
+    max_memory = checks.positive_int("max_memory", max_memory)
+    checks.check_finite(x, "data")
+    checks.check_memory(len(x) * particles * x.element_size(), f"the ({len(x)}, {particles}) log importance weights of "
+                        f"{len(x)} data points at K = {particles}", x.device)
     per_pair = BYTES_PER_PARTICLE_FEATURE * max(1, x[0].numel())
     points = max(1, min(len(x), int(max_memory // (per_pair * min(particles, 100)))))
     chunk = max(1, min(particles, int(max_memory // (per_pair * points))))
@@ -165,15 +166,19 @@ def _load_partial(path, key, device):
     if path is None or not Path(path).exists():
         return []
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception:  # a torn or foreign file: start over rather than trust it
+        state = load_tensors(path, map_location=device)  # a planted pickle is refused (UnsafeFileError), never run
+    except UnsafeFileError:
+        raise
+    except RunDirError:  # a torn or foreign file: start over rather than trust it
         return []
-    return list(state["rows"]) if state.get("key") == key else []
+    if not isinstance(state, dict) or state.get("key") != key or not isinstance(state.get("rows"), list):
+        return []  # another evaluation's chunks: start over
+    return list(state["rows"])
 
 
 def _save_partial(path, key, rows):
     state = {"key": key, "rows": [row.cpu() for row in rows]}
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    save_tensors(path, state)
 
 
 def log_likelihood(log_weights):
@@ -341,10 +346,18 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     from .diagnostics import psis
 
     module = owner_module(model, module)
+    particles, inference_points = checks.positive_int("particles", particles), checks.positive_int("inference_points", inference_points)
+    draws, chains = checks.positive_int("draws", draws), checks.positive_int("chains", chains)
+    alpha, seed = checks.finite_float("alpha", alpha), checks.seed("seed", seed)
+    checks.positive_int("max_memory", max_memory)
+    dtype = checks.parameter_dtype(module)
+    x = checks.as_data(x, "evaluation", dtype)
     if module is not None:
+        check = getattr(module, "check_data", None)
+        if check is not None:
+            check(x)
         module.eval()
     pyro.set_rng_seed(seed)
-    check_finite(x, "data")
     data_plate = find_data_plate(model, guide, x[:1000], data_plate)
     result = {"num_datapoints": len(x), "particles": int(particles), "data_plate": data_plate}
     ran, skipped = ["elbo"], {}
@@ -440,7 +453,7 @@ def format_summary(result):
 
 def _write_evaluation(out, result, model, guide, x, module, stats, khat, inference_points, draws, chains, alpha):
     from pyro_vae import plots
-    from pyro_vae.rundir import write_json
+    from pyro_vae.files import write_json
 
     from .diagnostics import posterior_inference_data
 

@@ -19,7 +19,6 @@ Parameters are those of ``module`` (default: the ``nn.Module`` owning ``model`` 
 method) plus every ``pyro.param`` the pair touches on its first step.
 """
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from pyro import poutine
 from torch.distributions import constraints
 
 from pyro_vae.contract import owner_module
-from pyro_vae.data import check_finite
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar
 from pyro_vae.rundir import RunDir
@@ -63,28 +62,6 @@ def linear_warmup(beta, warmup_steps):
 
     schedule.description = f"linear warm-up to {beta} over {warmup_steps} steps"
     return schedule
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _device(device):
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}; expected e.g. cpu, cuda, cuda:0") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but torch sees no CUDA device here")
-    return device
 
 
 def fit(
@@ -150,11 +127,14 @@ def fit(
         at the end of the current epoch (which is recorded and checkpointed as usual).
     :returns: :class:`FitResult`.
     """
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    lr = _positive_float("lr", lr)
+    epochs = checks.positive_int("epochs", epochs)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    lr = checks.positive_float("lr", lr)
+    seed = checks.seed("seed", seed)
+    if not callable(beta):
+        beta = checks.nonnegative_float("beta", beta)
     if clip_norm is not None:
-        clip_norm = _positive_float("clip_norm", clip_norm)
+        clip_norm = checks.positive_float("clip_norm", clip_norm)
     if on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of: {', '.join(NONFINITE_POLICIES)}")
     if optimizer not in OPTIMIZERS:
@@ -162,11 +142,12 @@ def fit(
     if resume and out is None:
         raise ConfigError("resume needs a run directory (out=...)")
     schedule = beta if callable(beta) else linear_warmup(beta, 0)
-    device = _device(device)
+    device = checks.device(device)
     module = owner_module(model, module)
     splits = _checked_splits({"train": train, "val": val, "test": test}, module, dynamic_binarization, device)
     train = splits["train"]
     n = len(train)
+    batch_size = min(batch_size, n)  # a batch larger than the data set is the whole data set
 
     first = train[: min(n, batch_size)]
     if dynamic_binarization:  # what a training step sees
@@ -174,6 +155,9 @@ def fit(
     with pyro.validation_enabled(False):  # a non-finite parameter is reported by the first step, naming its site
         data_plate = find_data_plate(model, guide, first, data_plate)
         elbo = make_objective(objective, particles, data_plate=data_plate)
+        checks.check_memory(elbo.num_particles * first.numel() * first.element_size(),
+                            f"a step at K = {elbo.num_particles} particles on minibatches of {len(first)} (at least its "
+                            "decoder outputs)", device)
         kl_paths = check_objective(elbo, model, guide, first, data_plate)
     _check_support(model, guide, first)
     trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback)  # checks beta
@@ -189,35 +173,41 @@ def fit(
         run_config["model"] = {"factory": f"{type(module).__module__}:{type(module).__qualname__}", "kwargs": module.init_kwargs}
     run_dir = RunDir(out) if out is not None else None
     checkpoint = run_dir.start(run_config, resume) if run_dir is not None else None
-
-    pyro.set_rng_seed(seed)
-    state = TrainerState()
-    if checkpoint is not None:
-        load_parameters(checkpoint, module)
-        state = TrainerState.from_checkpoint(checkpoint)
-    with pyro.validation_enabled(validate):
-        trainer.make_optimizer(optimizer, train[:batch_size], lr, clip_norm)
+    try:
+        pyro.set_rng_seed(seed)
+        state = TrainerState()
         if checkpoint is not None:
-            trainer.load(checkpoint)
-        _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size,
-               MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
+            load_parameters(checkpoint, module)
+            state = TrainerState.from_checkpoint(checkpoint)
+        with pyro.validation_enabled(validate):
+            trainer.make_optimizer(optimizer, train[:batch_size], lr, clip_norm)
+            if checkpoint is not None:
+                trainer.load(checkpoint)
+            _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size,
+                   MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
 
-    metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
-    for name, x in splits.items():
-        if x is not None:
-            if name == "train" and dynamic_binarization:
-                x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
-            metrics[f"{name}_elbo"] = _evaluate(module, model, guide, x, eval_batch_size, data_plate)["elbo"]
-    if run_dir is not None:
-        run_dir.write_metrics(metrics)
+        metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
+        for name, x in splits.items():
+            if x is not None:
+                if name == "train" and dynamic_binarization:
+                    x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
+                metrics[f"{name}_elbo"] = _evaluate(module, model, guide, x, eval_batch_size, data_plate)["elbo"]
+        if run_dir is not None:
+            run_dir.write_metrics(metrics)
+    finally:
+        if run_dir is not None:
+            run_dir.release()
     return FitResult(state.history, metrics, run_dir.path if run_dir is not None else None, kl_paths, data_plate)
 
 
 def _checked_splits(splits, module, dynamic_binarization, device):
-    """Check each split (finite, and the owner's ``check_data`` where it has one); move them to ``device``."""
+    """Check each split (a finite floating tensor of the parameters' dtype, converted where it can be, and the
+    owner's ``check_data`` where it has one); move them to ``device``."""
+    dtype = checks.parameter_dtype(module)
+    splits = {name: checks.as_data(x, f"{name}", dtype) if x is not None or name == "train" else None
+              for name, x in splits.items()}
     for name, x in splits.items():
         if x is not None:
-            check_finite(x, f"{name} data")
             if module is not None and hasattr(module, "check_data"):
                 module.check_data(torch.bernoulli(x.clamp(0, 1)) if dynamic_binarization and name == "train" else x)
     if module is not None:
@@ -254,10 +244,13 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
             mean_objective, stop = trainer.train_epoch_with_rollback(state, train, batch_size, rollbacks)
         except NonFiniteStep as bad:
             where = first_nonfinite_site(trainer.model, trainer.guide, bad.x)
-            kept = (f"the checkpoint of epoch {state.epoch} in {run_dir} is intact" if run_dir is not None and state.epoch
-                    else "try a lower --lr, --clip-norm, or --on-nan rollback")
+            advice = "try a lower --lr, --clip-norm, or --on-nan rollback"
+            if run_dir is not None:
+                saved = run_dir.finished_epochs()
+                advice = (f"the checkpoint of epoch {saved} in {run_dir} is intact; " if saved else
+                          f"no epoch finished, so {run_dir} holds no checkpoint and can be started again; ") + advice
             raise NonFiniteLossError(f"the loss became {bad.loss} at epoch {state.epoch + 1}, step {bad.step}; first "
-                                     f"non-finite: {where}; {kept}") from None
+                                     f"non-finite: {where}; {advice}") from None
         state.epoch += 1
         row = {"epoch": state.epoch, "step": state.step, "beta": trainer.kl_weight.beta,
                "lr": trainer.optim.param_groups[0]["lr"], "train_objective": mean_objective}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pyro
 from pyro import poutine
 
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 from pyro_vae.kl import base_distribution, kl_path, min_particles_for_finite_bound
 from pyro_vae.registry import Registry
@@ -86,9 +87,7 @@ OBJECTIVES.register("enum")(pyro.infer.TraceEnum_ELBO)
 
 
 def _check_particles(particles):
-    if isinstance(particles, bool) or not isinstance(particles, (int, float)) or int(particles) != particles or particles < 1:
-        raise ConfigError(f"particles must be a positive integer, got {particles!r}")
-    return int(particles)
+    return checks.positive_int("particles", particles)
 
 
 def parse_objective(spec, particles=None):

@@ -67,10 +67,12 @@ def _indexes_rows(frame, site):
 def find_data_plate(model, guide, x, name=None):
     """:func:`data_plate_of` from one traced pass of the pair on ``x`` (random streams left as they were).
 
-    :raises ConfigError: also when the model subsamples the plate itself (module doc).
+    :raises ConfigError: also when the model subsamples the plate itself (module doc), or when model and
+        guide do not sample the same latent sites (:func:`check_sites_match`).
     """
     with random_state_kept(x.device), poutine.block():
-        model_trace, _ = trace_pair(model, guide, x)
+        model_trace, guide_trace = trace_pair(model, guide, x)
+    check_sites_match(model_trace, guide_trace)
     frame = _data_frame(model_trace, len(x), name)
     if frame.full_size not in (None, frame.size):
         raise ConfigError(
@@ -78,6 +80,26 @@ def find_data_plate(model, guide, x, name=None):
             f"minibatches: give the plate the size of x, pyro.plate({frame.name!r}, len(x))"
         )
     return frame.name
+
+
+def _latents(trace, skip):
+    return [name for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site["infer"].get(skip)]
+
+
+def check_sites_match(model_trace, guide_trace):
+    """Every latent site of the model (but those it sums out by enumeration) is sampled by the guide, and
+    the guide samples no latent site the model lacks (but those marked auxiliary), as Pyro's ELBOs assume."""
+    guide_sites = _latents(guide_trace, "is_auxiliary")
+    missing = [name for name in _latents(model_trace, "enumerate") if name not in guide_trace.nodes]
+    if missing:
+        raise ConfigError(f"the guide has no site {missing[0]!r}, which the model samples; give the guide a site of that "
+                          f"name (its sites: {guide_sites}), or mark the model's site infer={{'enumerate': 'parallel'}} "
+                          "to sum it out")
+    extra = [name for name in guide_sites if name not in model_trace.nodes]
+    if extra:
+        raise ConfigError(f"the guide samples {extra[0]!r}, which the model lacks; rename it to a model site, or mark it "
+                          "infer={'is_auxiliary': True}")
 
 
 def is_local(site, data_plate):

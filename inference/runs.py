@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from pyro_vae import checks
 from pyro_vae.errors import RunDirError
 from pyro_vae.factories import ModelFactory, pair_module
 from pyro_vae.rundir import RunDir
@@ -34,6 +35,7 @@ def load_run(run_dir, device="cpu", model=None):
     :raises RunDirError: if the directory, config or checkpoint is missing, corrupt or from another
         version, or the checkpoint does not fit the rebuilt pair.
     """
+    device = checks.device(device)
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise RunDirError(f"run directory {run.path} does not exist")

@@ -29,7 +29,10 @@ MAX_ROLLBACKS = 3
 
 
 def rng_state():
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy.random.get_state()}
+    """Every random stream's state as tensors and plain data (a checkpoint must load without pickles)."""
+    kind, keys, position, has_gauss, cached = numpy.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(keys.astype(numpy.int64)), position, has_gauss, cached]}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -38,7 +41,8 @@ def rng_state():
 def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    numpy.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    numpy.random.set_state((kind, keys.numpy().astype(numpy.uint32), position, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

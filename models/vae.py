@@ -24,11 +24,23 @@ import pyro
 import torch
 from torch import nn
 
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.guides import location, make_guide_family, scale
 from pyro_vae.likelihoods import make_likelihood
 from pyro_vae.networks import make_network
 from pyro_vae.priors import make_prior
+
+
+def _checked_event_shape(event_shape):
+    try:
+        shape = tuple(event_shape)
+    except TypeError:
+        shape = None
+    if not shape or not all(checks._is_number(s) and int(s) == s and s >= 1 for s in shape):
+        raise ConfigError(f"event_shape must be a non-empty tuple of positive integers like (1, 28, 28) or (784,), "
+                          f"got {event_shape!r}")
+    return tuple(int(s) for s in shape)
 
 
 class VAE(nn.Module):
@@ -61,15 +73,22 @@ class VAE(nn.Module):
         hidden=(400,),
     ):
         super().__init__()
+        event_shape, latent_dim = _checked_event_shape(event_shape), checks.positive_int("latent_dim", latent_dim)
         self.init_kwargs = {
             "event_shape": list(event_shape), "latent_dim": latent_dim, "prior": prior,
             "prior_options": prior_options, "guide": guide, "likelihood": likelihood,
             "sigma_x": sigma_x, "min_scale": min_scale, "network": network, "hidden": list(hidden),
         }
-        if int(latent_dim) != latent_dim or latent_dim < 1:
-            raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        self.event_shape = tuple(int(s) for s in event_shape)
-        self.latent_dim = int(latent_dim)
+        self.event_shape, self.latent_dim = event_shape, latent_dim
+        parts = (prior, prior_options, guide, likelihood, sigma_x, min_scale, network, hidden)
+        with torch.device("meta"):  # shapes only: what the parameters would cost, before allocating them
+            self._build(*parts)
+        size = sum(p.numel() * p.element_size() for p in self.parameters())
+        checks.check_memory(4 * size, f"this VAE's {sum(p.numel() for p in self.parameters()):,} parameters (with their "
+                            f"gradients and Adam's two moments)")
+        self._build(*parts)
+
+    def _build(self, prior, prior_options, guide, likelihood, sigma_x, min_scale, network, hidden):
         self.prior = make_prior(prior, self.latent_dim, **(prior_options or {}))
         self.likelihood = make_likelihood(likelihood, self.event_shape, sigma_x=sigma_x, min_scale=min_scale)
         self.guide_family = make_guide_family(guide)

@@ -34,6 +34,7 @@ _EXPORTS = {
     "RunDirError": "pyro_vae.errors",
     "NonFiniteLossError": "pyro_vae.errors",
     "UnknownNameError": "pyro_vae.errors",
+    "UnsafeFileError": "pyro_vae.errors",
 }
 
 __all__ = sorted(_EXPORTS)

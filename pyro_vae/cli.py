@@ -8,9 +8,25 @@ import json
 import sys
 import time
 
+from . import checks
 from .errors import PyroVAEError
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of the rest of the CLI (no usage block; ``--help`` has it)."""
+
+    def error(self, message):
+        self.exit(2, f"pyro-vae: error: {message} (see {self.prog} --help)\n")
+
+
+_COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
+          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds")}
+_SEED = checks.argument_type(checks.seed, "seed")
+_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
+             ("prior_scale", "prior_df", "lr", "clip_norm")}
+_NONNEGATIVE = {name: checks.argument_type(checks.nonnegative_float, name, float) for name in ("beta", "kl_warmup")}
 
 
 def _widths(text):
@@ -38,11 +54,11 @@ def _add_model_options(parser):
     group.add_argument("--binarize", default="auto", help=f"{', '.join(BINARIZE_MODES)} or auto (dynamic for bernoulli, else none)")
 
     group = parser.add_argument_group("model")
-    group.add_argument("--latent-dim", type=int, default=MAIN_DEFAULTS["latent_dim"], help="latent dimension d (default 8)")
+    group.add_argument("--latent-dim", type=_COUNT["latent_dim"], default=MAIN_DEFAULTS["latent_dim"], help="latent dimension d (default 8)")
     group.add_argument("--prior", default="normal", help=f"{', '.join(PRIORS.names())} (default normal)")
-    group.add_argument("--prior-scale", type=float, default=1.0, help="scale of the normal/laplace/cauchy/studentt prior")
-    group.add_argument("--prior-df", type=float, default=3.0, help="degrees of freedom of the studentt prior")
-    group.add_argument("--prior-components", type=int, default=10, help="components of the mixture prior")
+    group.add_argument("--prior-scale", type=_POSITIVE["prior_scale"], default=1.0, help="scale of the normal/laplace/cauchy/studentt prior")
+    group.add_argument("--prior-df", type=_POSITIVE["prior_df"], default=3.0, help="degrees of freedom of the studentt prior")
+    group.add_argument("--prior-components", type=_COUNT["prior_components"], default=10, help="components of the mixture prior")
     group.add_argument("--guide", default="normal", help=f"{', '.join(GUIDES.names())} (default normal)")
     group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
@@ -64,7 +80,7 @@ def _add_pair_options(parser):
 def build_parser():
     from .inference import OBJECTIVES
 
-    parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
+    parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     fit = commands.add_parser("fit", help="fit a VAE and write a run directory",
@@ -72,16 +88,16 @@ def build_parser():
     _add_model_options(fit)
     group = fit.add_argument_group("inference")
     group.add_argument("--objective", default="elbo", help=f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}")
-    group.add_argument("--particles", type=int, default=None, help="particles per data point K (default: the objective's; 5 for iwae and iwae-dreg, else 1)")
-    group.add_argument("--beta", type=float, default=1.0, help="KL weight beta >= 0")
-    group.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up from 0 to beta")
-    group.add_argument("--batch-size", type=int, default=128)
-    group.add_argument("--epochs", type=int, default=MAIN_DEFAULTS["epochs"])
-    group.add_argument("--lr", type=float, default=1e-3)
+    group.add_argument("--particles", type=_COUNT["particles"], default=None, help="particles per data point K (default: the objective's; 5 for iwae and iwae-dreg, else 1)")
+    group.add_argument("--beta", type=_NONNEGATIVE["beta"], default=1.0, help="KL weight beta >= 0")
+    group.add_argument("--kl-warmup", type=_NONNEGATIVE["kl_warmup"], default=0.0, help="epochs of linear KL warm-up from 0 to beta")
+    group.add_argument("--batch-size", type=_COUNT["batch_size"], default=128)
+    group.add_argument("--epochs", type=_COUNT["epochs"], default=MAIN_DEFAULTS["epochs"])
+    group.add_argument("--lr", type=_POSITIVE["lr"], default=1e-3)
     group.add_argument("--optimizer", default="adam", help="adam or clippedadam")
-    group.add_argument("--clip-norm", type=float, default=None, help="clip the gradient norm to this value")
+    group.add_argument("--clip-norm", type=_POSITIVE["clip_norm"], default=None, help="clip the gradient norm to this value")
     group.add_argument("--on-nan", default="raise", help="raise, or rollback: retry the epoch from its start with half the lr")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=_SEED, default=0)
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     group.add_argument("--out", default="runs/latest", help="run directory")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -90,13 +106,13 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
-    evaluate.add_argument("--particles", type=int, default=1000, help="importance samples K per data point")
+    evaluate.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
     evaluate.add_argument("--max-memory", type=_memory, default=_memory("128MB"), help="memory per chunk of importance samples (default 128MB, the fastest measured on CPU)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--points", type=int, default=20, help="data points whose q(z|x) draws go to posterior.nc")
-    evaluate.add_argument("--alpha", type=float, default=1.0, help="alpha of the mean + alpha * sd generation mode")
+    evaluate.add_argument("--points", type=_COUNT["points"], default=20, help="data points whose q(z|x) draws go to posterior.nc")
+    evaluate.add_argument("--alpha", type=checks.argument_type(checks.finite_float, "alpha", float), default=1.0, help="alpha of the mean + alpha * sd generation mode")
     evaluate.add_argument("--data-dir", help="override the run's data directory")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=_SEED, default=0)
     evaluate.add_argument("--device", default="cpu")
 
     from .analyses import ANALYSES
@@ -111,10 +127,10 @@ def build_parser():
     analyze.add_argument("--out", required=True, help="directory for the study's numbers and figures")
     analyze.add_argument("--data", help="data set (default: the study's preset)")
     analyze.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    analyze.add_argument("--latent-dim", type=int, help="latent dimension (default: the preset's)")
-    analyze.add_argument("--epochs", type=int, help="epochs per fit (default: the preset's)")
+    analyze.add_argument("--latent-dim", type=_COUNT["latent_dim"], help="latent dimension (default: the preset's)")
+    analyze.add_argument("--epochs", type=_COUNT["epochs"], help="epochs per fit (default: the preset's)")
     analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
-    analyze.add_argument("--workers", type=int, help="sweeps: local worker processes (default: the CPU count)")
+    analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
     analyze.add_argument("--no-progress", action="store_true")
 
     compare = commands.add_parser(
@@ -124,17 +140,18 @@ def build_parser():
                     f"preset, about {ANALYSES.get('compare').EXPECTED_MINUTES['full']} min on 2 CPU cores.")
     compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
                          "iwae:50 iwae-dreg:5 stl (default: the preset's)")
-    compare.add_argument("--seeds", type=int, help="seeds per objective (default: the preset's)")
+    compare.add_argument("--seeds", type=_COUNT["seeds"], help="seeds per objective (default: the preset's)")
     compare.add_argument("--quick", action="store_true", help="the small preset the tests run")
     compare.add_argument("--out", required=True, help="directory for the table, figures and one folder per fit")
     compare.add_argument("--data", help="data set (default: the preset's)")
     compare.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    for option, kind, text in (("--latent-dim", int, "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
+    for option, kind, text in (("--latent-dim", _COUNT["latent_dim"], "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
                                ("--prior", str, "prior"), ("--guide", str, "guide family"), ("--likelihood", str, "likelihood"),
-                               ("--encoder", str, "network"), ("--epochs", int, "epochs per fit"), ("--batch-size", int, "batch size"),
-                               ("--lr", float, "learning rate"), ("--particles", int, "importance samples K for log p(x)"),
+                               ("--encoder", str, "network"), ("--epochs", _COUNT["epochs"], "epochs per fit"),
+                               ("--batch-size", _COUNT["batch_size"], "batch size"), ("--lr", _POSITIVE["lr"], "learning rate"),
+                               ("--particles", _COUNT["particles"], "importance samples K for log p(x)"),
                                ("--executor", str, "serial, local (worker processes) or ray"),
-                               ("--workers", int, "local worker processes (default: the CPU count)"),
+                               ("--workers", _COUNT["workers"], "local worker processes (default: the CPU count)"),
                                ("--device", str, "cpu, cuda, ...")):
         compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
     compare.add_argument("--no-progress", action="store_true")
@@ -315,8 +332,11 @@ def _report_command(args):
 def main(argv=None):
     import signal
 
+    from .files import os_error_text
+
     if threading_main():
         signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
@@ -324,10 +344,34 @@ def main(argv=None):
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # what the file system refused where no check of ours names it
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"pyro-vae: error: {os_error_text(error)}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("pyro-vae: error: out of memory; ask for smaller networks, batches or K", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("pyro-vae: interrupted; the run directory keeps the checkpoint of the last finished epoch "
-              "(continue with --resume)", file=sys.stderr)
+        print(f"pyro-vae: interrupted; {_after_interruption(args)}", file=sys.stderr)
         return 130
+
+
+def _after_interruption(args):
+    """What an interrupted command left and how to go on: true for what is on disk now."""
+    command = getattr(args, "command", None)
+    if command == "fit":
+        from .rundir import RunDir
+
+        run = RunDir(args.out)
+        epochs = run.finished_epochs()
+        if epochs:
+            return f"{run} keeps the checkpoint of epoch {epochs} (continue with --resume)"
+        return f"no epoch had finished, so {run} holds no checkpoint; run the same command again to start over"
+    if command == "evaluate":
+        return "the finished chunks of importance samples are kept; run the same command again to continue"
+    if command in ("analyze", "compare"):
+        return f"the finished fits in {args.out} are kept; run the same command again to skip them and go on"
+    return "nothing was written"
 
 
 def threading_main():

@@ -266,13 +266,3 @@ def _keep_classes(name, xs, ys, digit):
         raise ConfigError(f"--digit must be in 0..9, got {digit!r}")
     keep = [torch.isin(y, wanted) for y in ys]
     return [x[k] for x, k in zip(xs, keep)], [y[k] for y, k in zip(ys, keep)]
-
-
-def check_finite(x, what="data"):
-    """Raise :class:`DataError` if ``x`` is empty or holds NaN or infinity (where bad data enter)."""
-    if x.numel() == 0 or len(x) == 0:
-        raise DataError(f"{what} is empty")
-    bad = ~torch.isfinite(x)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        raise DataError(f"{what} holds {int(bad.sum())} non-finite values (first at index {index}: {x[index].item()})")

@@ -32,3 +32,7 @@ class RunDirError(PyroVAEError, OSError):
 
 class NonFiniteLossError(PyroVAEError, FloatingPointError):
     """The loss became NaN or infinite during fitting; names the step and the offending site."""
+
+
+class UnsafeFileError(RunDirError):
+    """A file to load holds objects other than tensors and plain data: loading it could run code."""

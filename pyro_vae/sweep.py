@@ -14,7 +14,8 @@ Executors (``executor=``):
 * ``serial``: one task after another in this process (easiest to debug; tasks share the process's
   Pyro param store, random state and torch threads);
 * ``local`` (default): a pool of worker processes on this machine, one torch thread each
-  (``spawn`` start method, so CUDA and forked BLAS thread pools stay safe);
+  (``spawn`` start method, so CUDA and forked BLAS thread pools stay safe); a worker whose parent
+  dies (even by ``kill -9``) exits within a second instead of blocking forever (:func:`_watch_parent`);
 * ``ray``: one Ray task per fit on the cluster ``ray.init(address=...)`` connects to
   (``pip install "pyro-vae[ray]"``); set ``RAY_ADDRESS`` or pass ``address=`` to reach a cluster.
 
@@ -26,18 +27,22 @@ import functools
 import json
 import os
 import re
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+from . import checks
 from .errors import ConfigError, RunDirError
 from .progress import progress_bar
-from .rundir import write_json
+from .files import TEMPORARY_GLOB, write_json
 
 EXECUTORS = ("serial", "local", "ray")
 RESULT = "result.json"
 TASK = "task.json"
 _KEY = re.compile(r"[A-Za-z0-9_.=,+-]+")
+PARENT_POLL_SECONDS = 0.5
 
 
 def fingerprint(value):
@@ -76,6 +81,25 @@ def finished_result(run_dir, settings=None):
         return json.load(stream)
 
 
+def _watch_parent(parent):
+    """Worker initializer: end this worker as soon as its parent process (pid ``parent``) is gone.
+
+    A daemon thread polls ``os.getppid()``: when the parent dies, however it dies, the worker is
+    re-parented and its parent pid changes, and the thread ends the process with ``os._exit`` (a
+    worker blocked on the result pipe, or still fitting, would otherwise live on, holding its memory).
+    A parent that died before this ran is caught by the first poll.  Linux's ``PR_SET_PDEATHSIG`` is
+    not used: it fires when the *thread* that started the worker ends, and ProcessPoolExecutor may
+    start workers from its manager thread, so it could kill the workers of a live sweep; it is also
+    Linux-only.  Comparing parent pids rather than probing ``parent`` avoids reused pids.
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _run_task(task, run_dir, kwargs, threads):
     """Worker side: run one task and save its result atomically."""
     if threads is not None:
@@ -102,6 +126,8 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
+    if workers is not None:
+        workers = checks.positive_int("workers", workers)
     for key in tasks:
         if not isinstance(key, str) or not _KEY.fullmatch(key) or set(key) == {"."}:
             raise ConfigError(f"sweep key {key!r} cannot name a directory; use a string of letters, digits and _.=,+-")
@@ -109,7 +135,9 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
     settings = {key: fingerprint(kwargs) for key, kwargs in tasks.items()}
     results = {key: finished_result(out / key, settings[key]) for key in tasks}
     pending = [key for key, result in results.items() if result is None]
-    for key in pending:
+    for key in pending:  # not running (a study holds its directory's lock): interrupted writes' leftovers can go
+        for leftover in (out / key).glob(TEMPORARY_GLOB):
+            leftover.unlink(missing_ok=True)
         write_json(out / key / TASK, settings[key])
     bar = progress_bar(total=len(tasks), initial=len(tasks) - len(pending), progress=progress, unit="fit", desc="sweep")
     try:
@@ -119,7 +147,8 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
                 bar.update()
         elif executor == "local" and pending:
             workers = min(len(pending), workers or os.cpu_count() or 1)
-            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_watch_parent,
+                                       initargs=(os.getpid(),))
             try:
                 futures = [pool.submit(_run_task, task, str(out / key), tasks[key], 1) for key in pending]
                 for future in as_completed(futures):

@@ -1,0 +1,148 @@
+"""Checks of the values a user passes, in one place and one wording.
+
+Each check returns the value in its canonical type or raises :class:`~pyro_vae.errors.ConfigError`
+(:class:`~pyro_vae.errors.DataError` for data) naming the argument, the value and what was expected;
+the CLI's argument types are these same checks (:func:`argument_type`), so ``--seed -1`` and
+``fit(seed=-1)`` are refused in the same words.
+"""
+
+import argparse
+import math
+import os
+
+import torch
+
+from .errors import ConfigError, DataError
+
+#: NumPy's seeds (which ``pyro.set_rng_seed`` sets too) are 32-bit.
+MAX_SEED = 2**32 - 1
+#: devices that hold data (``meta`` holds shapes only)
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive_int(name, value):
+    if not _is_number(value) or not math.isfinite(value) or int(value) != value or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def seed(name, value):
+    if not _is_number(value) or not math.isfinite(value) or int(value) != value or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}")
+    return int(value)
+
+
+def positive_float(name, value):
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def nonnegative_float(name, value):
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be >= 0 and finite, got {value!r}")
+    return float(value)
+
+
+def finite_float(name, value):
+    if not _is_number(value) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def device(value):
+    """A ``torch.device`` that holds data and exists here."""
+    try:
+        parsed = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {value!r}; expected e.g. cpu, cuda, cuda:0") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ConfigError(f"device {value!r} holds no data; expected one of: {', '.join(DEVICE_TYPES)} (e.g. cuda:0)")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA device here")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {value!r}: torch sees {torch.cuda.device_count()} CUDA device(s) here")
+    return parsed
+
+
+def _human(nbytes):
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1024 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.3g} PB"
+
+
+def memory_available(where="cpu"):
+    """Bytes of memory on ``where``: free memory of a CUDA device, else the machine's physical memory."""
+    where = torch.device(where)
+    if where.type == "cuda":
+        return torch.cuda.mem_get_info(where)[0]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(nbytes, what, where="cpu"):
+    """Refuse, before anything is allocated, a cost of ``nbytes`` larger than the memory there is."""
+    available = memory_available(where)
+    if nbytes > available:
+        raise ConfigError(f"{what} needs about {_human(nbytes)}, more than the {_human(available)} of memory here")
+
+
+def check_finite(x, what="data"):
+    """Raise :class:`DataError` if ``x`` is empty or holds NaN or infinity (where bad data enter)."""
+    if x.numel() == 0 or len(x) == 0:
+        raise DataError(f"{what} is empty")
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise DataError(f"{what} holds {int(bad.sum())} non-finite values (first at index {index}: {x[index].item()})")
+
+
+def parameter_dtype(module):
+    """The floating dtype of ``module``'s parameters (None without a module or parameters)."""
+    if module is None:
+        return None
+    return next((p.dtype for p in module.parameters() if p.dtype.is_floating_point), None)
+
+
+def as_data(x, name, dtype=None):
+    """``x`` as a finite tensor of ``dtype`` (default: torch's default dtype) with at least one row: NumPy
+    arrays, lists, integer, boolean and other floating tensors are converted."""
+    if x is None:
+        raise DataError(f"{name} data are None; expected a tensor of shape (n, ...)")
+    if not torch.is_tensor(x):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise DataError(f"{name} data of type {type(x).__name__} cannot be read as numbers: {error}") from None
+    if x.dim() == 0 or len(x) == 0:
+        raise DataError(f"{name} data of shape {tuple(x.shape)} are empty (no rows); expected shape (n, ...) with n >= 1")
+    if x.is_complex():
+        raise DataError(f"{name} data are complex ({x.dtype}); expected real numbers")
+    target = dtype or torch.get_default_dtype()
+    x = x if x.dtype == target else x.to(target)
+    check_finite(x, f"{name} data")
+    return x
+
+
+def argument_type(check, name, parse=int):
+    """An ``argparse`` type from a check: the text parsed by ``parse``, then ``check(name, value)``; a
+    refusal is argparse's one-line error."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if parse is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        try:
+            return check(name, value)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = check.__name__
+    return convert

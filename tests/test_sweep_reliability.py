@@ -1,0 +1,219 @@
+"""What a sweep and a study do when things go wrong: a killed parent, bad counts, bad directories,
+a restart with other options, two studies on one directory."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pyro_vae.analyses import common, kl_law
+from pyro_vae.analyses.compare import compare
+from pyro_vae.cli import main
+from pyro_vae.errors import ConfigError, RunDirError
+from pyro_vae.files import DirectoryLock, write_json
+from pyro_vae.sweep import run_sweep
+
+TESTS = Path(__file__).resolve().parent
+
+
+def record_pid_and_sleep(run_dir, seconds):
+    """A task that says which process runs it, then takes long."""
+    (run_dir / "pid").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def nothing(run_dir):
+    return {}
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie nobody reaps counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def _cli(argv):
+    """``pyro-vae ARGV``'s exit status (argparse's refusals exit rather than return)."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pyro-vae: error: "), err
+    return err[0]
+
+
+def test_local_workers_end_when_their_parent_is_killed(tmp_path):
+    script = (f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+              "from pyro_vae.sweep import run_sweep\n"
+              "from test_sweep_reliability import record_pid_and_sleep\n"
+              f"run_sweep(record_pid_and_sleep, {{'a': {{'seconds': 300}}, 'b': {{'seconds': 300}}}}, {str(tmp_path)!r}, "
+              "executor='local', workers=2, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=TESTS.parent)
+    files = [tmp_path / key / "pid" for key in ("a", "b")]
+    pids = []
+    try:
+        assert _wait_for(lambda: all(f.exists() and f.read_text() for f in files), 60), "the workers never started"
+        pids = [int(f.read_text()) for f in files]
+        assert all(_alive(pid) for pid in pids)
+        parent.kill()  # SIGKILL: no cleanup runs in the parent
+        parent.wait()
+        assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 10), "workers outlived their parent"
+    finally:
+        parent.kill()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_run_sweep_refuses_workers_that_are_no_positive_integer(tmp_path, workers):
+    with pytest.raises(ConfigError, match=rf"^workers must be a positive integer, got {re.escape(repr(workers))}$"):
+        run_sweep(nothing, {"a": {}}, tmp_path / "out", workers=workers, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "kl-law", "--quick", "--workers", "-1"], "workers must be a positive integer, got -1"),
+    (["analyze", "kl-law", "--quick", "--workers", "0"], "workers must be a positive integer, got 0"),
+    (["analyze", "kl-law", "--quick", "--epochs", "0"], "epochs must be a positive integer, got 0"),
+    (["analyze", "collapse", "--quick", "--latent-dim", "-2"], "latent_dim must be a positive integer, got -2"),
+    (["compare", "--quick", "--seeds", "0"], "seeds must be a positive integer, got 0"),
+    (["compare", "--quick", "--seeds", "-3"], "seeds must be a positive integer, got -3"),
+    (["compare", "--quick", "--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+    (["compare", "--quick", "--particles", "0"], "particles must be a positive integer, got 0"),
+    (["compare", "--quick", "--lr", "0"], "lr must be a positive number, got 0.0"),
+    (["compare", "--quick", "--lr", "nan"], "lr must be a positive number, got nan"),
+    (["compare", "--quick", "--lr", "inf"], "lr must be a positive number, got inf"),
+])
+def test_bad_counts_and_rates_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert _cli([*argv, "--out", str(out), "--no-progress"]) == 2
+    assert message in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_python_overrides_are_checked_too(tmp_path):
+    for overrides, message in (({"workers": 0}, "workers must be a positive integer, got 0"),
+                               ({"epochs": True}, "epochs must be a positive integer, got True"),
+                               ({"epochs": 2.5}, "epochs must be a positive integer, got 2.5"),
+                               ({"lr": "0.1"}, "lr must be a positive number, got '0.1'"),
+                               ({"lr": float("inf")}, "lr must be a positive number, got inf")):
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            common.choose_preset(kl_law.PRESETS, True, overrides)
+    for seeds in (0, -1):
+        with pytest.raises(ConfigError, match=f"^seeds must be a positive integer, got {seeds}$"):
+            compare(None, {}, tmp_path, ["elbo"], seeds=seeds)
+
+
+def _long_name(tmp_path):
+    return tmp_path / ("x" * 300)
+
+
+@pytest.mark.parametrize("out, message", [
+    (lambda tmp: tmp / "file", "is a file, not a directory; choose a directory"),
+    (_long_name, "x" * 20),  # the name too long, shortened
+], ids=["a-file", "a-name-too-long"])
+def test_an_out_that_cannot_be_a_directory_is_one_line(tmp_path, capsys, out, message):
+    (tmp_path / "file").write_text("not a directory")
+    assert _cli(["analyze", "kl-law", "--quick", "--epochs", "1", "--out", str(out(tmp_path)), "--no-progress"]) == 2
+    assert message in _one_error_line(capsys)
+    assert [path.name for path in tmp_path.iterdir()] == ["file"] and (tmp_path / "file").read_text() == "not a directory"
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "locked"
+    out.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: refuse it the permission instead
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == out else access(path, mode, **kw))
+    else:
+        out.chmod(0o500)
+    try:
+        assert _cli(["analyze", "kl-law", "--quick", "--epochs", "1", "--out", str(out), "--no-progress"]) == 2
+    finally:
+        out.chmod(0o700)
+    assert _one_error_line(capsys) == f"pyro-vae: error: cannot write into analysis directory {out}: permission denied"
+    assert list(out.iterdir()) == []
+
+
+def _quick_kl_law(**changes):
+    return {"preset": "quick", **kl_law.PRESETS["quick"], "data_dir": None, **changes}
+
+
+def _snapshot(directory):
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def test_a_restart_with_other_options_is_refused_and_changes_nothing(tmp_path, capsys):
+    out = tmp_path / "study"
+    common.start(out, kl_law.NAME, _quick_kl_law(epochs=40))  # a study that stopped part-way
+    common.release(out)
+    before = _snapshot(out)
+    assert _cli(["analyze", "kl-law", "--quick", "--epochs", "5", "--out", str(out), "--no-progress"]) == 2
+    line = _one_error_line(capsys)
+    assert "epochs 40 (saved) vs 5 (now)" in line and "restart it with the saved options" in line
+    assert _snapshot(out) == before  # config.json still says 40 epochs, byte for byte
+
+
+def test_a_refusal_leaves_no_lock_in_a_directory_that_existed(tmp_path, capsys):
+    out = tmp_path / "other"
+    write_json(out / "config.json", {"analysis": "collapse", "epochs": 3})
+    before = _snapshot(out)
+    assert _cli(["analyze", "kl-law", "--quick", "--out", str(out), "--no-progress"]) == 2
+    assert '"collapse" (saved) vs "kl-law" (now)' in _one_error_line(capsys)
+    assert _snapshot(out) == before
+
+
+def test_only_the_same_options_resume_and_leftover_temporary_files_go(tmp_path):
+    out = tmp_path / "study"
+    common.start(out, kl_law.NAME, _quick_kl_law())
+    common.release(out)
+    (out / ".config.json.abc123.tmp").write_text("half a file")
+    with pytest.raises(RunDirError, match=r'\(executor "local" \(saved\) vs "serial" \(now\); workers null \(saved\) vs 2 \(now\)\)'):
+        common.start(out, kl_law.NAME, _quick_kl_law(workers=2, executor="serial"))  # the sweep would refuse them
+    assert (out / ".config.json.abc123.tmp").exists()  # a refusal touches nothing
+    common.start(out, kl_law.NAME, _quick_kl_law())
+    try:
+        assert not (out / ".config.json.abc123.tmp").exists()
+        # a study of this process that raised before finishing does not block the next start here
+        common.start(out, kl_law.NAME, _quick_kl_law())
+    finally:
+        common.release(out)
+
+
+def test_a_second_study_on_one_directory_is_refused_naming_the_first(tmp_path, capsys):
+    out = tmp_path / "study"
+    common.start(out, kl_law.NAME, _quick_kl_law())
+    common.release(out)
+    before = _snapshot(out)
+    with DirectoryLock(out, "analysis directory"):  # the first study, as another process holds it
+        assert _cli(["analyze", "kl-law", "--quick", "--out", str(out), "--no-progress"]) == 2
+        before = {**before, ".lock": (out / ".lock").read_bytes()}
+        assert _snapshot(out) == before
+    line = _one_error_line(capsys)
+    assert f"analysis directory {out} is being written by pid {os.getpid()}" in line
