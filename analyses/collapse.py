@@ -20,7 +20,7 @@ import pyro
 import torch
 
 from pyro_vae.inference import evaluate, fit
-from pyro_vae.inference.evaluate import format_latent_table
+from pyro_vae.summaries import format_latent_table
 from pyro_vae.models import VAE
 from pyro_vae.sweep import run_sweep
 

@@ -19,7 +19,7 @@ import pyro  # noqa: E402
 import torch  # noqa: E402
 
 from pyro_vae.data import load_data  # noqa: E402
-from pyro_vae.inference.evaluate import DEFAULT_MAX_MEMORY, importance_log_weights  # noqa: E402
+from pyro_vae.inference.estimators import DEFAULT_MAX_MEMORY, importance_log_weights  # noqa: E402
 from pyro_vae.models import VAE  # noqa: E402
 
 

@@ -1,16 +1,19 @@
 """Objectives, fitting and evaluation (installed as ``pyro_vae.inference``)."""
 
-from .evaluate import elbo_terms, evaluate, importance_log_weights, latent_statistics, log_likelihood, reconstruction_gain
+from .estimators import elbo_terms, importance_log_weights, log_likelihood
+from .evaluate import evaluate
+from .latents import latent_statistics, reconstruction_gain
 from .fit import FitResult, fit, linear_warmup
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
 from .iwae import IWAE
 from .mean_field import MeanFieldELBO
+from .model_comparison import compare_runs
 from .objectives import OBJECTIVES, check_objective, make_objective
 from .path_gradients import STL, IWAEDReG
 from .runs import Run, load_run
 
 __all__ = [
     "IWAE", "IWAEDReG", "MeanFieldELBO", "OBJECTIVES", "STL", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
-    "check_objective", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
+    "check_objective", "compare_runs", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
     "log_likelihood", "reconstruction_gain", "linear_warmup", "load_run", "make_objective",
 ]

@@ -8,11 +8,8 @@ importance-sampled :math:`\log p(x)` can be trusted (:math:`\hat k < 0.5` good, 
 slow, :math:`> 0.7` unreliable: q's tails are too light for the posterior).  All PSIS arithmetic is
 ArviZ's (``az.psislw``); nothing here re-implements it.
 
-InferenceData.  Draws of :math:`q(z \mid x)` for chosen data points go into an
-``arviz.InferenceData`` (groups ``posterior`` with ``chain``/``draw`` dims, ``log_likelihood``
-:math:`\log p(x \mid z)` per draw, ``observed_data``, ``constant_data`` with the fitted parameters
-as point estimates) built from plain dictionaries with ``az.from_dict``: the one module that would
-change for ArviZ 1.x.
+InferenceData: :func:`posterior_inference_data` (its docstring holds the layout), built from plain
+arrays with ``az.from_dict``: the one module that would change for ArviZ 1.x.
 """
 
 import math
@@ -20,10 +17,15 @@ import math
 import numpy as np
 import pyro
 import torch
+from pyro.distributions.util import scale_and_mask
 
+from pyro_vae import checks
 from pyro_vae._arviz import arviz
+from pyro_vae.errors import ConfigError
 
-from .traces import latent_site, observed_log_prob, trace_pair
+from .iwae import _per_datapoint
+from .plates import PARTICLE_PLATE, data_plate_of
+from .traces import latent_site, trace_pair
 
 
 def psis(log_weights):
@@ -46,35 +48,120 @@ def psis(log_weights):
     }
 
 
-@torch.no_grad()
-def posterior_inference_data(model, guide, x, draws=1000, chains=4, site=None, params=None, attrs=None):
-    """Draws of :math:`q(z \\mid x)` for each row of ``x`` as ArviZ InferenceData.
+#: Names of the trailing dims of data (and posterior-predictive draws) by their number.
+DATA_DIMS = {1: ("feature",), 2: ("height", "width"), 3: ("channel", "height", "width")}
 
-    :param x: the chosen data points ``(P, ...)``.
-    :param draws: draws per chain; ``chains`` independent chains of iid draws (so ESS ~ chains x draws).
-    :param params: ``{name: tensor}`` point estimates to store in ``constant_data`` (e.g. the
-        decoder's parameters); default: the Pyro param store.
-    :param attrs: extra attributes (strings or numbers), e.g. the prior's description.
+DRAWS_NOTE = ("independent draws of q(z|x), one chain: r-hat and ESS say nothing about convergence "
+              "(bulk ESS ~ the number of draws); importance-weight them (sample_stats) to judge q")
+
+
+@torch.no_grad()
+def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None, indices=None, data_plate=None):
+    r"""``draws`` independent draws of :math:`q(z \mid x_i)` for each row :math:`x_i` of ``x``, scored
+    and pushed through the model, as ArviZ InferenceData.  This docstring is the layout's one description.
+
+    ======================== ============= ==================================================================
+    group                    variable      dims: meaning
+    ======================== ============= ==================================================================
+    ``posterior``            ``<site>``    (chain, draw, datapoint, latent): z ~ q(z | x) at the latent site
+    ``sample_stats``         ``log_joint`` (chain, draw, datapoint): log p(x, z), summed over the model's sites
+    ``sample_stats``         ``log_q``     (chain, draw, datapoint): log q(z | x), summed over the guide's sites
+    ``sample_stats``         ``khat``      (datapoint,): PSIS k-hat of these draws' log importance weights
+    ``posterior_predictive`` ``<obs>``     (chain, draw, datapoint, *data dims): x ~ p(x | z), one per draw
+    ``observed_data``        ``<obs>``     (datapoint, *data dims): the data, in their own shape
+    ======================== ============= ==================================================================
+
+    ``chain`` has length 1: the draws are independent, so r-hat and ESS check no convergence (bulk ESS is
+    about ``draws``; ``attrs["draws"]`` says so, on the object and on ``posterior``).  ``log_joint - log_q``
+    are the log importance weights of the very draws in ``posterior`` (arviz-devs/arviz#498), whichever
+    site ``posterior`` holds; ``khat`` is :func:`psis` of them (inf for one draw, as ``az.psislw`` gives
+    for a tail too short to fit), so it can differ from an evaluation's k-hat of other draws.
+    ``datapoint`` has ``indices`` as coordinates (default 0..P-1); a latent event of several dims gets
+    ``latent_0, latent_1, ...``.  Data dims are ``feature`` (vectors), ``height, width`` or ``channel,
+    height, width`` (images), ``axis_<i>`` otherwise, prefixed by the site's name (``x_feature``) when
+    the model has several observed sites with such dims.  There are no fitted parameters (no
+    ``constant_data``) and no ``log_likelihood`` group: leave-one-out over draws of q estimates nothing,
+    and ``az.loo`` / ``az.waic`` refuse the object (TypeError).
+
+    Every sample site must lie in the data plate (found, or named by ``data_plate``);
+    :func:`~pyro_vae.inference.plates.local_pair` fixes global latents first.
+
+    :param site: the guide's latent site to store (default: its only one).
+    :param attrs: extra attributes (stored as strings), e.g. the prior's description.
+    :param indices: the data points' indices, the ``datapoint`` coordinates.
     """
     az = arviz()
-    total = draws * chains
-    with pyro.plate("inference_data_draws", total, dim=-2):
-        _, guide_trace = trace_pair(model, guide, x)
+    draws = checks.positive_int("draws", draws)
+    indices = np.arange(len(x)) if indices is None else np.asarray(indices)
+    if indices.shape != (len(x),):
+        raise ConfigError(f"indices has shape {indices.shape}; give one index per data point ({len(x)})")
+    with pyro.plate(PARTICLE_PLATE, draws, dim=-2):
+        model_trace, guide_trace = trace_pair(model, guide, x)
+        predictive = _predictive_draws(model_trace, draws)
     node = latent_site(guide_trace, site)
-    z = node["value"]  # (draws, P, d)
-    with pyro.plate("inference_data_draws", total, dim=-2):
-        log_lik = observed_log_prob(model, x, {node["name"]: z}, batch_shape=(total, len(x)))
-    if params is None:
-        params = {name: value.detach() for name, value in pyro.get_param_store().items()}
-    latent_shape = z.shape[2:]
-    posterior = {node["name"]: z.reshape(chains, draws, len(x), *latent_shape).cpu().numpy()}
-    dims = {node["name"]: ["datapoint"] + [f"{node['name']}_dim_{i}" for i in range(len(latent_shape))],
-            "x": ["datapoint"]}
-    return az.from_dict(
-        posterior=posterior,
-        log_likelihood={"x": log_lik.reshape(chains, draws, len(x)).cpu().numpy()},
-        observed_data={"x": x.reshape(len(x), -1).cpu().numpy()},
-        constant_data={name.replace("$$$", "."): value.cpu().numpy() for name, value in params.items()},
-        dims=dims,
-        attrs={key: str(value) for key, value in (attrs or {}).items()},
+    data_plate = data_plate_of(model_trace, len(x), data_plate)
+    log_joint, log_q = (_log_density(trace, data_plate, (draws, len(x))) for trace in (model_trace, guide_trace))
+    latent_shape = node["value"].shape[2:]
+    latent_dims = ["latent"] if len(latent_shape) == 1 else [f"latent_{i}" for i in range(len(latent_shape))]
+    dims = {node["name"]: ["datapoint", *latent_dims], "log_joint": ["datapoint"], "log_q": ["datapoint"],
+            **_data_dims({name: value.shape[1:] for name, (_, value) in predictive.items()})}
+    weights = {"log_importance_weight": "log_joint - log_q, per draw and datapoint",
+               "khat": "PSIS k-hat (pyro_vae.inference.diagnostics.psis) of these draws' log importance weights"}
+    idata = az.from_dict(
+        posterior={node["name"]: _numpy(node["value"])[None]},
+        sample_stats={"log_joint": _numpy(log_joint, np.float64)[None], "log_q": _numpy(log_q, np.float64)[None]},
+        posterior_predictive={name: _numpy(sample)[None] for name, (sample, _) in predictive.items()},
+        observed_data={name: _numpy(value) for name, (_, value) in predictive.items()},
+        coords={"datapoint": indices}, dims=dims,
+        posterior_attrs={"draws": DRAWS_NOTE}, sample_stats_attrs=weights,
+        attrs={**{key: str(value) for key, value in (attrs or {}).items()}, "draws": DRAWS_NOTE,
+               "latent_site": node["name"], **{f"sample_stats.{key}": note for key, note in weights.items()}},
     )
+    # psislw needs 2 draws or more; like it does for any tail too short to fit, one draw gets k-hat = inf
+    khat = psis((log_joint - log_q).T)["khat"] if draws > 1 else np.full(len(x), np.inf)
+    idata.sample_stats["khat"] = (("datapoint",), khat)
+    return idata
+
+
+def _numpy(tensor, dtype=None):
+    return np.asarray(tensor.detach().cpu().numpy(), dtype=dtype)
+
+
+def _log_density(trace, data_plate, shape):
+    """Sum over a trace's sample sites of their (masked, unscaled) log-densities, per draw and data point."""
+    total = torch.zeros(shape, dtype=torch.float64, device="cpu")  # host-side, for ArviZ
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        frame = next((f for f in site["cond_indep_stack"] if f.name == data_plate), None)
+        if frame is None:
+            raise ConfigError(f"site {name!r} is outside the data plate {data_plate!r}; InferenceData needs every site "
+                              "local to a data point (fix global latents first: inference.plates.local_pair)")
+        log_prob = scale_and_mask(site["fn"].log_prob(site["value"]), mask=site["mask"])
+        total = total + _per_datapoint(log_prob, -2, frame.dim).double().cpu().expand(shape)
+    return total
+
+
+def _predictive_draws(model_trace, draws):
+    """``{observed site: (a draw of x ~ p(x | z) per posterior draw, the observed value)}``, run inside the
+    plate of draws, the draws shaped ``(draws, *value.shape)``."""
+    predictive = {}
+    for name, site in model_trace.nodes.items():
+        if site["type"] == "sample" and site["is_observed"]:
+            value = site["value"]
+            sample = site["fn"].sample()
+            if tuple(sample.shape) != (draws, *value.shape):
+                raise ConfigError(f"observed site {name!r}: p(x | z) draws have shape {tuple(sample.shape)}, not "
+                                  f"(draws, *data shape) = {(draws, *value.shape)}")
+            predictive[name] = (sample, value)
+    return predictive
+
+
+def _data_dims(shapes):
+    """InferenceData dims of each observed site from its per-datapoint shape (see posterior_inference_data)."""
+    prefix = sum(len(shape) > 0 for shape in shapes.values()) > 1
+    dims = {}
+    for name, shape in shapes.items():
+        names = DATA_DIMS.get(len(shape), tuple(f"axis_{i}" for i in range(len(shape))))
+        dims[name] = ["datapoint", *(f"{name}_{dim}" if prefix else dim for dim in names)]
+    return dims

@@ -11,7 +11,7 @@ One loop serves every objective, every model of the catalogue and a user's own p
   parameters (Pyro's ``SVI`` keeps one optimiser per parameter, which costs about a quarter of a
   step on small networks);
 * after each epoch the validation ELBO, reconstruction and KL terms (beta = 1) are computed by
-  :func:`~pyro_vae.inference.evaluate.elbo_terms`, and when a run directory is given the history
+  :func:`~pyro_vae.inference.estimators.elbo_terms`, and when a run directory is given the history
   and a checkpoint are written atomically, so an interrupted fit resumes from its last epoch with
   the same result as an uninterrupted one.
 
@@ -33,13 +33,17 @@ from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar
 from pyro_vae.rundir import RunDir
 
-from .evaluate import elbo_terms
+from .estimators import elbo_terms
 from .objectives import capabilities, check_objective, make_objective, parse_objective
 from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
 from .trainer import MAX_ROLLBACKS, OPTIMIZERS, NonFiniteStep, Trainer, TrainerState, first_nonfinite_site, load_parameters
 
 NONFINITE_POLICIES = ("raise", "rollback")
+#: Draws per point of the validation ELBO after each epoch, and of the final metrics; each number's
+#: standard error is recorded beside it (``val_elbo_mc_se``, ``test_elbo_mc_se``).  ``evaluate`` takes
+#: as many as an error of about 0.01 nats needs (:func:`~.estimators.elbo_terms`).
+VALIDATION_DRAWS, METRIC_DRAWS = 2, 8
 
 
 @dataclass
@@ -191,7 +195,8 @@ def fit(
             if x is not None:
                 if name == "train" and dynamic_binarization:
                     x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
-                metrics[f"{name}_elbo"] = _evaluate(module, model, guide, x, eval_batch_size, data_plate)["elbo"]
+                terms = _evaluate(module, model, guide, x, eval_batch_size, data_plate, METRIC_DRAWS)
+                metrics.update({f"{name}_{key}": terms[key] for key in ("elbo", "elbo_mc_se", "infinite") if key in terms})
         if run_dir is not None:
             run_dir.write_metrics(metrics)
     finally:
@@ -255,8 +260,8 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
         row = {"epoch": state.epoch, "step": state.step, "beta": trainer.kl_weight.beta,
                "lr": trainer.optim.param_groups[0]["lr"], "train_objective": mean_objective}
         if splits["val"] is not None:
-            terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, trainer.data_plate)
-            row.update({f"val_{k}": v for k, v in terms.items()})
+            terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, trainer.data_plate, VALIDATION_DRAWS)
+            row.update({f"val_{k}": v for k, v in terms.items() if k not in ("draws", "infinite")})
         row["seconds"] = state.seconds
         state.history.append(row)
         if hasattr(bar, "set_postfix"):
@@ -267,11 +272,11 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
             break
 
 
-def _evaluate(module, model, guide, x, batch_size, data_plate):
+def _evaluate(module, model, guide, x, batch_size, data_plate, draws):
     if module is not None:
         module.eval()
     try:
-        return elbo_terms(model, guide, x, batch_size, data_plate=data_plate)
+        return elbo_terms(model, guide, x, batch_size, particles=draws, data_plate=data_plate)
     finally:
         if module is not None:
             module.train()

@@ -44,7 +44,7 @@ from pyro.poutine.util import site_is_subsample
 from pyro_vae.errors import ConfigError
 from pyro_vae.kl import base_distribution
 
-from .evaluate import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
+from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
 from .plates import find_data_plate, local_pair
 from .traces import random_state_kept

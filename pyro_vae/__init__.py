@@ -21,6 +21,7 @@ _EXPORTS = {
     "fit": "pyro_vae.inference",
     "elbo_terms": "pyro_vae.inference",
     "evaluate": "pyro_vae.inference",
+    "compare_runs": "pyro_vae.inference",
     "load_run": "pyro_vae.inference",
     "linear_warmup": "pyro_vae.inference",
     "make_objective": "pyro_vae.inference",

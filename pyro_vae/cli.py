@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds")}
+          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds",
+                    "elbo_draws")}
 _SEED = checks.argument_type(checks.seed, "seed")
 _POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
              ("prior_scale", "prior_df", "lr", "clip_norm")}
@@ -107,6 +108,8 @@ def build_parser():
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
     evaluate.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
+    evaluate.add_argument("--elbo-draws", type=_COUNT["elbo_draws"], default=None,
+                          help="draws per point of the ELBO terms (default: as many as a standard error of about 0.01 needs)")
     evaluate.add_argument("--max-memory", type=_memory, default=_memory("128MB"), help="memory per chunk of importance samples (default 128MB, the fastest measured on CPU)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--points", type=_COUNT["points"], default=20, help="data points whose q(z|x) draws go to posterior.nc")
@@ -114,6 +117,20 @@ def build_parser():
     evaluate.add_argument("--data-dir", help="override the run's data directory")
     evaluate.add_argument("--seed", type=_SEED, default=0)
     evaluate.add_argument("--device", default="cpu")
+
+    runs = commands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
+                               description="Each run's mean log p(x) (importance-sampled) +- its standard error over test "
+                               "points, and every difference with its paired standard error, as az.compare does "
+                               "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by pyro-vae fit (two or more)")
+    runs.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
+    runs.add_argument("--split", default="test", choices=("train", "val", "test"))
+    runs.add_argument("--seed", type=_SEED, default=0, help="run j in the list (from 0) draws with seed SEED + j")
+    runs.add_argument("--max-memory", type=_memory, default=_memory("128MB"), help="memory per chunk of importance samples")
+    runs.add_argument("--device", default="cpu")
+    runs.add_argument("--data-dir", help="override the runs' data directory")
+    runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")
 
     from .analyses import ANALYSES
 
@@ -271,7 +288,7 @@ def _fit_command(args):
 def _evaluate_command(args):
     from .data import load_data
     from .inference import evaluate, load_run
-    from .inference.evaluate import format_latent_table, format_summary
+    from .summaries import format_latent_table, format_summary
 
     run = load_run(args.run_dir, device=args.device)
     config = run.config
@@ -280,11 +297,23 @@ def _evaluate_command(args):
     x = getattr(data, args.split).to(args.device)
     result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
                       out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
-                      data_plate=config.get("data_plate"))
+                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws)
     if "latents" in result:
         print(format_latent_table(result))
     print(format_summary(result))
     print(f"wrote {run.path / 'evaluation.json'} and what ran into {run.path}", file=sys.stderr)
+    return 0
+
+
+def _compare_runs_command(args):
+    from .inference import compare_runs
+
+    result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
+                          max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
+                          progress=True)
+    print(result)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -340,7 +369,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
         return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
-                "compare": _compare_command, "report": _report_command}[args.command](args)
+                "compare": _compare_command, "compare-runs": _compare_runs_command,
+                "report": _report_command}[args.command](args)
     except PyroVAEError as error:
         print(f"pyro-vae: error: {error}", file=sys.stderr)
         return 2

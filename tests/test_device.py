@@ -54,7 +54,7 @@ def test_evaluation_diagnostics_and_figures_make_every_tensor_where_the_data_are
     with torch.device("meta"):
         fit(vae.model, vae.guide, data, epochs=1, batch_size=16, progress=False)
         result = evaluate(vae.model, vae.guide, data, particles=8, out=tmp_path / "evaluation", inference_points=4,
-                          draws=20, chains=2)
+                          draws=20)
         assert result["num_datapoints"] == len(data)
         assert elbo_terms(vae.model, vae.guide, data)["elbo"] < 0
         gaps = inference_gaps(vae.model, vae.guide, data[:4], particles=8, steps=3)

@@ -1,0 +1,60 @@
+"""What ``pyro-vae evaluate`` prints: the per-latent table and the summary of :func:`pyro_vae.inference.evaluate`'s
+numbers, each estimate beside its standard error and each unreliable one flagged."""
+
+import math
+
+
+def _estimate(value, se):
+    if not math.isfinite(value):
+        return f"{value}"
+    return f"{value:.3f} +- {se:.3f}" if math.isfinite(se) else f"{value:.3f} (one draw: no error estimate)"
+
+
+def format_latent_table(result):
+    """The per-latent table (seed 000, Table 1) as text; "sum" is read against the prior's variance."""
+    latents = result["latents"]
+    mu, sigma = ("mu", "sigma") if latents["moments"] == "mean/sd" else ("loc", "scale")
+    lines = [f"{'j':>3} {'Var(' + mu + ')':>10} {'E[' + sigma + '^2]':>12} {'sum':>7} {'prior var':>9} {'mean ' + mu:>9} "
+             f"{'KL':>7} {'gain':>8}  active"]
+    for j in range(len(latents["var_mu"])):
+        lines.append(
+            f"{j:>3} {latents['var_mu'][j]:>10.4f} {latents['mean_sigma2'][j]:>12.4f} {latents['moment_sum'][j]:>7.3f} "
+            f"{latents['prior_variance'][j]:>9.3f} {latents['mean_mu'][j]:>9.3f} {latents['kl'][j]:>7.3f} "
+            f"{latents['reconstruction_gain'][j]:>8.3f}  {'yes' if latents['active'][j] else 'no'}"
+        )
+    lines.append(f"moment law: {latents['moment_law']}; active: Var({mu}) > 0.01 x prior variance")
+    return "\n".join(lines)
+
+
+def format_summary(result):
+    """The headline numbers of :func:`~pyro_vae.inference.evaluate`, their errors, warnings, and what ran."""
+    kl = f"KL {_estimate(result['kl'], result.get('kl_mc_se', math.nan))}"
+    if "global_kl" in result:
+        kl += f", of which global {result['global_kl']:.3f} nats for all {result['num_datapoints']} points"
+    given = ""
+    if "conditioned_on" in result:
+        given = " | " + ", ".join(result["conditioned_on"])
+        kl += f"; per-point numbers given one draw of {', '.join(result['conditioned_on'])} from the guide"
+    line = (f"ELBO {_estimate(result['elbo'], result.get('elbo_mc_se', math.nan))} (reconstruction "
+            f"{_estimate(result['reconstruction'], result['reconstruction_mc_se'])}, {kl}; {result['draws']} draws per point); "
+            if "reconstruction" in result else f"ELBO {result['elbo']:.3f} (enumerated sites summed out); ")
+    line += (f"log p(x{given}) ~ {_estimate(result['log_likelihood'], result['log_likelihood_se'])} "
+             f"(IS, K={result['particles']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
+             f"{result['log_likelihood_replicate_se']:.3f})")
+    if "psis_log_likelihood" in result:
+        line += (f", PSIS {result['psis_log_likelihood']:.3f}; k-hat > {result['khat_threshold']:.2f} for "
+                 f"{result['fraction_khat_above_threshold']:.1%} of {result['num_datapoints']} points")
+    if "latents" in result:
+        line += f"; {result['active_units']} of {len(result['latents']['active'])} latents active"
+    lines = [line]
+    if "infinite" in result:
+        lines.append(f"warning: {result['infinite']}")
+    if result.get("fraction_khat_above_threshold", 0) > 0:
+        lines.append(f"warning: PSIS k-hat exceeds {result['khat_threshold']:.2f} (ArviZ's threshold for K = "
+                     f"{result['particles']}) for {result['fraction_khat_above_threshold']:.1%} of the points: q(z|x) is too "
+                     "light-tailed there, so their IS estimates are biased low and their errors unreliable")
+    lines += [f"note: {what}: {why}" for what, why in result.get("log_likelihood_notes", {}).items()]
+    diagnostics = result.get("diagnostics", {})
+    lines.append("ran: " + ", ".join(diagnostics.get("ran", [])))
+    lines += [f"skipped: {name} ({reason})" for name, reason in diagnostics.get("skipped", {}).items()]
+    return "\n".join(lines)
