@@ -241,7 +241,7 @@ def format_comparison(result):
     pairs = [[f"{p['a']} - {p['b']}", p["difference"], p["se"], p["unpaired_se"], p["verdict"]] for p in result.pairwise]
     return "\n".join([
         f"log p(x) per point (nats), importance-sampled with K = {result.particles}, on the same {result.num_datapoints} "
-        f"points ({where}); se over points with the Monte Carlo error folded in; 'no difference': within 2 se",
+        f"points ({where}); se over points (each point's Monte Carlo noise is inside that spread; 'mc se' is its part); 'no difference': within 2 se",
         _table(header, rows), "",
         _table(["a - b", "difference", "se (paired)", "se (unpaired)", "verdict"], pairs),
     ])
