@@ -58,7 +58,7 @@ def device(value):
     """A ``torch.device`` that holds data and exists here."""
     try:
         parsed = torch.device(value)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError, OverflowError):
         raise ConfigError(f"unknown device {value!r}; expected e.g. cpu, cuda, cuda:0") from None
     if parsed.type not in DEVICE_TYPES:
         raise ConfigError(f"device {value!r} holds no data; expected one of: {', '.join(DEVICE_TYPES)} (e.g. cuda:0)")

@@ -209,6 +209,7 @@ def test_model_and_guide_must_sample_the_same_sites():
     (dict(seed=-1), "seed"), (dict(seed="abc"), "seed"), (dict(seed=None), "seed"), (dict(seed=1.5), "seed"),
     (dict(beta="1"), "beta"), (dict(beta=float("nan")), "beta"), (dict(epochs=float("nan")), "epochs"),
     (dict(lr=float("inf")), "lr"), (dict(batch_size=True), "batch_size"), (dict(device="meta"), "device"),
+    (dict(device=2**63), "unknown device"),  # found by the property-based test: torch raised a ValueError
     (dict(train="abc"), "cannot be read as numbers"), (dict(train=torch.empty(0, 2)), "are empty"),
     (dict(train=torch.full((4, 2), float("nan"))), "non-finite"),
 ])
