@@ -58,9 +58,7 @@ def _kl_terms(guide_site, model_site):
         return guide_site["fn"].log_prob(value) - model_site["fn"].log_prob(value)
 
 
-def _has_enumerated_sites(model, guide, x):
-    with random_state_kept(x.device):  # a look at the sites must not shift the random stream
-        model_trace, guide_trace = trace_pair(model, guide, x)
+def _has_enumerated_sites(model_trace, guide_trace):
     return any(site["type"] == "sample" and site["infer"].get("enumerate") and name not in guide_trace.nodes
                for name, site in model_trace.nodes.items())
 
@@ -111,17 +109,14 @@ def _trace_terms(model, guide, batch, data_plate):
 class _ElboDraws:
     """Running sums of one pair's ELBO terms over draws, per data point and per batch and draw."""
 
-    def __init__(self, model, guide, x, batch_size, data_plate):
+    def __init__(self, model, guide, x, batch_size, data_plate, has_globals):
         self.pair, self.data_plate, self.n, self.rows_per_trace = (model, guide), data_plate, len(x), batch_size
         self.batches = list(x.split(batch_size))
         zeros = [torch.zeros(3, len(b), dtype=torch.float64, device=x.device) for b in self.batches]
         self.sums, self.squares = zeros, [z.clone() for z in zeros]
         self.totals = [[] for _ in self.batches]  # per draw: the batch's (3,) share of the data set's terms
         self.global_kl = [[] for _ in self.batches]
-        self.draws, self.infinite, self._checked = 0, None, False
-        with random_state_kept(x.device):  # a look at the sites must not shift the random stream
-            model_trace, _ = trace_pair(model, guide, x[:1])
-        self.has_globals = any(site["type"] == "sample" and not is_local(site, data_plate) for site in model_trace.nodes.values())
+        self.draws, self.infinite, self._checked, self.has_globals = 0, None, False, has_globals
 
     def add(self, draws):
         for b, batch in enumerate(self.batches):
@@ -199,14 +194,18 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=None, data_plate=None
     model with sites marked for enumeration (and absent from the guide) gets only ``elbo``, with those
     sites summed out exactly: no KL term is defined.
     """
-    if _has_enumerated_sites(model, guide, x[:1]):
+    with random_state_kept(x.device):  # a look at the sites must not shift the random stream
+        model_trace, guide_trace = trace_pair(model, guide, x[:1])
+    if _has_enumerated_sites(model_trace, guide_trace):
         return {"elbo": _enumerated_elbo(model, guide, x, batch_size), "draws": 1, "elbo_mc_se": math.nan}
     if data_plate is None:
         data_plate = find_data_plate(model, guide, x[:batch_size])
-    draws = _ElboDraws(model, guide, x, batch_size, data_plate)
+    has_globals = any(site["type"] == "sample" and not is_local(site, data_plate) for site in model_trace.nodes.values())
+    draws = _ElboDraws(model, guide, x, batch_size, data_plate, has_globals)
     draws.add(PILOT_DRAWS if particles is None else checks.positive_int("particles", particles))
-    if particles is None and draws.draws_for(TARGET_SE) > draws.draws:
-        draws.add(draws.draws_for(TARGET_SE) - draws.draws)
+    needed = draws.draws_for(TARGET_SE) if particles is None else draws.draws
+    if needed > draws.draws:
+        draws.add(needed - draws.draws)
     return draws.result()
 
 

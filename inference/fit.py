@@ -153,7 +153,7 @@ def fit(
     n = len(train)
     batch_size = min(batch_size, n)  # a batch larger than the data set is the whole data set
 
-    first = train[: min(n, batch_size)]
+    first = train[:batch_size]
     if dynamic_binarization:  # what a training step sees
         first = torch.bernoulli(first.clamp(0, 1))
     with pyro.validation_enabled(False):  # a non-finite parameter is reported by the first step, naming its site

@@ -37,7 +37,7 @@ def _checked_event_shape(event_shape):
         shape = tuple(event_shape)
     except TypeError:
         shape = None
-    if not shape or not all(checks._is_number(s) and int(s) == s and s >= 1 for s in shape):
+    if not shape or not all(checks.is_number(s) and int(s) == s and s >= 1 for s in shape):
         raise ConfigError(f"event_shape must be a non-empty tuple of positive integers like (1, 28, 28) or (784,), "
                           f"got {event_shape!r}")
     return tuple(int(s) for s in shape)

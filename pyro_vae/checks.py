@@ -20,36 +20,36 @@ MAX_SEED = 2**32 - 1
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 
-def _is_number(value):
+def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def positive_int(name, value):
-    if not _is_number(value) or not math.isfinite(value) or int(value) != value or value < 1:
+    if not is_number(value) or not math.isfinite(value) or int(value) != value or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def seed(name, value):
-    if not _is_number(value) or not math.isfinite(value) or int(value) != value or not 0 <= value <= MAX_SEED:
+    if not is_number(value) or not math.isfinite(value) or int(value) != value or not 0 <= value <= MAX_SEED:
         raise ConfigError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}")
     return int(value)
 
 
 def positive_float(name, value):
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    if not is_number(value) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def nonnegative_float(name, value):
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
+    if not is_number(value) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be >= 0 and finite, got {value!r}")
     return float(value)
 
 
 def finite_float(name, value):
-    if not _is_number(value) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 

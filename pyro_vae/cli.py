@@ -22,8 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds",
-                    "elbo_draws")}
+          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws")}
 _SEED = checks.argument_type(checks.seed, "seed")
 _POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
              ("prior_scale", "prior_df", "lr", "clip_norm")}
