@@ -17,6 +17,10 @@ One loop serves every objective, every model of the catalogue and a user's own p
 
 Parameters are those of ``module`` (default: the ``nn.Module`` owning ``model`` when it is a bound
 method) plus every ``pyro.param`` the pair touches on its first step.
+
+Called in every process of an initialised ``torch.distributed`` process group (``torchrun``), the fit
+is data-parallel: each process takes its shard of every minibatch and the gradients are summed
+(:mod:`~pyro_vae.inference.distributed`).
 """
 
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar
 from pyro_vae.rundir import RunDir
 
+from .distributed import DataParallel
 from .estimators import elbo_terms
 from .objectives import capabilities, check_objective, make_objective, parse_objective
 from .plates import find_data_plate
@@ -164,21 +169,22 @@ def fit(
                             "decoder outputs)", device)
         kl_paths = check_objective(elbo, model, guide, first, data_plate)
     _check_support(model, guide, first)
-    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback)  # checks beta
+    parallel = DataParallel.current()
+    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback, parallel)  # checks beta
     run_config = {
         "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
         "particles": elbo.num_particles,
         "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "clip_norm": clip_norm,
         "seed": seed, "device": str(device), "dynamic_binarization": dynamic_binarization, "num_train": n,
-        "data_plate": data_plate, **(config or {}),
+        "data_plate": data_plate, **({"processes": parallel.size} if parallel is not None else {}), **(config or {}),
     }
     if "model" not in run_config and hasattr(module, "init_kwargs"):  # a module that can say how it was built
         run_config["model"] = {"factory": f"{type(module).__module__}:{type(module).__qualname__}", "kwargs": module.init_kwargs}
     run_dir = RunDir(out) if out is not None else None
-    checkpoint = run_dir.start(run_config, resume) if run_dir is not None else None
+    checkpoint = _start(run_dir, run_config, resume, parallel)
     try:
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(seed if parallel is None else parallel.seed(seed))
         state = TrainerState()
         if checkpoint is not None:
             load_parameters(checkpoint, module)
@@ -189,20 +195,39 @@ def fit(
                 trainer.load(checkpoint)
             _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size,
                    MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
-
         metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
-        for name, x in splits.items():
-            if x is not None:
-                if name == "train" and dynamic_binarization:
-                    x = torch.bernoulli(x, generator=torch.Generator(device).manual_seed(seed))
-                terms = _evaluate(module, model, guide, x, eval_batch_size, data_plate, METRIC_DRAWS)
-                metrics.update({f"{name}_{key}": terms[key] for key in ("elbo", "elbo_mc_se", "infinite") if key in terms})
-        if run_dir is not None:
-            run_dir.write_metrics(metrics)
+        if parallel is None or parallel.writes:
+            metrics.update(_final_metrics(trainer, splits, eval_batch_size, seed))
+            if run_dir is not None:
+                run_dir.write_metrics(metrics)
+        if parallel is not None:
+            state.history, metrics = parallel.from_rank_zero((state.history, metrics))
     finally:
         if run_dir is not None:
             run_dir.release()
     return FitResult(state.history, metrics, run_dir.path if run_dir is not None else None, kl_paths, data_plate)
+
+
+def _start(run_dir, run_config, resume, parallel):
+    """The run directory taken for the fit (:meth:`RunDir.start`), by rank 0 alone in a data-parallel fit;
+    returns the checkpoint to resume from (every process gets it) or None."""
+    if run_dir is None:
+        return None
+    if parallel is None:
+        return run_dir.start(run_config, resume)
+    return parallel.outcome_of_rank_zero(lambda: run_dir.start(run_config, resume))
+
+
+def _final_metrics(trainer, splits, eval_batch_size, seed):
+    """Each split's ELBO (and its Monte Carlo error) at the end of the fit."""
+    metrics = {}
+    for name, x in splits.items():
+        if x is not None:
+            if name == "train" and trainer.dynamic_binarization:
+                x = torch.bernoulli(x, generator=torch.Generator(x.device).manual_seed(seed))
+            terms = _evaluate(trainer.module, *trainer.pair, x, eval_batch_size, trainer.data_plate, METRIC_DRAWS)
+            metrics.update({f"{name}_{key}": terms[key] for key in ("elbo", "elbo_mc_se", "infinite") if key in terms})
+    return metrics
 
 
 def _checked_splits(splits, module, dynamic_binarization, device):
@@ -243,7 +268,9 @@ def _depends_on_values(constraint):
 def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size, rollbacks):
     """The epochs from ``state.epoch`` to ``epochs``: train, validate, record, checkpoint."""
     train = splits["train"]
-    bar = progress_bar(range(state.epoch, epochs), progress, initial=state.epoch, total=epochs, unit="epoch")
+    writes = trainer.parallel is None or trainer.parallel.writes
+    bar = progress_bar(range(state.epoch, epochs), progress if writes else False, initial=state.epoch, total=epochs,
+                       unit="epoch")
     for _ in bar:
         try:
             mean_objective, stop = trainer.train_epoch_with_rollback(state, train, batch_size, rollbacks)
@@ -259,7 +286,7 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
         state.epoch += 1
         row = {"epoch": state.epoch, "step": state.step, "beta": trainer.kl_weight.beta,
                "lr": trainer.optim.param_groups[0]["lr"], "train_objective": mean_objective}
-        if splits["val"] is not None:
+        if splits["val"] is not None and writes:
             terms = _evaluate(trainer.module, *trainer.pair, splits["val"], eval_batch_size, trainer.data_plate, VALIDATION_DRAWS)
             row.update({f"val_{k}": v for k, v in terms.items() if k not in ("draws", "infinite")})
         row["seconds"] = state.seconds
@@ -267,7 +294,9 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
         if hasattr(bar, "set_postfix"):
             bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k in ("train_objective", "val_elbo")})
         if run_dir is not None:
-            run_dir.save_epoch(trainer.checkpoint(state, run_config), state.history)
+            checkpoint = trainer.checkpoint(state, run_config)  # in every process: it gathers their random streams
+            if writes:
+                run_dir.save_epoch(checkpoint, state.history)
         if stop:
             break
 

@@ -79,8 +79,9 @@ class Trainer:
     """
 
     def __init__(self, elbo, model, guide, module, data_plate, num_data, schedule, dynamic_binarization=False,
-                 callback=None):
+                 callback=None, parallel=None):
         self.elbo, self.pair, self.module, self.schedule, self.data_plate = elbo, (model, guide), module, schedule, data_plate
+        self.num_data, self.parallel = num_data, parallel
         self.kl_weight = LatentScaleMessenger(schedule(0))
         subsample = DataSubsampleMessenger(data_plate, num_data)
         self.model, self.guide = subsample(self.kl_weight(model)), subsample(self.kl_weight(guide))
@@ -93,6 +94,9 @@ class Trainer:
         with random_state_kept(x.device), poutine.trace(param_only=True) as capture:
             self.elbo.differentiable_loss(self.model, self.guide, x)
         self.params = _collect_params(self.module, capture.trace)
+        if self.parallel is not None:
+            buffers = list(self.module.buffers()) if self.module is not None else []
+            self.parallel.share_parameters(self.params + buffers)
         if name == "clippedadam":
             self.optim = ClippedAdam(self.params, lr=lr, clip_norm=clip_norm if clip_norm is not None else 10.0)
         else:
@@ -112,24 +116,48 @@ class Trainer:
         n = len(train)
         total = torch.zeros((), device=train.device)
         stop = False
-        for index in torch.randperm(n, device=train.device).split(batch_size):
-            x = train[index]
+        order = torch.randperm(n, device=train.device)
+        if self.parallel is not None:
+            self.parallel.follow_rank_zero(order)
+        for index in order.split(batch_size):
+            x, weight = (train[index], 1.0) if self.parallel is None else self._shard(train, index)
             if self.dynamic_binarization:
                 x = torch.bernoulli(x)
             self.kl_weight.beta = self.schedule(state.step)
-            loss = self.elbo.differentiable_loss(self.model, self.guide, x) / n
-            if not torch.isfinite(loss):
-                raise NonFiniteStep(loss.item(), state.step + 1, x)
-            self.optim.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self.loss_and_gradient(x, weight, state.step + 1)
             if self.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm)
             self.optim.step()
-            total += loss.detach() * len(index)
+            total += loss * len(index)
             state.step += 1
             if self.callback is not None:
                 stop = bool(self.callback(state.step)) or stop
+        if self.parallel is not None:
+            stop = self.parallel.any(stop)
         return -total.item() / n, stop
+
+    def _shard(self, train, index):
+        part, weight = self.parallel.shard(index)
+        return train[part], weight
+
+    def loss_and_gradient(self, x, weight=1.0, step=1):
+        """The loss per data point of the (global) minibatch, its gradient in the parameters' ``.grad``.
+
+        :raises NonFiniteStep: when the loss is not finite (no parameter has changed).
+        """
+        if self.parallel is None:
+            loss = self.elbo.differentiable_loss(self.model, self.guide, x) / self.num_data
+            if not torch.isfinite(loss):
+                raise NonFiniteStep(loss.item(), step, x)
+            self.optim.zero_grad(set_to_none=True)
+            loss.backward()
+            return loss.detach()
+        loss = (self.elbo.differentiable_loss(self.model, self.guide, x) / self.num_data if len(x)
+                else torch.zeros((), device=x.device))
+        loss = self.parallel.sum_gradients(loss, weight, self.params)  # every process sees the same sum
+        if not torch.isfinite(loss):
+            raise NonFiniteStep(loss.item(), step, x)
+        return loss
 
     def train_epoch_with_rollback(self, state, train, batch_size, rollbacks):
         """:meth:`train_epoch`; on a non-finite loss restore the epoch's start, halve the learning rate
@@ -152,18 +180,22 @@ class Trainer:
                               f"rolled back to the start of the epoch, learning rate halved to {self.optim.param_groups[0]['lr']:g}")
 
     def checkpoint(self, state, config):
-        """Everything a resumed fit needs, as plain tensors and values."""
-        return {
+        """Everything a resumed fit needs, as plain tensors and values; data-parallel, every rank's random
+        streams too (``rng_ranks``; a collective, so every process calls it)."""
+        checkpoint = {
             "epoch": state.epoch, "step": state.step, "history": state.history,
             "module": self.module.state_dict() if self.module is not None else None,
             "param_store": pyro.get_param_store().get_state(),
             "optimizer": self.optim.state_dict(), "rng": rng_state(), "config": config,
         }
+        if self.parallel is not None:
+            checkpoint["rng_ranks"] = self.parallel.gather(checkpoint["rng"])
+        return checkpoint
 
     def load(self, checkpoint):
         """Parameters, optimiser and random streams from a checkpoint (the optimiser must exist)."""
         self.optim.load_state_dict(checkpoint["optimizer"])
-        set_rng_state(checkpoint["rng"])
+        set_rng_state(checkpoint["rng"] if self.parallel is None else checkpoint["rng_ranks"][self.parallel.rank])
 
     def snapshot(self, state):
         return copy.deepcopy({"module": self.module.state_dict() if self.module is not None else None,

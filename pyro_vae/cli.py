@@ -239,6 +239,19 @@ def _catalogue_vae(args, data):
 
 
 def _fit_command(args):
+    """``pyro-vae fit``; under ``torchrun`` every process runs it and the fit is data-parallel
+    (:mod:`pyro_vae.inference.distributed`): rank 0 alone reports and draws."""
+    from .inference import distributed
+
+    args.device = distributed.init_from_environment(args.device)
+    try:
+        parallel = distributed.DataParallel.current()
+        return _fit(args, reports=parallel is None or parallel.writes)
+    finally:
+        distributed.leave()
+
+
+def _fit(args, reports):
     import pyro
 
     from .contract import missing
@@ -255,7 +268,8 @@ def _fit_command(args):
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
     data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
-    print(data.summary(), file=sys.stderr)
+    if reports:
+        print(data.summary(), file=sys.stderr)
     factory = _model_factory(args, data.event_shape)
     pyro.set_rng_seed(args.seed)
     if factory is None:
@@ -271,6 +285,8 @@ def _fit_command(args):
                  lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
                  dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
                  progress=False if args.no_progress else None, on_nonfinite=args.on_nan, data_plate=args.data_plate)
+    if not reports:
+        return 0
     if args.objective.startswith("meanfield"):
         ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair)"}
         print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
