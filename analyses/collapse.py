@@ -16,18 +16,16 @@ fits run in parallel (:mod:`pyro_vae.sweep`); each one's evaluation (figures, ``
 
 from pathlib import Path
 
-import pyro
+import numpy as np
 import torch
 
-from pyro_vae.inference import evaluate, fit
+from pyro_vae.inference import evaluate
 from pyro_vae.summaries import format_latent_table
-from pyro_vae.models import VAE
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, finish
+from .common import begin, finish, fit_catalogue_vae
 
 NAME = "collapse"
-SUMMARY = "inactive latents of a dense and a convolutional VAE (Table 1, Figs. 2-3 of seed 000)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
                   epochs=25, batch_size=64, lr=3e-3, particles=50, track_every=20, track_points=300, seed=0,
@@ -36,41 +34,38 @@ PRESETS = {
                  epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0,
                  executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.7, "full": 12}
 
 
 def fit_network(run_dir, data, network, preset, dynamic_binarization):
     """One fit of the study (run in a worker): fit ``network``, tracking Var_x(mu_j) every
     ``track_every`` minibatches (Fig. 2); evaluate on the test split into ``run_dir`` (Table 1, Fig. 3)."""
-    pyro.clear_param_store()
-    pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], network=network,
-              hidden=preset["hidden"])
     tracked = data["train"][: preset["track_points"]]
     evolution = []
 
-    @torch.no_grad()
-    def track(step):
-        if step % preset["track_every"] == 0:
-            vae.eval()
-            evolution.append((step, vae.encode(torch.bernoulli(tracked) if dynamic_binarization else tracked)
-                              .base_dist.loc.var(0, unbiased=False).tolist()))
-            vae.train()
+    def watch(vae):
+        @torch.no_grad()
+        def track(step):
+            if step % preset["track_every"] == 0:
+                vae.eval()
+                evolution.append((step, vae.encode(torch.bernoulli(tracked) if dynamic_binarization else tracked)
+                                  .base_dist.loc.var(0, unbiased=False).tolist()))
+                vae.train()
+        return track
 
-    fit(vae.model, vae.guide, data["train"], val=data["val"], epochs=preset["epochs"], batch_size=preset["batch_size"],
-        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=dynamic_binarization, progress=False, callback=track)
+    vae, _ = fit_catalogue_vae(data["train"], preset, watch=watch, val=data["val"], network=network,
+                               dynamic_binarization=dynamic_binarization)
     result = evaluate(vae.model, vae.guide, data["test"], particles=preset["particles"], out=run_dir, seed=preset["seed"])
     (Path(run_dir) / "latent_table.txt").write_text(format_latent_table(result) + "\n")
     keys = ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")
-    return {"latents": {key: result["latents"][key] for key in keys}, "evolution": evolution,
+    return {"latents": {key: result["latents"][key] for key in keys}, "evolution": evolution, "model": vae.describe(),
             **{key: result[key] for key in ("active_units", "elbo", "log_likelihood",
                                             "collapsed_generation_mean_abs_difference")}}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     splits = {"train": data.train, "val": data.val, "test": data.test}
-    tasks = {network: dict(data=splits, network=network, preset=preset, dynamic_binarization=binarize == "dynamic")
+    tasks = {network: dict(data=splits, network=network, preset=preset, dynamic_binarization=data.binarize == "dynamic")
              for network in preset["networks"]}
     results = run_sweep(fit_network, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
                         progress=progress)
@@ -87,24 +82,40 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
             "collapsed_generation_mean_abs_difference": result["collapsed_generation_mean_abs_difference"],
         }
         _plot_evolution(result["evolution"], latents["active"], out / "figures" / f"variance_evolution_{network}.png",
-                        network)
+                        result["model"])
     return finish(out, rows, headline, started)
 
 
-def _plot_evolution(evolution, active, path, network):
-    from pyro_vae.plots import pyplot, save_figure
+def _plot_evolution(evolution, active, path, model):
+    """Var_x(mu_j) of each latent along training, one line each, named in the legend (solid: active at the
+    end, dashed: collapsed), with Burda's threshold 0.01.  Log scale: the variances span orders of
+    magnitude (collapsed latents ~1e-4, active ones ~1), which a linear axis shows as a flat line at 0;
+    the range is set by the values' percentiles (:func:`~pyro_vae.plots.robust_range` of their logarithms)
+    so one spike does not flatten the rest; values off it are drawn at its edge and counted in the title."""
+    from pyro_vae.plots import pyplot, robust_range, save_figure
 
     plt = pyplot()
     steps = [step for step, _ in evolution]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for j in range(len(active)):
-        ax.plot(steps, [values[j] for _, values in evolution], color="#1f77b4" if active[j] else "#999999",
-                linewidth=1.2 if active[j] else 0.8, label=None)
-    ax.plot([], [], color="#1f77b4", label="active at the end")
-    ax.plot([], [], color="#999999", label="collapsed at the end")
+    values = np.array([variances for _, variances in evolution], dtype=float)
+    with np.errstate(divide="ignore"):
+        low, high = robust_range(np.log10(values))
+    low, high = 10 ** min(low, -2.3), 10 ** max(high, -1.7)  # the threshold stays in view
+    clipped = int(((values < low) | (values > high)).sum())
+    palette = plt.get_cmap("tab20").colors
+    colours = palette[::2] + palette[1::2]  # the ten strong colours first, then their light partners
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for j, is_active in enumerate(active):
+        ax.plot(steps, np.clip(values[:, j], low, high), color=colours[j % len(colours)],
+                linestyle="-" if is_active else "--", linewidth=1.8 if is_active else 0.9,
+                label=f"z_{j} ({'active' if is_active else 'collapsed'})")
+    ax.axhline(0.01, color="black", linestyle=":", linewidth=1, label="0.01: active above")
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
     ax.set_xlabel("minibatches")
     ax.set_ylabel("Var_x(mu_j) over tracked training points")
-    ax.set_title(f"{network}: per-latent variance of the posterior means along training (seed 000, Fig. 2)")
-    ax.legend(fontsize=8)
+    note = f"; {clipped} {'value' if clipped == 1 else 'values'} off the scale, drawn at its edge" if clipped else ""
+    ax.set_title(f"{model}\nper-latent variance of the posterior means along training (seed 000, Fig. 2){note}",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + len(active) // 13, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,18 +1,27 @@
-"""What every analysis shares: its run directory, its presets, and the tables it writes.
+"""What every analysis shares: its run directory, its presets, its fits, and the tables it writes.
 
-A study holds its directory with a :class:`~pyro_vae.files.DirectoryLock` from :func:`start` to
+A study starts with :func:`begin` (preset, directory, data) and ends with :func:`finish` (tables).
+It holds its directory with a :class:`~pyro_vae.files.DirectoryLock` from :func:`start` to
 :func:`finish`, so a second study on the same ``--out`` is refused; a process that dies lets go of it
 (the kernel releases the lock), and a study of this process that raised before :func:`finish` lets go
-of it when this process starts a study on that directory again.
+of it when this process starts a study on that directory again.  Its fits start clean
+(:func:`fit_fresh`, :func:`fit_catalogue_vae`), so a fit's numbers depend on its seed alone, not on
+what the process (a sweep worker fits many) did before.
 """
 
+import functools
 import json
+import numbers
 import threading
 import time
 from pathlib import Path
 
+import pyro
+import torch
+
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
+from pyro_vae.factories import pair_module
 from pyro_vae.files import DirectoryLock, make_directory, read_json, write_csv, write_json
 from pyro_vae.rundir import library_versions
 
@@ -22,6 +31,13 @@ COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "p
                     "track_points", "gmm_components", "gmm_steps", "second_epochs", "draws_per_point",
                     "epochs_per_level", "max_levels", "revival_epochs"})
 RATES = frozenset({"lr"})
+#: Preset options that build the catalogue VAE (keywords of :class:`~pyro_vae.models.VAE`) and that train it.
+MODEL_KEYS = ("latent_dim", "prior", "prior_options", "guide", "likelihood", "sigma_x", "min_scale", "network", "hidden")
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed")
+#: Columns that say what a row is about rather than measure it, in the order ``results.csv`` puts them first:
+#: what the row is, its settings, then its place in a sequence.
+LABELS = ("data", "network", "objective", "mode", "generation", "stage", "setting", "prior", "guide", "name", "key",
+          "beta", "sigma_x", "latent_dim", "seed", "hold_epochs", "epoch", "phase", "latent")
 WHAT = "analysis directory"
 _LOCKS = {}  # resolved directory -> (DirectoryLock, id of the thread whose study holds it)
 
@@ -89,30 +105,142 @@ def release(out, only_this_thread=False):
         del _LOCKS[key]
 
 
-def begin(name, presets, out, quick, data_dir, overrides):
-    """Everything a study does first: pick its preset, start its directory, load its data.
-
-    Data for the catalogue VAE with a Bernoulli likelihood are binarised dynamically (training) and once
-    (evaluation); a user's pair (preset ``model``) gets the data as they are.
-    :returns: ``(preset, out, started, data, binarize)``.
-    """
+def load_preset_data(preset, data_dir):
+    """The preset's data set, binarised dynamically (training) and once (evaluation) for the catalogue VAE
+    with a Bernoulli likelihood; a user's pair (preset ``model``) gets the data as they are."""
     from pyro_vae.data import load_data
 
+    bernoulli = preset.get("likelihood") == "bernoulli" and not preset.get("model")
+    return load_data(preset["data"], data_dir, binarize="dynamic" if bernoulli else "none")
+
+
+def begin(name, presets, out, quick, data_dir, overrides, load=load_preset_data):
+    """Everything a study does first: pick its preset, start its directory, load its data.
+
+    :param load: ``load(preset, data_dir)``, what the study needs before its fits: by default the
+        preset's data set (:func:`load_preset_data`); a study of several data sets loads them all, and a
+        study whose workers load their own data only checks that it exists.  A failure lets go of the
+        directory.
+    :returns: ``(preset, out, started, data)``, ``data`` what ``load`` returned.
+    """
     preset = choose_preset(presets, quick, overrides)
     out, started = start(out, name, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    binarize = "dynamic" if preset.get("likelihood") == "bernoulli" and not preset.get("model") else "none"
     try:
-        data = load_data(preset["data"], data_dir, binarize=binarize)
+        data = load(preset, data_dir)
     except BaseException:
         release(out)
         raise
-    return preset, out, started, data, binarize
+    return preset, out, started, data
+
+
+def fit_fresh(build, train, seed, init_seed=None, watch=None, **options):
+    """Build a pair with ``build()`` from a clean start, fit it to ``train``; ``(pair, FitResult)``, in eval mode.
+
+    Clean start: an empty Pyro parameter store and every random stream seeded with ``init_seed``
+    (default ``seed``) before ``build`` runs, so the initial weights depend on that seed alone.
+    :param seed: :func:`~pyro_vae.inference.fit`'s seed (its training draws).
+    :param watch: ``watch(pair)`` returns fit's ``callback`` for the built pair (to record it along training).
+    :param options: further options of :func:`~pyro_vae.inference.fit` (``objective``, ``epochs``, ...).
+    """
+    from pyro_vae.inference import fit
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed if init_seed is None else init_seed)
+    pair = build()
+    module = pair_module(pair)
+    result = fit(pair.model, pair.guide, train, module=module, seed=seed,
+                 callback=watch(pair) if watch is not None else None, **options)
+    if module is not None:
+        module.eval()
+    return pair, result
+
+
+def fit_catalogue_vae(train, preset, init_seed=None, watch=None, **overrides):
+    """The catalogue VAE of ``preset`` fitted to ``train`` by :func:`fit_fresh`: ``(vae, FitResult)``.
+
+    Built for ``train``'s event shape from the preset's :data:`MODEL_KEYS`, trained with its
+    :data:`TRAINING_KEYS`, without a progress bar; ``overrides`` replace either (``latent_dim=4``,
+    ``epochs=...``, ``progress=...``) or add fit's other options (``objective``, ``beta``, ``val``, ...).
+    """
+    from pyro_vae.models import VAE
+
+    options = {"progress": False, **{key: preset[key] for key in MODEL_KEYS + TRAINING_KEYS if key in preset},
+               **overrides}
+    model = {key: options.pop(key) for key in MODEL_KEYS if key in options}
+    build = functools.partial(VAE, train.shape[1:], **model)
+    return fit_fresh(build, train, options.pop("seed"), init_seed=init_seed, watch=watch, **options)
+
+
+@torch.no_grad()
+def held_out_summary(vae, x):
+    r"""What the studies report of a fitted catalogue VAE on held-out ``x``.
+
+    The latent table of :func:`~pyro_vae.inference.latent_statistics` (``active``, ``active_units``,
+    ``var_mu``, ``mean_sigma2``, ``moment_sum``, ``mean_mu``, ``kl``, ...), then ``test_elbo`` and
+    ``test_kl`` (:func:`~pyro_vae.inference.elbo_terms`), and ``reconstruction_squared_error``: the
+    squared error of :math:`E[x \mid z = \mu(x)]`, summed over features, averaged over points.  The
+    statistics draw from the global random stream before the ELBO does, always in that order, so a
+    study that seeds the stream gets the same numbers on every run.
+    """
+    from pyro_vae.inference import elbo_terms, latent_statistics
+
+    stats = latent_statistics(vae.model, vae.guide, x)
+    terms = elbo_terms(vae.model, vae.guide, x)
+    return {**stats, "test_elbo": terms["elbo"], "test_kl": terms["kl"],
+            "reconstruction_squared_error": (vae.reconstruct(x) - x).flatten(1).pow(2).sum(1).mean().item()}
+
+
+def shared_description(descriptions, where):
+    """One title line for a figure of several fitted models, from their one-line descriptions
+    (:func:`~pyro_vae.contract.describe_pair`): the ``", "``-separated parts they share, and for a part
+    that differs its last word and ``where`` the reader finds it (``"likelihood by panel"``).  Models
+    described in different shapes are all named."""
+    parts = [description.split(", ") for description in descriptions]
+    if len({len(split) for split in parts}) != 1:
+        return "; ".join(dict.fromkeys(descriptions))
+    return ", ".join(column[0] if len(set(column)) == 1 else f"{column[0].split()[-1]} {where}"
+                     for column in zip(*parts))
+
+
+def figure_title(*lines, width=85):
+    """A figure title of ``lines``, each broken after a ``", "`` where it would pass ``width`` characters (a
+    model description's parts, :meth:`VAE.describe`), so that it stays inside a figure as narrow as a row
+    of ten images."""
+    broken = []
+    for line in lines:
+        current = ""
+        for part in line.split(", "):
+            if current and len(current) + 2 + len(part) > width:
+                broken.append(current + ",")
+                current = part
+            else:
+                current = f"{current}, {part}" if current else part
+        broken.append(current)
+    return "\n".join(broken)
+
+
+def labels_first(rows):
+    """``rows`` with their columns in reading order: the labels in the order of :data:`LABELS`, then other
+    text columns, then the numbers (a column is a number when each of its filled cells is), these two in
+    the order the columns first appear (a sweep's results come back with their keys sorted).  A row
+    without a column gets None there, an empty cell as before."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+
+    def place(column):
+        if column in LABELS:
+            return 0, LABELS.index(column)
+        cells = [row[column] for row in rows if row.get(column) is not None]
+        return (2 if all(isinstance(cell, numbers.Number) for cell in cells) else 1), 0
+
+    ordered = sorted(columns, key=place)
+    return [{column: row.get(column) for column in ordered} for row in rows]
 
 
 def finish(out, rows, headline, started):
-    """Write the table of every number (CSV) and the headline numbers (JSON); let go of the directory."""
+    """Write the table of every number (CSV, labels first: :func:`labels_first`) and the headline numbers
+    (JSON); let go of the directory."""
     try:
-        write_csv(out / "results.csv", rows)
+        write_csv(out / "results.csv", labels_first(rows))
         write_json(out / "headline.json", {**headline, "seconds": time.perf_counter() - started})
     finally:
         release(out)

@@ -33,7 +33,7 @@ import pyro
 import torch
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
+from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
@@ -42,15 +42,15 @@ from pyro_vae.inference.plates import find_data_plate, local_pair
 from pyro_vae.inference.trainer import load_parameters
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
 from pyro_vae.models import VAE
+from pyro_vae.contract import describe_pair
 from pyro_vae.factories import ModelFactory, pair_module
-from pyro_vae.files import atomic_write, write_csv, write_json
+from pyro_vae.files import atomic_write, write_csv
 from pyro_vae.rundir import RunDir
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, check_option, finish
+from .common import begin, check_option, finish, fit_fresh
 
 NAME = "compare"
-SUMMARY = "objectives side by side: ELBO, IS log-likelihood, gaps, gradient SNR and a NUTS reference"
 PRESETS = {
     "quick": dict(data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4, hidden=(64,),
                   prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64, lr=3e-3,
@@ -64,7 +64,6 @@ PRESETS = {
                  nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
                  data_plate=None),
 }
-EXPECTED_MINUTES = {"quick": 1.0, "full": 60}
 METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "seconds_per_epoch")
 
 
@@ -74,16 +73,10 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
     fit_dir = RunDir(run_dir / "fit")
     if fit_dir.path.exists() and not fit_dir.has_checkpoint():
         shutil.rmtree(fit_dir.path)  # stopped before its first checkpoint: nothing to resume
-    pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    pair = _built_on_cpu(make_module)
-    result = fit(pair.model, pair.guide, data["train"], val=data["val"], module=pair_module(pair), objective=objective,
-                 particles=particles, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                 dynamic_binarization=dynamic_binarization, out=fit_dir.path, resume=fit_dir.path.exists(), progress=False,
-                 data_plate=data_plate)
-    module = pair_module(pair)
-    if module is not None:
-        module.eval()
+    pair, result = fit_fresh(functools.partial(_built_on_cpu, make_module), data["train"], seed, val=data["val"],
+                             objective=objective, particles=particles, epochs=epochs, batch_size=batch_size, lr=lr,
+                             device=device, dynamic_binarization=dynamic_binarization, out=fit_dir.path,
+                             resume=fit_dir.path.exists(), progress=False, data_plate=data_plate)
     test = data["test"].to(device)
     terms = elbo_terms(pair.model, pair.guide, test, data_plate=result.data_plate)
     model, guide, _ = local_pair(pair.model, pair.guide, test, result.data_plate)
@@ -215,7 +208,7 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batc
     if nuts is not None:
         write_csv(out / "nuts.csv", nuts["points"])
         write_csv(out / "nuts_marginals.csv", nuts["rows"])
-    _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png")
+    _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png", describe_pair(reference.model, pair_module(reference)))
     return {"summary": summary, "fits": fits, "snr": snr_rows, "gaps": gap_rows, "nuts": nuts, "skipped": skipped}
 
 
@@ -279,12 +272,12 @@ def _make_module(preset, event_shape):
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     keys = ("seeds", "seed", "epochs", "batch_size", "lr", "particles", "snr_particles", "snr_draws", "snr_points",
             "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers",
             "device", "data_plate")
     result = compare(_make_module(preset, data.event_shape), {"train": data.train, "val": data.val, "test": data.test}, out,
-                     preset["objectives"], dynamic_binarization=binarize == "dynamic", progress=progress,
+                     preset["objectives"], dynamic_binarization=data.binarize == "dynamic", progress=progress,
                      **{k: preset[k] for k in keys})
     print(format_table(result["summary"]))
     for what, why in result["skipped"].items():
@@ -301,7 +294,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
     return finish(out, result["summary"], headline, started)
 
 
-def _plot(summary, snr_rows, gap_rows, path):
+def _plot(summary, snr_rows, gap_rows, path, model):
     from pyro_vae.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -343,6 +336,7 @@ def _plot(summary, snr_rows, gap_rows, path):
     axes[3].set_ylabel("nats per test point")
     axes[3].legend(fontsize=8)
     axes[3].tick_params(axis="x", rotation=45)
-    fig.suptitle("Objectives compared: bounds, cost, gradient SNR (Rainforth et al. 2018), gap split (Cremer et al. 2018)")
+    fig.suptitle(f"{model}\nobjectives compared: bounds, cost, gradient SNR (Rainforth et al. 2018), gap split "
+                 "(Cremer et al. 2018)", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -17,17 +17,11 @@ The fits run in parallel (:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and 
 
 import math
 
-import pyro
-
-from pyro_vae.inference import elbo_terms, fit, latent_statistics
-from pyro_vae.models import VAE
-
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, finish
+from .common import begin, finish, fit_catalogue_vae, held_out_summary, shared_description
 
 NAME = "kl-law"
-SUMMARY = "Var(mu) + E[sigma^2] ~ 1 and mean(mu) ~ 0 across beta; the smallest beta that keeps them (seed 000, Sec. 4)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=4, hidden=(64,), likelihood="bernoulli", betas=(0.05, 1.0), epochs=40,
                   batch_size=64, lr=3e-3, tolerance=None, seed=0, executor="local", workers=None),
@@ -35,31 +29,24 @@ PRESETS = {
                  betas=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0), epochs=60, batch_size=128, lr=1e-3, tolerance=None, seed=0,
                  executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.3, "full": 4}
 LATENT_COLUMNS = ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")
 
 
 def fit_beta(run_dir, data, beta, preset, dynamic_binarization):
     """One fit of the sweep (run in a worker): fit at KL weight ``beta``; the moments on the test split."""
-    pyro.clear_param_store()
-    pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data["train"].shape[1:], latent_dim=preset["latent_dim"], likelihood=preset["likelihood"],
-              hidden=preset["hidden"])
-    fit(vae.model, vae.guide, data["train"], objective="meanfield", beta=beta, epochs=preset["epochs"],
-        batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
-        dynamic_binarization=dynamic_binarization, progress=False)
-    vae.eval()
-    stats = latent_statistics(vae.model, vae.guide, data["test"])
-    return {"beta": beta, "test_elbo": elbo_terms(vae.model, vae.guide, data["test"])["elbo"],
-            **{key: stats[key] for key in LATENT_COLUMNS}}
+    vae, _ = fit_catalogue_vae(data["train"], preset, objective="meanfield", beta=beta,
+                               dynamic_binarization=dynamic_binarization)
+    summary = held_out_summary(vae, data["test"])
+    return {"beta": beta, "test_elbo": summary["test_elbo"], "model": vae.describe(),
+            **{key: summary[key] for key in LATENT_COLUMNS}}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     if preset["tolerance"] is None:
         preset["tolerance"] = 3 * math.sqrt(2 / len(data.test))
     tasks = {f"beta={beta:g}": dict(data={"train": data.train, "test": data.test}, beta=beta, preset=preset,
-                                    dynamic_binarization=binarize == "dynamic") for beta in sorted(preset["betas"])}
+                                    dynamic_binarization=data.binarize == "dynamic") for beta in sorted(preset["betas"])}
     fits = run_sweep(fit_beta, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
                      progress=progress).values()
     rows, by_beta = [], []
@@ -78,11 +65,11 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         "tolerance": preset["tolerance"],
         "by_beta": by_beta,
     }
-    _plot(rows, out / "figures" / "moment_law.png", preset)
+    _plot(rows, out / "figures" / "moment_law.png", preset, shared_description([f["model"] for f in fits], "by beta"))
     return finish(out, rows, headline, started)
 
 
-def _plot(rows, path, preset):
+def _plot(rows, path, preset, model):
     from pyro_vae.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -96,7 +83,7 @@ def _plot(rows, path, preset):
     ax.set_xscale("log")
     ax.set_xlabel("beta (KL weight)")
     ax.set_ylabel("Var_x(mu_j) + E_x[sigma_j^2]")
-    ax.set_title("The moment law of the KL term across beta (seed 000, Sec. 4)")
+    ax.set_title(f"{model}\nthe moment law of the KL term across beta (seed 000, Sec. 4)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -8,57 +8,49 @@ latents are inactive, and the active count at the largest d.  The fits run in pa
 (:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and a stopped sweep resumes where it stopped.
 """
 
-import pyro
-
-from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
-from pyro_vae.models import VAE
+from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, finish
+from .common import begin, finish, fit_catalogue_vae, held_out_summary, shared_description
 
 NAME = "latent-sweep"
-SUMMARY = "active units, ELBO and IS log-likelihood against the latent size (seed 000, Sec. 7)"
 PRESETS = {
     "quick": dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,
                   lr=3e-3, particles=50, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", latent_dims=(2, 4, 8, 16, 32, 64), hidden=(256, 64), likelihood="bernoulli", epochs=60,
                  batch_size=128, lr=1e-3, particles=1000, seed=0, executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.3, "full": 4}
 
 
 def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):
     """One fit of the sweep (run in a worker): fit at ``latent_dim`` and evaluate on the test split."""
-    pyro.clear_param_store()
-    pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data["train"].shape[1:], latent_dim=latent_dim, likelihood=preset["likelihood"], hidden=preset["hidden"])
-    fit(vae.model, vae.guide, data["train"], objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
-        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=dynamic_binarization, progress=False)
-    vae.eval()
-    stats = latent_statistics(vae.model, vae.guide, data["test"])
-    terms = elbo_terms(vae.model, vae.guide, data["test"])
+    vae, _ = fit_catalogue_vae(data["train"], preset, latent_dim=latent_dim, objective="meanfield",
+                               dynamic_binarization=dynamic_binarization)
+    summary = held_out_summary(vae, data["test"])
     estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data["test"], preset["particles"],
                                                      seed=preset["seed"]))
-    return {"latent_dim": latent_dim, "active_units": stats["active_units"], "test_elbo": terms["elbo"],
-            "test_kl": terms["kl"], "test_log_likelihood": estimate["log_likelihood"],
+    return {"latent_dim": latent_dim, "model": vae.describe(),
+            **{key: summary[key] for key in ("active_units", "test_elbo", "test_kl")},
+            "test_log_likelihood": estimate["log_likelihood"],
             "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     tasks = {f"latent_dim={d}": dict(data={"train": data.train, "test": data.test}, latent_dim=d, preset=preset,
-                                     dynamic_binarization=binarize == "dynamic") for d in preset["latent_dims"]}
+                                     dynamic_binarization=data.binarize == "dynamic") for d in preset["latent_dims"]}
     rows = list(run_sweep(fit_latent_size, tasks, out / "fits", executor=preset["executor"], workers=preset["workers"],
                           progress=progress).values())
+    models = [row.pop("model") for row in rows]
     sparse = [r["latent_dim"] for r in rows if r["active_units"] < r["latent_dim"]]
     headline = {"first_latent_dim_with_inactive_latents": sparse[0] if sparse else None,
                 "active_units_at_largest_latent_dim": rows[-1]["active_units"],
                 "by_latent_dim": rows}
-    _plot(rows, out / "figures" / "latent_sweep.png", preset)
+    _plot(rows, out / "figures" / "latent_sweep.png", preset, shared_description(models, "along the x-axis"))
     return finish(out, rows, headline, started)
 
 
-def _plot(rows, path, preset):
+def _plot(rows, path, preset, model):
     from pyro_vae.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -76,6 +68,6 @@ def _plot(rows, path, preset):
     right.set_xlabel("latent size d")
     right.set_ylabel("nats per test point")
     right.legend(fontsize=8)
-    fig.suptitle(f"Latent size sweep on {preset['data']} (seed 000, Sec. 7)")
+    fig.suptitle(f"Latent size sweep on {preset['data']} (seed 000, Sec. 7)\n{model}", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -26,17 +26,14 @@ variance of the means and the mean posterior variance of j, and the number of ac
 import copy
 import math
 
-import pyro
 import torch
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.inference import fit, latent_statistics, reconstruction_gain
-from pyro_vae.models import VAE
 
-from .common import begin, finish
+from .common import begin, finish, fit_catalogue_vae
 
 NAME = "noise-injection"
-SUMMARY = "noise on one active latent until its gain falls below its KL, collapse, then revival (seed 000, Sec. 5)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(256, 64), likelihood="bernoulli", epochs=40, batch_size=64,
                   lr=2e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=2, max_levels=8, hold_epochs=(6, 12),
@@ -45,7 +42,6 @@ PRESETS = {
                  lr=1e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=3, max_levels=8, hold_epochs=(5, 20),
                  revival_epochs=30, track_points=1000, seed=0),
 }
-EXPECTED_MINUTES = {"quick": 0.8, "full": 4}
 ACTIVE = 0.01
 
 
@@ -80,12 +76,10 @@ class Schedule:
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, binarize = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood=preset["likelihood"], hidden=preset["hidden"])
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
     options = dict(objective="meanfield", batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"],
-                   dynamic_binarization=binarize == "dynamic", progress=progress)
-    fit(vae.model, vae.guide, data.train, epochs=preset["epochs"], **options)
+                   dynamic_binarization=data.binarize == "dynamic", progress=progress)
+    vae, _ = fit_catalogue_vae(data.train, preset, **options)
     start = _measure(vae, data.val[: preset["track_points"]])
     candidates = [j for j in range(preset["latent_dim"]) if start["var_mu"][j] > 0.1 and start["gain"][j] > start["kl"][j]]
     if not candidates:
@@ -102,7 +96,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         trajectory = _inject(vae, data, latent, schedule, start, inactive_at_start, options, preset)
         rows += [{"hold_epochs": hold, **row} for row in trajectory]
         headline[f"hold {hold} epochs"] = _headline(trajectory, schedule)
-    _plot(rows, latent, out / "figures" / "noise_injection.png")
+    _plot(rows, latent, out / "figures" / "noise_injection.png", vae.describe())
     return finish(out, rows, headline, started)
 
 
@@ -171,7 +165,7 @@ def _headline(rows, schedule):
     }
 
 
-def _plot(rows, latent, path):
+def _plot(rows, latent, path, model):
     from pyro_vae.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -199,6 +193,7 @@ def _plot(rows, latent, path):
                 marked = [r["epoch"] for r in part if r["phase"] == phase]
                 if marked:
                     ax.axvspan(min(marked) - 0.5, max(marked) + 0.5, color=colour, alpha=0.08)
-    fig.suptitle(f"Noise on z_{latent}: growing (white), held (red), removed (green) (seed 000, Sec. 5)")
+    fig.suptitle(f"{model}\nnoise on z_{latent}: growing (white), held (red), removed (green) (seed 000, Sec. 5)",
+                 fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

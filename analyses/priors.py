@@ -14,18 +14,14 @@ CIFAR), and MNIST with 10 and 2 latents in the full preset.
 
 from pathlib import Path
 
-import pyro
 import torch
 
 from pyro_vae.data import load_data
-from pyro_vae.inference import elbo_terms, fit, latent_statistics
-from pyro_vae.models import VAE
 from pyro_vae.sweep import run_sweep
 
-from .common import choose_preset, finish, start
+from .common import begin, figure_title, finish, fit_catalogue_vae, held_out_summary
 
 NAME = "priors"
-SUMMARY = "Normal, Laplace and Cauchy priors: reconstruction, code sparsity, patterns, 2-D separability (seed 002)"
 PAIRS = (("normal", "normal"), ("laplace", "normal"), ("cauchy", "cauchy"))
 PRESETS = {
     "quick": dict(datasets=(("synthetic-patches", 10),), hidden=(64,), epochs=20, batch_size=128, lr=3e-3, seed=0,
@@ -33,7 +29,6 @@ PRESETS = {
     "full": dict(datasets=(("synthetic-patches", 10), ("natural-patches", 25), ("digits", 2), ("mnist", 10), ("mnist", 2)),
                  hidden=(256, 64), epochs=100, batch_size=128, lr=1e-3, seed=0, executor="local", workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.5, "full": 9}
 
 
 def excess_kurtosis(values):
@@ -48,28 +43,29 @@ def knn_accuracy(codes, labels, test_codes, test_labels, k=5):
     return (predicted == test_labels).float().mean().item()
 
 
+def check_datasets(preset, data_dir):
+    """Load each data set of the preset once (:func:`~pyro_vae.analyses.common.begin`'s ``load``), so a
+    missing one fails before any worker starts; the workers load their own."""
+    for name in dict.fromkeys(name for name, _ in preset["datasets"]):
+        load_data(name, data_dir)
+
+
 def fit_prior(run_dir, name, data_dir, latent_dim, prior, guide, preset, figures):
     """One fit of the study (run in a worker): fit, measure the codes, draw the decoder patterns."""
     likelihood = "bernoulli" if name in ("digits", "mnist") else "gaussian"
     binarize = "dynamic" if likelihood == "bernoulli" else "none"
     data = load_data(name, data_dir, binarize=binarize)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(preset["seed"])
-    vae = VAE(data.event_shape, latent_dim=latent_dim, prior=prior, guide=guide, likelihood=likelihood,
-              sigma_x=1.0 if likelihood == "bernoulli" else "shared", hidden=preset["hidden"])
-    fit(vae.model, vae.guide, data.train, objective="meanfield", epochs=preset["epochs"], batch_size=preset["batch_size"],
-        lr=preset["lr"], seed=preset["seed"], dynamic_binarization=binarize == "dynamic", progress=False)
-    vae.eval()
+    vae, _ = fit_catalogue_vae(data.train, preset, latent_dim=latent_dim, prior=prior, guide=guide, likelihood=likelihood,
+                               sigma_x=1.0 if likelihood == "bernoulli" else "shared", objective="meanfield",
+                               dynamic_binarization=binarize == "dynamic")
     with torch.no_grad():
         codes = vae.posterior_location_scale(data.test)[0]
-        stats = latent_statistics(vae.model, vae.guide, data.test)
-        active = torch.tensor(stats["active"], device=codes.device)
+        summary = held_out_summary(vae, data.test)
+        active = torch.tensor(summary["active"], device=codes.device)
         near_zero = (codes.abs() < 0.1 * codes.std(0)).float().mean(0)
         row = {
             "data": name, "latent_dim": latent_dim, "prior": prior, "guide": guide,
-            "reconstruction_squared_error": (vae.reconstruct(data.test) - data.test).flatten(1).pow(2).sum(1).mean().item(),
-            "test_elbo": elbo_terms(vae.model, vae.guide, data.test)["elbo"],
-            "active_units": stats["active_units"],
+            **{key: summary[key] for key in ("reconstruction_squared_error", "test_elbo", "active_units")},
             "fraction_near_zero": near_zero[active].mean().item() if active.any() else float("nan"),
             "excess_kurtosis": excess_kurtosis(codes)[active].mean().item() if active.any() else float("nan"),
         }
@@ -78,14 +74,12 @@ def fit_prior(run_dir, name, data_dir, latent_dim, prior, guide, preset, figures
             row["knn_accuracy_2d"] = knn_accuracy(train_codes, data.train_labels, codes, data.test_labels)
         if len(data.event_shape) == 3:
             _plot_patterns(vae, Path(figures) / f"patterns_{name}_{latent_dim}_{prior}.png",
-                           f"{name}, {prior} prior / {guide} guide: E[x|z = s e_j] - E[x|z = 0]")
+                           figure_title(f"{vae.describe()}, on {name}"))
     return row
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
-    load_data(preset["datasets"][0][0], data_dir)  # a missing data set fails here, before any worker starts
+    preset, out, started, _ = begin(NAME, PRESETS, out, quick, data_dir, overrides, load=check_datasets)
     tasks = {f"{name},d={latent_dim},{prior}": dict(name=name, data_dir=data_dir, latent_dim=latent_dim, prior=prior,
                                                     guide=guide, preset=preset, figures=str(out / "figures"))
              for name, latent_dim in preset["datasets"] for prior, guide in PAIRS}
@@ -99,6 +93,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
 @torch.no_grad()
 def _plot_patterns(vae, path, title):
+    """The image each latent decodes to, less the image of z = 0 (seed 002's patterns): what one unit of
+    each latent, at the prior's scale, adds to the picture."""
     from pyro_vae.plots import image_panels
 
     device = next(vae.parameters()).device
@@ -106,4 +102,5 @@ def _plot_patterns(vae, path, title):
     z = torch.diag(scale)
     base = vae.generate(1, "mean", z=torch.zeros(1, vae.latent_dim, device=device))
     patterns = vae.generate(vae.latent_dim, "mean", z=z) - base
-    return image_panels({title: patterns}, path, columns=min(vae.latent_dim, 13))
+    label = "the pattern of each latent j: E[x | z = s e_j] - E[x | z = 0], s the prior's scale"
+    return image_panels({label: patterns}, path, title=title, columns=min(vae.latent_dim, 13))

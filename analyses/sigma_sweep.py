@@ -8,14 +8,14 @@ large :math:`\sigma_x` collapses the posterior (every sample the "average digit"
 :math:`q(z)` and leaves holes the prior's samples fall into.  A learned :math:`\sigma_x` (one shared
 scalar, ``sigma_x="shared"``) picks its own point on that line.  For each setting, with d = 2 latents,
 on all digits and on one digit: active units, latent spread, sample diversity, reconstruction error,
-classifier Frechet distance (as :mod:`~pyro_vae.analyses.beta_sweep`, whose machinery this study shares).
+classifier Frechet distance (:mod:`~pyro_vae.analyses.setting_sweep`, shared with
+:mod:`~pyro_vae.analyses.beta_sweep`).
 """
 
-from .beta_sweep import headline_of, sweep_settings
-from .common import choose_preset, finish, start
+from .common import begin, finish
+from .setting_sweep import digit_sets, headline_of, sweep_settings
 
 NAME = "sigma-sweep"
-SUMMARY = "fixed decoder scale sigma_x (1 ... 1e-4) against a learned one: collapse, spread, samples (seed 003)"
 PRESETS = {
     "quick": dict(data="digits", digit=3, sigmas=(1.0, 0.01), learned=True, latent_dim=2, hidden=(128,),
                   likelihood="gaussian", epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local",
@@ -24,14 +24,12 @@ PRESETS = {
                  likelihood="gaussian", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
                  workers=None),
 }
-EXPECTED_MINUTES = {"quick": 0.5, "full": 5}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset = choose_preset(PRESETS, quick, overrides)
-    out, started = start(out, NAME, {"preset": "quick" if quick else "full", **preset, "data_dir": data_dir})
+    preset, out, started, sets = begin(NAME, PRESETS, out, quick, data_dir, overrides, load=digit_sets)
     settings = {f"sigma_x={sigma:g}": {"sigma_x": sigma} for sigma in preset["sigmas"]}
     if preset["learned"]:
         settings["sigma_x learned"] = {"sigma_x": "shared"}
-    rows = sweep_settings(out, preset, settings, data_dir, progress)
+    rows = sweep_settings(out, preset, settings, sets, progress)
     return finish(out, rows, headline_of(rows), started)

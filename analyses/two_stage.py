@@ -23,24 +23,20 @@ posterior is from its prior: the KL from the Gaussian fit of the codes to :math:
 second stage closes the gap between :math:`q(z)` and the prior, and its samples are better.
 """
 
-import pyro
 import torch
 
-from pyro_vae.inference import elbo_terms, fit, latent_statistics
+from pyro_vae.inference import elbo_terms, latent_statistics
 from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
-from pyro_vae.models import VAE
 
-from .common import begin, finish
+from .common import begin, figure_title, finish, fit_catalogue_vae
 
 NAME = "two-stage"
-SUMMARY = "a second VAE on the first one's aggregate posterior: samples from one stage vs two (Dai & Wipf 2019)"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, second_hidden=(256, 256), second_epochs=60,
                   draws_per_point=5, batch_size=64, lr=1e-3, samples=500, seed=0),
     "full": dict(data="mnist", latent_dim=16, hidden=(400,), epochs=100, second_hidden=(512, 512), second_epochs=200,
                  draws_per_point=5, batch_size=128, lr=1e-3, samples=2000, seed=0),
 }
-EXPECTED_MINUTES = {"quick": 0.7, "full": 20}
 
 
 def gaussian_fit_kl_to_standard_normal(codes):
@@ -50,22 +46,16 @@ def gaussian_fit_kl_to_standard_normal(codes):
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
-    preset, out, started, data, _ = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    pyro.set_rng_seed(preset["seed"])
-    first = VAE(data.event_shape, latent_dim=preset["latent_dim"], likelihood="gaussian", sigma_x="shared",
-                hidden=preset["hidden"])
-    fit(first.model, first.guide, data.train, val=data.val, objective="meanfield", epochs=preset["epochs"],
-        batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"], progress=progress)
-    first.eval()
+    preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
+    first, _ = fit_catalogue_vae(data.train, preset, val=data.val, objective="meanfield", likelihood="gaussian",
+                                 sigma_x="shared", progress=progress)
     with torch.no_grad():
         codes = first.encode(data.train).sample((preset["draws_per_point"],)).flatten(0, 1)
         val_codes = first.encode(data.val).sample()
-    pyro.set_rng_seed(preset["seed"] + 1)
-    second = VAE((preset["latent_dim"],), latent_dim=preset["latent_dim"], likelihood="gaussian", sigma_x="per-feature",
-                 hidden=preset["second_hidden"])
-    fit(second.model, second.guide, codes, val=val_codes, objective="meanfield", epochs=preset["second_epochs"],
-        batch_size=preset["batch_size"], lr=preset["lr"], seed=preset["seed"], progress=progress)
-    second.eval()
+    # other initial weights than stage 1's, the same training draws
+    second, _ = fit_catalogue_vae(codes, preset, init_seed=preset["seed"] + 1, val=val_codes, objective="meanfield",
+                                  likelihood="gaussian", sigma_x="per-feature", hidden=preset["second_hidden"],
+                                  epochs=preset["second_epochs"], progress=progress)
 
     classifier = train_feature_classifier(data.train, data.train_labels, seed=preset["seed"])
     with torch.no_grad():
@@ -92,7 +82,9 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
     write_csv(out / "stages.csv", stage_rows)
     image_panels({f"{name}: decoder means": images[:20] for name, images in samples.items()},
-                 out / "figures" / "samples.png", title="one stage (z ~ N(0, I)) against two stages (z from stage 2)")
+                 out / "figures" / "samples.png",
+                 title=figure_title("one stage (z ~ N(0, I)) against two stages (z from stage 2)",
+                                    f"stage 1: {first.describe()}", f"stage 2: {second.describe()}"))
     headline = {**{r["generation"]: r["frechet_distance"] for r in rows}, "frechet_distance": DESCRIPTION,
                 "stages": stage_rows}
     return finish(out, rows, headline, started)

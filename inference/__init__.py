@@ -1,5 +1,19 @@
 """Objectives, fitting and evaluation (installed as ``pyro_vae.inference``)."""
 
+import logging
+
+
+class _DropPlateNestingGuess(logging.Filter):
+    """Pyro logs "Guessed max_plate_nesting = N" at INFO through its own stream handler whenever an ELBO
+    meets its first model (twice per ``evaluate``, once per fit of a sweep); the guess is right for every
+    pair fit accepts, so the line is noise in a terminal.  Only that message is dropped."""
+
+    def filter(self, record):
+        return not record.getMessage().startswith("Guessed max_plate_nesting")
+
+
+logging.getLogger("pyro.infer.elbo").addFilter(_DropPlateNestingGuess())
+
 from .estimators import elbo_terms, importance_log_weights, log_likelihood
 from .evaluate import evaluate
 from .latents import latent_statistics, reconstruction_gain

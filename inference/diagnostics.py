@@ -67,8 +67,8 @@ def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None,
     ``sample_stats``         ``log_joint`` (chain, draw, datapoint): log p(x, z), summed over the model's sites
     ``sample_stats``         ``log_q``     (chain, draw, datapoint): log q(z | x), summed over the guide's sites
     ``sample_stats``         ``khat``      (datapoint,): PSIS k-hat of these draws' log importance weights
-    ``posterior_predictive`` ``<obs>``     (chain, draw, datapoint, *data dims): x ~ p(x | z), one per draw
-    ``observed_data``        ``<obs>``     (datapoint, *data dims): the data, in their own shape
+    ``posterior_predictive`` ``<obs>``     (chain, draw, datapoint, \*data dims): x ~ p(x | z), one per draw
+    ``observed_data``        ``<obs>``     (datapoint, \*data dims): the data, in their own shape
     ======================== ============= ==================================================================
 
     ``chain`` has length 1: the draws are independent, so r-hat and ESS check no convergence (bulk ESS is

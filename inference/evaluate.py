@@ -10,7 +10,7 @@ from pathlib import Path
 import pyro
 
 from pyro_vae import checks
-from pyro_vae.contract import missing, owner_module
+from pyro_vae.contract import describe_pair, missing, owner_module
 from pyro_vae.errors import ConfigError
 from pyro_vae.files import atomic_write
 
@@ -137,15 +137,16 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
     out = Path(out)
     figures = out / "figures"
     ran, skipped = result["diagnostics"]["ran"], result["diagnostics"]["skipped"]
+    name = describe_pair(model, module)
     if khat is not None:
-        plots.plot_khat(khat, figures / "khat.png")
+        plots.plot_khat(khat, figures / "khat.png", result["khat_threshold"], result["particles"], model=name)
     if stats is None:
         skipped["posterior.nc and the latent-variance figure"] = skipped["per-latent statistics"]
     else:
         attrs = {"prior": repr(getattr(module, "prior", "")), "likelihood": repr(getattr(module, "likelihood", ""))}
         idata = posterior_inference_data(model, guide, x[:inference_points], draws=draws, site=stats["site"], attrs=attrs)
         atomic_write(out / "posterior.nc", lambda tmp: idata.to_netcdf(str(tmp)))
-        plots.plot_latent_variances(stats, figures / "latent_variances.png")
+        plots.plot_latent_variances(stats, figures / "latent_variances.png", model=name)
         ran += ["posterior.nc", "latent-variance figure"]
     reason = missing(module, "generate", "event_shape")
     if reason is None and len(module.event_shape) != 3:
@@ -153,11 +154,13 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
     if reason is None and stats is None:
         reason = "no per-latent statistics"
     if reason is None:
-        plots.plot_reconstructions_and_samples(module, x, figures / "reconstructions_samples.png")
-        plots.plot_generation_modes(module, figures / "generation_modes.png", stats["active"], alpha=alpha)
+        # evaluated_*: the fit's own reconstructions_samples.png (drawn on its test split) stays as it was
+        plots.plot_reconstructions_and_samples(module, x, figures / "evaluated_reconstructions_samples.png",
+                                               title=f"{name}: evaluated points")
+        plots.plot_generation_modes(module, x, figures / "generation_modes.png", stats["active"], alpha=alpha, title=name)
         active = [j for j, a in enumerate(stats["active"]) if a]
         if active:
-            plots.plot_latent_traversals(module, active[:10], figures / "latent_traversals.png")
+            plots.plot_latent_traversals(module, active[:10], figures / "latent_traversals.png", title=name)
         ran.append("image figures")
     else:
         skipped["image figures (reconstructions, generation modes, traversals)"] = reason

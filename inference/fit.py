@@ -31,7 +31,8 @@ import torch
 from pyro import poutine
 from torch.distributions import constraints
 
-from pyro_vae.contract import owner_module
+from pyro_vae.contract import describe_pair, owner_module
+from pyro_vae.plots import plot_training_curve
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar
@@ -42,7 +43,8 @@ from .estimators import elbo_terms
 from .objectives import capabilities, check_objective, make_objective, parse_objective
 from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
-from .trainer import MAX_ROLLBACKS, OPTIMIZERS, NonFiniteStep, Trainer, TrainerState, first_nonfinite_site, load_parameters
+from .optimizers import describe_optimizer
+from .trainer import MAX_ROLLBACKS, NonFiniteStep, Trainer, TrainerState, first_nonfinite_site, load_parameters
 
 NONFINITE_POLICIES = ("raise", "rollback")
 #: Draws per point of the validation ELBO after each epoch, and of the final metrics; each number's
@@ -84,7 +86,7 @@ def fit(
     objective="elbo",
     particles=None,
     beta=1.0,
-    epochs=10,
+    epochs=30,
     batch_size=128,
     lr=1e-3,
     optimizer="adam",
@@ -116,7 +118,9 @@ def fit(
         ``meanfield``, ``iwae:50``, ``stl``, ``iwae-dreg``, ``enum``) or a ``pyro.infer.ELBO`` instance.
     :param particles: particles per data point (K of IWAE); default: the objective's (5 for IWAE, else 1).
     :param beta: KL weight, a number >= 0 or a schedule ``step -> beta`` (:func:`linear_warmup`).
-    :param str optimizer: ``adam`` (``torch.optim.Adam``) or ``clippedadam`` (Pyro's).
+    :param optimizer: ``adam`` (``torch.optim.Adam``), ``clippedadam`` (Pyro's), a ``pyro.optim`` optimiser such as
+        ``pyro.optim.Adam({"lr": 1e-3})`` (its own arguments rule), a ``torch.optim.Optimizer`` class (given ``lr``) or a
+        factory ``params -> Optimizer`` (:mod:`~pyro_vae.inference.optimizers`).
     :param clip_norm: clip the global gradient norm (nats per data point) to this value.
     :param seed: seeds torch, NumPy and Python before the first step (same seed, same numbers on CPU).
     :param device: where data, parameters and every step live (``cpu``, ``cuda``, ...).
@@ -146,8 +150,7 @@ def fit(
         clip_norm = checks.positive_float("clip_norm", clip_norm)
     if on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of: {', '.join(NONFINITE_POLICIES)}")
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+    optimizer_text = describe_optimizer(optimizer)
     if resume and out is None:
         raise ConfigError("resume needs a run directory (out=...)")
     schedule = beta if callable(beta) else linear_warmup(beta, 0)
@@ -175,7 +178,7 @@ def fit(
         "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
         "particles": elbo.num_particles,
         "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "clip_norm": clip_norm,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer_text, "clip_norm": clip_norm,
         "seed": seed, "device": str(device), "dynamic_binarization": dynamic_binarization, "num_train": n,
         "data_plate": data_plate, **({"processes": parallel.size} if parallel is not None else {}), **(config or {}),
     }
@@ -200,6 +203,8 @@ def fit(
             metrics.update(_final_metrics(trainer, splits, eval_batch_size, seed))
             if run_dir is not None:
                 run_dir.write_metrics(metrics)
+                plot_training_curve(state.history, run_dir.path / "figures" / "training_curve.png",
+                                    model=describe_pair(model, module))
         if parallel is not None:
             state.history, metrics = parallel.from_rank_zero((state.history, metrics))
     finally:

@@ -129,6 +129,7 @@ def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisa
     :param block_size: points optimised and weighed together (memory).
     :param data_plate: the data plate's name (None: found). A pair with global latents is split
         conditional on one draw of them from the guide (:func:`~pyro_vae.inference.plates.local_pair`).
+
     The caller's random state is left as it was.
 
     :returns: mean nats per data point for ``log_likelihood`` (and both proposals' estimates),

@@ -100,7 +100,7 @@ def reconstruction_gain(model, guide, x, site=None, batch_size=1000):
     r"""Per latent j: how much worse the data are explained when :math:`z_j` is fixed to its prior location.
 
     With :math:`z = \mu(x)` (the guide's location) and :math:`z^{(j)}` equal to it except
-    :math:`z_j = ` the prior's location (0 for the built-in priors),
+    that :math:`z_j` is set to the prior's location (0 for the built-in priors),
     :math:`\mathrm{gain}_j = E_x[-\log p(x \mid z^{(j)})] - E_x[-\log p(x \mid z)]`, in nats per data
     point (seed 000, Section 5: a latent collapses when its gain falls below its KL).
     """

@@ -6,10 +6,10 @@ name        Pyro estimator                                               KL term
 elbo        ``pyro.infer.Trace_ELBO``                                    Monte Carlo
 meanfield   :class:`~pyro_vae.inference.mean_field.MeanFieldELBO`        analytic where a KL is
             (``TraceMeanField_ELBO``, scoring only what it reads)        registered, else Monte Carlo
-iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)          inside the weights
-stl         :class:`~pyro_vae.inference.path_gradients.STL`: the ELBO,    Monte Carlo, path
+iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)         inside the weights
+stl         :class:`~pyro_vae.inference.path_gradients.STL`: the ELBO,   Monte Carlo, path
             gradient without the score term (Roeder et al. 2017)         derivative only
-iwae-dreg   :class:`~pyro_vae.inference.path_gradients.IWAEDReG`: IWAE,   inside the weights
+iwae-dreg   :class:`~pyro_vae.inference.path_gradients.IWAEDReG`: IWAE,  inside the weights
             doubly reparameterised gradient (Tucker et al. 2019)
 enum        ``pyro.infer.TraceEnum_ELBO``: discrete sites marked for     exact sums over the
             enumeration are summed out (the Gaussian mixture)            enumerated sites

@@ -16,14 +16,13 @@ import numpy
 import pyro
 import torch
 from pyro import poutine
-from pyro.optim.clipped_adam import ClippedAdam
 
 from pyro_vae.errors import ConfigError
 
 from .handlers import DataSubsampleMessenger, LatentScaleMessenger
+from .optimizers import make_optimizer
 from .traces import random_state_kept, trace_pair
 
-OPTIMIZERS = ("adam", "clippedadam")
 #: How often ``on_nonfinite="rollback"`` may retry one epoch (halving the learning rate each time).
 MAX_ROLLBACKS = 3
 
@@ -88,22 +87,17 @@ class Trainer:
         self.dynamic_binarization, self.callback = dynamic_binarization, callback
         self.optim, self.params, self.clip_norm = None, None, None
 
-    def make_optimizer(self, name, x, lr, clip_norm):
+    def make_optimizer(self, spec, x, lr, clip_norm):
         """Run the loss once to create lazy ``pyro.param`` sites (random streams kept, so a resumed fit
-        draws what an uninterrupted one would), collect every parameter and build the optimiser."""
+        draws what an uninterrupted one would), collect every parameter and build the optimiser
+        (:func:`~.optimizers.make_optimizer`)."""
         with random_state_kept(x.device), poutine.trace(param_only=True) as capture:
             self.elbo.differentiable_loss(self.model, self.guide, x)
         self.params = _collect_params(self.module, capture.trace)
         if self.parallel is not None:
             buffers = list(self.module.buffers()) if self.module is not None else []
             self.parallel.share_parameters(self.params + buffers)
-        if name == "clippedadam":
-            self.optim = ClippedAdam(self.params, lr=lr, clip_norm=clip_norm if clip_norm is not None else 10.0)
-        else:
-            # The fused kernel updates all parameters in one call (CPU and CUDA): 15-20% of a small VAE's step.
-            fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in self.params)
-            self.optim = torch.optim.Adam(self.params, lr=lr, fused=fused)
-            self.clip_norm = clip_norm
+        self.optim, self.clip_norm = make_optimizer(spec, self.params, lr, clip_norm)
 
     def train_epoch(self, state, train, batch_size):
         """One pass over ``train`` in a random order; advances ``state.step``.

@@ -8,8 +8,9 @@ r"""A Gaussian mixture as a Pyro model with its component enumerated exactly.
 The component site is marked for parallel enumeration, so ``TraceEnum_ELBO`` (objective ``enum``)
 sums it out and the "ELBO" it optimises is the exact log-likelihood; the guide has no latent sites
 (weights, means and scales are maximum-likelihood parameters).  The same log-likelihood as
-scikit-learn's ``GaussianMixture(covariance_type="diag")`` (a test compares them).  Seed 000 reads the
-VAE's aggregate posterior :math:`q(z)` as such a mixture; fit this to draws of :math:`q(z)` to check.
+scikit-learn's ``GaussianMixture(covariance_type="diag")``, its EM counterpart (a test compares the
+two, and the fits).  Seed 000 reads the VAE's aggregate posterior :math:`q(z)` as such a mixture; fit
+this to draws of :math:`q(z)` to check.
 """
 
 import math
@@ -22,8 +23,11 @@ from torch import nn
 from pyro_vae.errors import ConfigError
 
 
-class GaussianMixture(nn.Module):
-    """Mixture of ``components`` diagonal Gaussians over data of ``event_shape``.
+class GaussianMixturePair(nn.Module):
+    """Mixture of ``components`` diagonal Gaussians over data of ``event_shape``, as a Pyro model/guide pair.
+
+    Fitted by SVI (``fit(..., objective="enum")``), like ``PPCAPair``; it is not a scikit-learn
+    estimator: scikit-learn's ``GaussianMixture(covariance_type="diag")`` fits the same model by EM.
 
     :param init_data: optional data ``(n, ...)``; the means start at ``components`` distinct rows
         drawn with the global RNG and the scales at the data's standard deviation.

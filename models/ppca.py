@@ -21,10 +21,13 @@ part :math:`D \hat\sigma^2`, which is the reference of the variance-identifiabil
 Posterior: :math:`z \mid x \sim \mathcal N(M^{-1} W^\top (x - \mu), \sigma^2 M^{-1})`,
 :math:`M = W^\top W + \sigma^2 I_d`.
 
-``PPCA`` follows scikit-learn's estimator conventions (``fit``, ``score_samples`` in nats,
-``sample``; fitted attributes end in ``_``).  With ``ddof=1`` it reproduces
-``sklearn.decomposition.PCA(n_components=d).score_samples``, whose covariance divides by
-``n - 1``; the default ``ddof=0`` is the maximum-likelihood solution above.
+``PPCA`` is a scikit-learn estimator (``BaseEstimator``, ``TransformerMixin``, ``DensityMixin``), so
+``clone``, ``Pipeline``, ``cross_val_score`` and ``GridSearchCV`` work with it: ``fit`` estimates the
+above, ``transform`` is the posterior mean, ``score_samples`` the exact log-likelihood in nats,
+``score`` its mean (higher is better), ``sample`` draws from the model.  Inputs may be NumPy arrays,
+array-likes or torch tensors, and a batch of images ``(n, ...)`` is read as rows ``(n, D)``.  With
+``ddof=1`` it reproduces ``sklearn.decomposition.PCA(n_components=d).score_samples``, whose
+covariance divides by ``n - 1``; the default ``ddof=0`` is the maximum-likelihood solution above.
 
 Example::
 
@@ -40,45 +43,52 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from torch import nn
 
 from pyro_vae.errors import ConfigError, DataError
 
 
-def _as_matrix(x):
-    x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
-    x = x.reshape(len(x), -1).astype(np.float64)
-    if len(x) < 2:
-        raise DataError(f"pPCA needs at least 2 data points, got {len(x)}")
+def _as_rows(x):
+    """Torch tensors as NumPy arrays, and a batch of images ``(n, ...)`` as rows ``(n, D)``."""
+    x = x.detach().cpu().numpy() if torch.is_tensor(x) else x
+    return x.reshape(len(x), -1) if getattr(x, "ndim", 2) > 2 else x
+
+
+def _require(x, min_samples, purpose):
+    """``x`` unchanged if it has ``min_samples`` rows and only finite values, else a one-line DataError."""
+    if len(x) < min_samples:
+        raise DataError(f"pPCA got {len(x)} sample(s) to {purpose}; it needs at least {min_samples}")
     if not np.isfinite(x).all():
         raise DataError("pPCA data hold NaN or infinite values")
     return x
 
 
-class PPCA:
-    """Closed-form probabilistic PCA with ``n_components`` latent dimensions.
+class PPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DensityMixin, BaseEstimator):
+    r"""Closed-form probabilistic PCA with ``n_components`` latent dimensions, as a scikit-learn estimator.
 
-    :param int n_components: latent dimension d (1 <= d <= D).
+    :param int n_components: latent dimension d (1 <= d <= D, checked by ``fit``).
     :param int ddof: 0 for maximum likelihood (default), 1 to match scikit-learn's ``PCA``.
 
     Fitted attributes: ``mean_`` (D,), ``eigenvalues_`` (D,), ``components_`` (d, D, orthonormal),
-    ``loadings_`` = W (D, d), ``noise_variance_`` = sigma^2.
+    ``loadings_`` = W (D, d), ``noise_variance_`` = sigma^2, ``n_features_in_`` = D (and
+    ``feature_names_in_`` when fitted on a data frame).
     """
 
     def __init__(self, n_components, ddof=0):
         self.n_components = n_components
         self.ddof = ddof
 
-    def fit(self, x):
-        x = _as_matrix(x)
-        d, n_features = self.n_components, x.shape[1]
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= n_features:
-            raise ConfigError(f"n_components must be an integer in 1..{n_features}, got {d!r}")
-        if self.ddof not in (0, 1):
-            raise ConfigError(f"ddof must be 0 or 1, got {self.ddof!r}")
-        self.mean_ = x.mean(0)
-        centred = x - self.mean_
-        covariance = centred.T @ centred / (len(x) - self.ddof)
+    def fit(self, X, y=None):
+        """The estimates :math:`\\hat\\mu, \\hat W, \\hat\\sigma^2` above from ``X`` (n, D); ``y`` is ignored."""
+        X = self._validated(X, reset=True, min_samples=2, purpose="fit")
+        n_features = X.shape[1]
+        d = self._checked_n_components(n_features)
+        self.mean_ = X.mean(0)
+        centred = X - self.mean_
+        covariance = centred.T @ centred / (len(X) - self.ddof)
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         order = np.argsort(eigenvalues)[::-1]
         self.eigenvalues_ = np.clip(eigenvalues[order], 0.0, None)
@@ -87,34 +97,84 @@ class PPCA:
         self.loadings_ = self.components_.T * np.sqrt(np.clip(self.eigenvalues_[:d] - self.noise_variance_, 0.0, None))
         return self
 
+    def _validated(self, X, reset, min_samples, purpose):
+        """``X`` as a float64 matrix with the fitted number of features (``reset=False``) or recording it."""
+        X = validate_data(self, _as_rows(X), reset=reset, dtype=np.float64, ensure_all_finite=False,
+                          ensure_min_samples=0)
+        return _require(X, min_samples, purpose)
+
+    def _checked_n_components(self, n_features):
+        """``n_components`` as an int, after checking it and ``ddof``; one-line ConfigErrors otherwise."""
+        d = self.n_components
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d <= n_features:
+            raise ConfigError(f"n_components must be an integer from 1 to n_features = {n_features}, got {d!r}")
+        if self.ddof not in (0, 1):
+            raise ConfigError(f"ddof must be 0 or 1, got {self.ddof!r}")
+        return int(d)
+
+    @property
+    def _n_features_out(self):
+        """Output width of ``transform``, for ``get_feature_names_out`` (``ppca0``, ``ppca1``, ...)."""
+        return self.components_.shape[0]
+
+    def transform(self, X):
+        r"""Posterior mean of the latents, :math:`E[z \mid x] = M^{-1} W^\top (x - \mu)` with
+        :math:`M = W^\top W + \sigma^2 I_d`, one row (d,) per row of ``X``.
+
+        The exact posterior is :math:`\mathcal N(M^{-1} W^\top (x - \mu), \sigma^2 M^{-1})`.  With the
+        fitted :math:`W = U_d (\Lambda_d - \sigma^2 I)^{1/2}`, :math:`M = \Lambda_d` and
+        ``inverse_transform(transform(x))`` is :math:`\mu + U_d \operatorname{diag}((\lambda_i -
+        \sigma^2) / \lambda_i) U_d^\top (x - \mu)`: the principal projection, shrunk by the noise.
+        """
+        check_is_fitted(self)
+        X = self._validated(X, reset=False, min_samples=1, purpose="transform")
+        w = self.loadings_
+        m = w.T @ w + self.noise_variance_ * np.eye(w.shape[1])
+        return np.linalg.solve(m, w.T @ (X - self.mean_).T).T
+
+    def inverse_transform(self, Z):
+        """The decoder's mean :math:`E[x \\mid z] = W z + \\mu`, one row (D,) per latent row (d,) of ``Z``."""
+        check_is_fitted(self)
+        Z = _require(check_array(_as_rows(Z), dtype=np.float64, ensure_all_finite=False), 1, "inverse_transform")
+        if Z.shape[1] != self.loadings_.shape[1]:
+            raise DataError(f"Z has {Z.shape[1]} columns, but PPCA has {self.loadings_.shape[1]} components")
+        return Z @ self.loadings_.T + self.mean_
+
     def get_covariance(self):
         """Model covariance :math:`C = W W^\\top + \\sigma^2 I`."""
+        check_is_fitted(self)
         return self.loadings_ @ self.loadings_.T + self.noise_variance_ * np.eye(len(self.mean_))
 
-    def score_samples(self, x):
+    def score_samples(self, X):
         """Exact log-likelihood :math:`\\log \\mathcal N(x; \\mu, C)` of each row, in nats."""
-        x = _as_matrix(x)
-        centred = x - self.mean_
+        check_is_fitted(self)
+        X = self._validated(X, reset=False, min_samples=1, purpose="score")
+        centred = X - self.mean_
         sign, logdet = np.linalg.slogdet(self.get_covariance())
         if sign <= 0:
             raise DataError("the pPCA covariance is singular (noise variance 0): use fewer components")
         solved = np.linalg.solve(self.get_covariance(), centred.T).T
-        return -0.5 * ((centred * solved).sum(1) + logdet + x.shape[1] * math.log(2 * math.pi))
+        return -0.5 * ((centred * solved).sum(1) + logdet + X.shape[1] * math.log(2 * math.pi))
 
-    def score(self, x):
-        """Mean log-likelihood per data point."""
-        return float(self.score_samples(x).mean())
+    def score(self, X, y=None):
+        """Mean log-likelihood per data point, in nats (higher is better; ``cross_val_score``'s default)."""
+        return float(self.score_samples(X).mean())
 
-    def sample(self, n, random_state=None):
-        """``n`` draws from the fitted model."""
-        rng = np.random.default_rng(random_state)
-        z = rng.standard_normal((n, self.n_components))
-        noise = rng.standard_normal((n, len(self.mean_))) * math.sqrt(self.noise_variance_)
+    def sample(self, n_samples=1, random_state=None):
+        """``n_samples`` draws :math:`x = W z + \\mu + \\sigma \\epsilon` from the fitted model, shape (n_samples, D).
+
+        :param random_state: ``None``, a seed or a ``numpy.random.RandomState`` (scikit-learn's convention).
+        """
+        check_is_fitted(self)
+        rng = check_random_state(random_state)
+        z = rng.standard_normal((n_samples, self.loadings_.shape[1]))
+        noise = rng.standard_normal((n_samples, len(self.mean_))) * math.sqrt(self.noise_variance_)
         return z @ self.loadings_.T + self.mean_ + noise
 
     def variance_split(self):
         """Total model variance and its exact split into the latent and the noise parts."""
-        latent = float(np.clip(self.eigenvalues_[: self.n_components] - self.noise_variance_, 0.0, None).sum())
+        check_is_fitted(self)
+        latent = float(np.clip(self.eigenvalues_[: len(self.components_)] - self.noise_variance_, 0.0, None).sum())
         noise = len(self.mean_) * self.noise_variance_
         return {"total": latent + noise, "latent": latent, "noise": noise}
 

@@ -43,6 +43,10 @@ def _checked_event_shape(event_shape):
     return tuple(int(s) for s in shape)
 
 
+def _part_name(part):
+    return part if isinstance(part, str) else type(part).__name__
+
+
 class VAE(nn.Module):
     """A VAE whose prior, guide family, likelihood and networks are chosen by name or given as objects.
 
@@ -57,12 +61,16 @@ class VAE(nn.Module):
     :param min_scale: floor of a ``per-sample`` scale (default 1e-3; see :mod:`pyro_vae.likelihoods`).
     :param network: ``mlp``, ``conv`` or ``linear`` (the decoder mirrors the encoder).
     :param hidden: hidden widths of the ``mlp`` encoder (the decoder uses them reversed).
+
+    The defaults are the CLI's (``pyro-vae fit``): 8 latents, hidden widths (256, 64), a Normal prior and
+    guide, a Bernoulli likelihood (binary data: ``load_data(name, binarize="dynamic")`` with
+    ``fit(..., dynamic_binarization=True)``, as the CLI does for ``bernoulli``).
     """
 
     def __init__(
         self,
         event_shape,
-        latent_dim=20,
+        latent_dim=8,
         prior="normal",
         prior_options=None,
         guide="normal",
@@ -70,7 +78,7 @@ class VAE(nn.Module):
         sigma_x=1.0,
         min_scale=None,
         network="mlp",
-        hidden=(400,),
+        hidden=(256, 64),
     ):
         super().__init__()
         event_shape, latent_dim = _checked_event_shape(event_shape), checks.positive_int("latent_dim", latent_dim)
@@ -97,6 +105,14 @@ class VAE(nn.Module):
         encoder_width = getattr(self.guide_family, "num_outputs_per_latent", 2) * self.latent_dim
         self.encoder = make_network(network, self.event_shape, (encoder_width,), hidden)
         self.decoder = make_network(network, (self.latent_dim,), decoder_shape, hidden, decoder=True)
+
+    def describe(self):
+        """One line naming this VAE (figure titles): prior, guide, likelihood, latents, network."""
+        options = self.init_kwargs
+        network = f"{options['network']} {tuple(options['hidden'])}" if options["network"] == "mlp" else options["network"]
+        sigma = f" (sigma_x {options['sigma_x']})" if _part_name(options["likelihood"]) in ("gaussian", "laplace") else ""
+        return (f"VAE: {_part_name(options['prior'])} prior, {_part_name(options['guide'])} guide, {_part_name(options['likelihood'])}"
+                f"{sigma} likelihood, {self.latent_dim} latents, {network}")
 
     # ------------------------------------------------------------------ the Pyro pair
     def model(self, x):

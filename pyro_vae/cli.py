@@ -10,12 +10,28 @@ import time
 
 from . import checks
 from .errors import PyroVAEError
+from .summaries import format_headline
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; an option's default is added to its help where the help does
+    not say it already and there is one worth saying (not None, False or empty)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: {action.default})" if text else f"default: {action.default}"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the one-line errors of the rest of the CLI (no usage block; ``--help`` has it)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"pyro-vae: error: {message} (see {self.prog} --help)\n")
@@ -63,7 +79,7 @@ def _add_model_options(parser):
     group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
     group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
-    group.add_argument("--hidden", type=_widths, default=_widths(MAIN_DEFAULTS["hidden"]), help="mlp hidden widths (default 256,64)")
+    group.add_argument("--hidden", type=_widths, default=MAIN_DEFAULTS["hidden"], help="mlp hidden widths (default 256,64)")
     _add_pair_options(parser)
 
 
@@ -83,8 +99,7 @@ def build_parser():
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    fit = commands.add_parser("fit", help="fit a VAE and write a run directory",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit = commands.add_parser("fit", help="fit a VAE and write a run directory")
     _add_model_options(fit)
     group = fit.add_argument_group("inference")
     group.add_argument("--objective", default="elbo", help=f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}")
@@ -103,13 +118,12 @@ def build_parser():
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate = commands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures")
     evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
     evaluate.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
     evaluate.add_argument("--elbo-draws", type=_COUNT["elbo_draws"], default=None,
                           help="draws per point of the ELBO terms (default: as many as a standard error of about 0.01 needs)")
-    evaluate.add_argument("--max-memory", type=_memory, default=_memory("128MB"), help="memory per chunk of importance samples (default 128MB, the fastest measured on CPU)")
+    evaluate.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples (default 128MB, the fastest measured on CPU)")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--points", type=_COUNT["points"], default=20, help="data points whose q(z|x) draws go to posterior.nc")
     evaluate.add_argument("--alpha", type=checks.argument_type(checks.finite_float, "alpha", float), default=1.0, help="alpha of the mean + alpha * sd generation mode")
@@ -120,24 +134,24 @@ def build_parser():
     runs = commands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
                                description="Each run's mean log p(x) (importance-sampled) +- its standard error over test "
                                "points, and every difference with its paired standard error, as az.compare does "
-                               "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.")
     runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by pyro-vae fit (two or more)")
     runs.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
     runs.add_argument("--split", default="test", choices=("train", "val", "test"))
     runs.add_argument("--seed", type=_SEED, default=0, help="run j in the list (from 0) draws with seed SEED + j")
-    runs.add_argument("--max-memory", type=_memory, default=_memory("128MB"), help="memory per chunk of importance samples")
+    runs.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples")
     runs.add_argument("--device", default="cpu")
     runs.add_argument("--data-dir", help="override the runs' data directory")
     runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")
 
     from .analyses import ANALYSES
 
+    width = max(len(name) for name in ANALYSES.names())
     analyze = commands.add_parser(
         "analyze", help="run one of the seed studies",
-        description="Studies: " + "; ".join(
-            f"{name}: {ANALYSES.get(name).SUMMARY} (about {ANALYSES.get(name).EXPECTED_MINUTES['full']} min on 2 CPU "
-            f"cores, --quick about {ANALYSES.get(name).EXPECTED_MINUTES['quick']} min)" for name in ANALYSES.names()))
+        description="Studies, with their minutes on 2 CPU cores (full preset / --quick):\n" + "\n".join(
+            f"  {name:<{width}}  {ANALYSES.get(name).full_minutes:>3g} / {ANALYSES.get(name).quick_minutes:<4g} "
+            f"{ANALYSES.get(name).summary}" for name in ANALYSES.names()))
     analyze.add_argument("name", help=", ".join(ANALYSES.names()))
     analyze.add_argument("--quick", action="store_true", help="the small preset the tests run")
     analyze.add_argument("--out", required=True, help="directory for the study's numbers and figures")
@@ -153,7 +167,7 @@ def build_parser():
         "compare", help="compare inference objectives on one model (fits in parallel, resumable)",
         description="Fits the model once per objective and seed, then writes the comparison table, gradient SNR, the "
                     "inference gap split and a NUTS reference (see pyro_vae.analyses.compare). Without --quick: the full "
-                    f"preset, about {ANALYSES.get('compare').EXPECTED_MINUTES['full']} min on 2 CPU cores.")
+                    f"preset, about {ANALYSES.get('compare').full_minutes:g} min on 2 CPU cores.")
     compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
                          "iwae:50 iwae-dreg:5 stl (default: the preset's)")
     compare.add_argument("--seeds", type=_COUNT["seeds"], help="seeds per objective (default: the preset's)")
@@ -295,7 +309,7 @@ def _fit(args, reports):
     if missing(module, "generate", "event_shape") is None and len(module.event_shape) == 3:
         plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items()}))
+    print(format_headline(result.metrics))
     print(f"run directory: {result.run_dir} (data plate {result.data_plate!r})", file=sys.stderr)
     return 0
 
@@ -339,11 +353,11 @@ def _terminate(signum, frame):
 def _analyze_command(args):
     from .analyses import ANALYSES
 
-    study = ANALYSES.get(args.name)
+    study = ANALYSES.get(args.name).load()
     headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
                          data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
                          workers=args.workers)
-    print(json.dumps(headline, indent=2))
+    print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0
 
@@ -358,9 +372,9 @@ def _compare_command(args):
     options["model_kwargs"] = factory.kwargs if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None
-    headline = ANALYSES.get("compare").run(args.out, quick=args.quick, data_dir=args.data_dir,
+    headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
                                            progress=False if args.no_progress else None, **options)
-    print(json.dumps(headline, indent=2))
+    print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
     return 0
 

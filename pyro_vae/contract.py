@@ -42,6 +42,7 @@ OPTIONAL = {
     "prior": "prior(): the distribution of z, for collapsed-latent generation (evaluate)",
     "encoder": "with decoder: nn.Modules whose parameters give gradient SNR per network (compare); else one group 'all'",
     "decoder": "with encoder: see encoder",
+    "describe": "describe(): one line naming the model, in figure titles (else the owner's or the model's name)",
 }
 
 
@@ -67,3 +68,14 @@ def missing(owner, *capabilities):
         return None
     whose = "the pair has no owning object" if owner is None else f"{type(owner).__name__} has no"
     return f"{whose} {', '.join(lacking)}" if owner is not None else whose
+
+
+def describe_pair(model, module=None):
+    """One line naming the pair for figure titles: the owner's ``describe()``, else its class name, else the
+    model function's name."""
+    owner = owner_module(model, module)
+    if has(owner, "describe"):
+        return owner.describe()
+    if owner is not None:
+        return type(owner).__name__
+    return getattr(model, "__qualname__", type(model).__name__)

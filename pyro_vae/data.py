@@ -1,13 +1,13 @@
 """Data sets, read from disk or made on the spot, with deterministic train/validation/test splits.
 
-======================= ================================================================ ==========
-name                    what                                                             shape
-======================= ================================================================ ==========
-``digits`` (default)    scikit-learn's bundled 8x8 handwritten digits (1,797), grey / 16  (1, 8, 8)
+======================= ===================================================================== ===========
+name                    what                                                                  shape
+======================= ===================================================================== ===========
+``digits`` (default)    scikit-learn's bundled 8x8 handwritten digits (1,797), grey / 16      (1, 8, 8)
 ``mnist``               MNIST read from IDX files in ``data_dir`` (or ``$PYRO_VAE_DATA_DIR``) (1, 28, 28)
-``synthetic-patches``   5x5 patches, 5 fixed basis images with Laplace coefficients + noise (1, 5, 5)
-``natural-patches``     12x12 grey patches of scikit-learn's two sample photographs       (1, 12, 12)
-======================= ================================================================ ==========
+``synthetic-patches``   5x5 patches, 5 fixed basis images with Laplace coefficients + noise   (1, 5, 5)
+``natural-patches``     12x12 grey patches of scikit-learn's two sample photographs           (1, 12, 12)
+======================= ===================================================================== ===========
 
 Splits.  A set with no official split is permuted with a ``torch.Generator`` seeded by
 ``split_seed`` (default 0, independent of the training seed) and cut 80 / 10 / 10 into train,

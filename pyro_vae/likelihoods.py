@@ -118,7 +118,8 @@ class IndependentLogitBernoulli(dist.Independent):
 class BernoulliLikelihood(Likelihood):
     support_text = "{0, 1}"
     support_hint = (
-        "; binarise the data (--binarize static|dynamic) or use --likelihood cbernoulli for values in [0, 1]"
+        "; binarise them (Python: pyro_vae.load_data(name, binarize='dynamic') and fit(..., dynamic_binarization=True); "
+        "CLI: --binarize dynamic) or, for values in [0, 1], use likelihood='cbernoulli' (CLI: --likelihood cbernoulli)"
     )
 
     def outside_support(self, x):
@@ -132,7 +133,7 @@ class BernoulliLikelihood(Likelihood):
 @LIKELIHOODS.register("cbernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
     support_text = "[0, 1]"
-    support_hint = "; rescale the data to [0, 1] or use --likelihood gaussian"
+    support_hint = "; rescale the data to [0, 1] or use likelihood='gaussian' (CLI: --likelihood gaussian)"
 
     def outside_support(self, x):
         return ~((x >= 0) & (x <= 1))

@@ -70,7 +70,7 @@ def plot_reconstructions_and_samples(vae, x, path, n=10, title=None):
     return image_panels(panels, path, title=title, columns=n)
 
 
-def plot_latent_variances(stats, path, title=None):
+def plot_latent_variances(stats, path, title=None, model=None):
     """Per-latent stacked bars of Var(mu_j) and E[sigma_j^2], active and collapsed apart (seed 000, Table 1).
 
     A dashed line marks 1, the variance of the aggregate posterior when the KL term works.
@@ -90,45 +90,101 @@ def plot_latent_variances(stats, path, title=None):
     ax.set_xticks(index)
     ax.set_xlabel("latent coordinate j")
     ax.set_ylabel("variance")
-    ax.set_title(title or f"{stats['active_units']} of {len(var_mu)} latents active (Var_x({mu_name}_j) > 0.01)")
+    ax.set_title(title or f"{model + chr(10) if model else ''}{stats['active_units']} of {len(var_mu)} latents active "
+                 f"(Var_x({mu_name}_j) > 0.01 x prior variance)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_khat(khat, path, title=None):
-    """ArviZ's k-hat plot of PSIS per data point, with the 0.5 and 0.7 thresholds."""
+def plot_khat(khat, path, threshold, particles, model=None):
+    """ArviZ's k-hat plot of PSIS per data point, with ArviZ's threshold for ``particles`` draws
+    (:func:`~pyro_vae.inference.estimators.khat_threshold`) drawn and counted in the title.
+
+    The k-hats go to ArviZ as ``ELPDData`` (with the number of draws), the form it asks for."""
     plt = pyplot()
+    import numpy as np
+    import xarray
+
     from ._arviz import arviz
 
+    az = arviz()
+    khat = np.asarray(khat, dtype=float)
+    elpd = az.ELPDData(data=[xarray.DataArray(khat, dims=["datapoint"]), threshold, particles],
+                       index=["pareto_k", "good_k", "n_samples"])
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    arviz().plot_khat(khat, ax=ax, show_bins=False)
-    for level in (0.5, 0.7):
-        ax.axhline(level, color="grey", linestyle=":", linewidth=1)
+    az.plot_khat(elpd, ax=ax, show_bins=False, show_hlines=True)
     ax.set_xlabel("test data point")
     ax.set_ylabel("PSIS k-hat")
-    ax.set_title(title or f"PSIS k-hat: {(khat > 0.7).mean():.0%} of points above 0.7 (IS estimate unreliable there)")
+    share = (khat > threshold).mean()
+    ax.set_title(f"{model + chr(10) if model else ''}PSIS k-hat at K = {particles}: {share:.0%} of points above "
+                 f"{threshold:.2f} (IS estimate unreliable there)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
+def plot_training_curve(history, path, model=None):
+    """The objective being optimised and the validation ELBO against epochs (nats per data point).
+
+    The y-range is set by the values' 2nd-98th percentiles (padded), so one early spike does not
+    flatten the rest; points outside it are drawn at the edge, and the title says how many."""
+    plt = pyplot()
+    import numpy as np
+
+    epochs = [row["epoch"] for row in history]
+    series = {"train objective (beta-weighted)": [row.get("train_objective") for row in history],
+              "validation ELBO": [row.get("val_elbo") for row in history]}
+    series = {name: np.array([np.nan if v is None else v for v in values], dtype=float) for name, values in series.items()}
+    series = {name: values for name, values in series.items() if np.isfinite(values).any()}
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    low, high = robust_range(np.concatenate(list(series.values())))
+    clipped = 0
+    for name, values in series.items():
+        clipped += int(((values < low) | (values > high)).sum())
+        ax.plot(epochs, np.clip(values, low, high), marker="o" if len(epochs) < 30 else None, markersize=3, label=name)
+    if "validation ELBO" in series and len(history) and "val_elbo_mc_se" in history[-1]:
+        se = np.array([row.get("val_elbo_mc_se", np.nan) for row in history], dtype=float)
+        ax.fill_between(epochs, series["validation ELBO"] - 2 * se, series["validation ELBO"] + 2 * se, alpha=0.25,
+                        label="validation ELBO +- 2 Monte Carlo SE")
+    ax.set_ylim(low, high)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per data point")
+    ax.legend(fontsize=8)
+    note = f" ({clipped} {'value' if clipped == 1 else 'values'} off the scale, drawn at its edge)" if clipped else ""
+    ax.set_title(f"{model + chr(10) if model else ''}training curve{note}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def robust_range(values, lower=2, upper=98, pad=0.1):
+    """A y-range from the finite values' percentiles, padded by ``pad`` of its width: spikes stay off it."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, [lower, upper]) if len(finite) else (0.0, 1.0)
+    width = (high - low) or max(abs(high), 1.0)
+    return low - pad * width, high + pad * width
+
+
 @torch.no_grad()
-def plot_generation_modes(vae, path, active, n=10, alpha=1.0):
-    """The three generation modes of seed 003 on the same prior draws, and the decoder mean with the
-    collapsed latents set to the prior location (seed 000, Fig. 3)."""
+def plot_generation_modes(vae, x, path, active, n=10, alpha=1.0, title=None):
+    """Data, then the three generation modes of seed 003 on the same prior draws, and the decoder mean
+    with the collapsed latents set to the prior location (seed 000, Fig. 3); grey panels share the
+    data's colour scale."""
     z = vae.prior().sample((n,))
     zeroed = torch.where(torch.as_tensor(active, device=z.device), z, torch.zeros_like(z))
     panels = {
+        "data (test split)": x[:n],
         "ancestral: z ~ p(z), x ~ p(x|z)  (Algorithm 6)": vae.generate(n, "ancestral", z=z),
         "deterministic: x = E[x|z]  (Algorithm 7)": vae.generate(n, "mean", z=z),
         f"x = E[x|z] + {alpha:g} sd[x|z]": vae.generate(n, "mean+scale", alpha=alpha, z=z),
         "E[x|z] with collapsed latents set to 0": vae.generate(n, "mean", z=zeroed),
     }
-    return image_panels(panels, path, columns=n)
+    return image_panels(panels, path, title=title, columns=n)
 
 
 @torch.no_grad()
-def plot_latent_traversals(vae, latents, path, steps=9, span=2.5):
+def plot_latent_traversals(vae, latents, path, steps=9, span=2.5, title=None):
     """Decoder mean along each listed latent from -span to +span (others at 0), one row per latent."""
     device = next(vae.parameters()).device
     values = torch.linspace(-span, span, steps, device=device)
@@ -137,13 +193,16 @@ def plot_latent_traversals(vae, latents, path, steps=9, span=2.5):
         z = torch.zeros(steps, vae.latent_dim, device=device)
         z[:, j] = values
         panels[f"latent {j}: z_{j} from {-span:g} to {span:g}"] = vae.generate(steps, "mean", z=z)
-    return image_panels(panels, path, columns=steps)
+    return image_panels(panels, path, title=title, columns=steps)
 
 
 def save_figure(fig, path):
-    """Save ``fig`` as PNG at ``path`` (folders created) and close it."""
+    """Save ``fig`` as PNG at ``path`` atomically (folders created) and close it."""
+    from .files import atomic_write
+
     plt = pyplot()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return Path(path)

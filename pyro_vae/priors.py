@@ -5,16 +5,16 @@ A prior is a small ``nn.Module`` whose ``forward()`` returns a distribution with
 moves them with the model; the learned mixture keeps trainable parameters.  Any module (or
 callable) with that contract can stand in for these.
 
-========== ============================================== ==========================================
-name       density (per coordinate unless stated)          options
-========== ============================================== ==========================================
-normal     :math:`\mathcal N(0, s^2)`                      ``scale`` s
-laplace    :math:`\frac{1}{2b} e^{-|z|/b}`                 ``scale`` b
-cauchy     :math:`\frac{1}{\pi g (1 + (z/g)^2)}`           ``scale`` g
-studentt   Student-t with ``df`` :math:`\nu`, scale s      ``df``, ``scale``
-mixture    :math:`\sum_c \pi_c \mathcal N(z; m_c, \mathrm{diag}\, s_c^2)` over the whole vector,
-           weights, means and scales learned             ``components``
-========== ============================================== ==========================================
+========== ===================================================================== ==================
+name       density (per coordinate unless stated)                                options
+========== ===================================================================== ==================
+normal     :math:`\mathcal N(0, s^2)`                                            ``scale`` s
+laplace    :math:`\frac{1}{2b} e^{-|z|/b}`                                       ``scale`` b
+cauchy     :math:`\frac{1}{\pi g (1 + (z/g)^2)}`                                 ``scale`` g
+studentt   Student-t with ``df`` :math:`\nu`, scale s                            ``df``, ``scale``
+mixture    :math:`\sum_c \pi_c \mathcal N(z; m_c, \mathrm{diag}\, s_c^2)` over    ``components``
+           the whole vector, weights, means and scales learned
+========== ===================================================================== ==================
 
 The sparse priors follow Pyle, "A Sparse VAE" (seed 002); the learned mixture is the
 "mixture of Gaussians" prior of Dilokthanakul et al. (2016) / Tomczak & Welling (2018, VampPrior

@@ -7,7 +7,9 @@ import math
 def _estimate(value, se):
     if not math.isfinite(value):
         return f"{value}"
-    return f"{value:.3f} +- {se:.3f}" if math.isfinite(se) else f"{value:.3f} (one draw: no error estimate)"
+    if math.isnan(se):
+        return f"{value:.3f} (one draw: no error estimate)"
+    return f"{value:.3f} +- {se:.3f}"
 
 
 def format_latent_table(result):
@@ -27,26 +29,25 @@ def format_latent_table(result):
 
 
 def format_summary(result):
-    """The headline numbers of :func:`~pyro_vae.inference.evaluate`, their errors, warnings, and what ran."""
-    kl = f"KL {_estimate(result['kl'], result.get('kl_mc_se', math.nan))}"
-    if "global_kl" in result:
-        kl += f", of which global {result['global_kl']:.3f} nats for all {result['num_datapoints']} points"
-    given = ""
-    if "conditioned_on" in result:
-        given = " | " + ", ".join(result["conditioned_on"])
-        kl += f"; per-point numbers given one draw of {', '.join(result['conditioned_on'])} from the guide"
-    line = (f"ELBO {_estimate(result['elbo'], result.get('elbo_mc_se', math.nan))} (reconstruction "
-            f"{_estimate(result['reconstruction'], result['reconstruction_mc_se'])}, {kl}; {result['draws']} draws per point); "
-            if "reconstruction" in result else f"ELBO {result['elbo']:.3f} (enumerated sites summed out); ")
-    line += (f"log p(x{given}) ~ {_estimate(result['log_likelihood'], result['log_likelihood_se'])} "
-             f"(IS, K={result['particles']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
-             f"{result['log_likelihood_replicate_se']:.3f})")
+    """The headline numbers of :func:`~pyro_vae.inference.evaluate` as an aligned table, each with its error,
+    then warnings and what ran."""
+    given = " | " + ", ".join(result["conditioned_on"]) if "conditioned_on" in result else ""
+    rows = []
+    if "reconstruction" in result:
+        rows += [("ELBO", _estimate(result["elbo"], result.get("elbo_mc_se", math.nan)), f"{result['draws']} draws per point"),
+                 ("  reconstruction", _estimate(result["reconstruction"], result["reconstruction_mc_se"]), ""),
+                 ("  KL", _estimate(result["kl"], result.get("kl_mc_se", math.nan)), _kl_note(result))]
+    else:
+        rows.append(("ELBO", f"{result['elbo']:.3f}", "enumerated sites summed out"))
+    rows.append((f"log p(x{given})", _estimate(result["log_likelihood"], result["log_likelihood_se"]),
+                 f"IS, K = {result['particles']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
+                 f"{result['log_likelihood_replicate_se']:.3f}"))
     if "psis_log_likelihood" in result:
-        line += (f", PSIS {result['psis_log_likelihood']:.3f}; k-hat > {result['khat_threshold']:.2f} for "
-                 f"{result['fraction_khat_above_threshold']:.1%} of {result['num_datapoints']} points")
+        rows.append(("  PSIS", f"{result['psis_log_likelihood']:.3f}", f"k-hat > {result['khat_threshold']:.2f} for "
+                     f"{result['fraction_khat_above_threshold']:.1%} of {result['num_datapoints']} points"))
     if "latents" in result:
-        line += f"; {result['active_units']} of {len(result['latents']['active'])} latents active"
-    lines = [line]
+        rows.append(("active latents", f"{result['active_units']} of {len(result['latents']['active'])}", ""))
+    lines = [format_rows(rows)]
     if "infinite" in result:
         lines.append(f"warning: {result['infinite']}")
     if result.get("fraction_khat_above_threshold", 0) > 0:
@@ -58,3 +59,48 @@ def format_summary(result):
     lines.append("ran: " + ", ".join(diagnostics.get("ran", [])))
     lines += [f"skipped: {name} ({reason})" for name, reason in diagnostics.get("skipped", {}).items()]
     return "\n".join(lines)
+
+
+def _kl_note(result):
+    note = ""
+    if "global_kl" in result:
+        note = f"of which global {result['global_kl']:.3f} nats for all {result['num_datapoints']} points"
+    if "conditioned_on" in result:
+        note += ("; " if note else "") + (f"per-point numbers given one draw of {', '.join(result['conditioned_on'])} "
+                                          "from the guide")
+    return note
+
+
+def format_rows(rows):
+    """``(name, value, note)`` rows as an aligned text table: names, values and notes each in a column."""
+    rows = list(rows)
+    name_width = max(len(name) for name, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    return "\n".join(f"{name:<{name_width}}  {value:<{value_width}}  {note}".rstrip() for name, value, note in rows)
+
+
+def _number(value):
+    return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
+
+
+def headline_rows(mapping, prefix=""):
+    """A flat list of ``(name, value, "")`` rows of a (nested) mapping of numbers, 4 significant figures,
+    each ``name`` paired with its ``name_se`` / ``name_mc_se`` as ``value +- se``."""
+    rows = []
+    for key, value in mapping.items():
+        if key.endswith("_se") and (key[:-3] in mapping or key.removesuffix("_mc_se") in mapping):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += headline_rows(value, f"{name}.")
+            continue
+        se = mapping.get(f"{key}_se", mapping.get(f"{key}_mc_se"))
+        text = _number(value) if not isinstance(value, (list, tuple)) else ", ".join(_number(v) for v in value)
+        rows.append((name, f"{text} +- {se:.2g}" if isinstance(se, float) else text, ""))
+    return rows
+
+
+def format_headline(mapping):
+    """A study's headline or a fit's metrics as an aligned table (:func:`headline_rows`)."""
+    rows = headline_rows(mapping)
+    return format_rows(rows) if rows else "(no numbers)"

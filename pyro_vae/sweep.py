@@ -16,8 +16,12 @@ Executors (``executor=``):
 * ``local`` (default): a pool of worker processes on this machine, one torch thread each
   (``spawn`` start method, so CUDA and forked BLAS thread pools stay safe); a worker whose parent
   dies (even by ``kill -9``) exits within a second instead of blocking forever (:func:`_watch_parent`);
-* ``ray``: one Ray task per fit on the cluster ``ray.init(address=...)`` connects to
-  (``pip install "pyro-vae[ray]"``); set ``RAY_ADDRESS`` or pass ``address=`` to reach a cluster.
+* ``ray``: one Ray task per fit (``pip install "pyro-vae[ray]"``), on the Ray this process has
+  started or connected to (``ray.init`` called before the sweep), else on the one ``ray.init(address)``
+  finds: ``address=`` or ``RAY_ADDRESS`` (``ray://host:10001``, ``host:6379``, ``auto``), else the Ray
+  last started on this machine (``ray start``), else a new local one.  The run directories must be
+  on storage every node shares.  A failure cancels the running fits by killing their workers
+  (:func:`_run_on_ray`).
 
 ``task`` must be importable by the workers: a module-level function, not a lambda or closure.
 Results are returned in the order of ``tasks``, whichever finished first.
@@ -43,6 +47,7 @@ RESULT = "result.json"
 TASK = "task.json"
 _KEY = re.compile(r"[A-Za-z0-9_.=,+-]+")
 PARENT_POLL_SECONDS = 0.5
+CANCEL_WAIT_SECONDS = 30  # how long a failed Ray sweep waits for its cancelled tasks to end
 
 
 def fingerprint(value):
@@ -121,7 +126,8 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
     :param out: directory holding one sub-directory per task.
     :param executor: ``serial``, ``local`` or ``ray`` (see the module doc).
     :param workers: local worker processes (default: the CPU count, at most the number of tasks).
-    :param address: Ray cluster address (default: ``RAY_ADDRESS`` or a local Ray instance).
+    :param address: the Ray cluster to connect to when this process has not called ``ray.init``
+        (default: ``RAY_ADDRESS``, else the Ray last started on this machine, else a new local one).
     :returns: ``{key: result}`` in the order of ``tasks``.
     """
     if executor not in EXECUTORS:
@@ -164,14 +170,22 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
 
 
 def _run_on_ray(task, tasks, out, address, bar):
+    """Run every task as one Ray task of one CPU; the first failure (or an interrupt) stops them all.
+
+    Unfinished tasks are then cancelled with ``force=True``, which kills a running one's worker
+    process: a plain cancel only raises ``KeyboardInterrupt`` in it once its current call into C
+    returns, so a fit inside a long torch op or NUTS chain would run on, on the cluster's CPUs and
+    into ``out``, after the sweep stopped.  This waits (at most ``CANCEL_WAIT_SECONDS``) until Ray
+    reports them ended, so that a sweep started again at once does not meet them in its directories;
+    a killed task leaves at most temporary files, which that start removes.
+    """
     try:
         import ray
     except ImportError:
         raise ConfigError('executor "ray" needs Ray: pip install "pyro-vae[ray]" (or pip install ray)') from None
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+        ray.init(address=address)  # None: ray.init reads RAY_ADDRESS itself
     remote = ray.remote(num_cpus=1)(_run_task)
-    # The run directories must be on storage the cluster's nodes share (as a checkpoint would be).
     refs = [remote.remote(task, str(out / key), kwargs, 1) for key, kwargs in tasks.items()]
     waiting = list(refs)
     try:
@@ -181,4 +195,6 @@ def _run_on_ray(task, tasks, out, address, bar):
             bar.update()
     finally:
         for ref in waiting:
-            ray.cancel(ref)
+            ray.cancel(ref, force=True)
+        if waiting:
+            ray.wait(waiting, num_returns=len(waiting), timeout=CANCEL_WAIT_SECONDS)

@@ -8,13 +8,13 @@ import pyro
 import pytest
 import torch
 from sklearn.decomposition import PCA
-from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+from sklearn.mixture import GaussianMixture
 
 from pyro_vae.data import load_data, synthetic_basis
 from pyro_vae.errors import ConfigError, DataError
 from pyro_vae.inference import elbo_terms, fit, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models import VAE
-from pyro_vae.models.gmm import GaussianMixture
+from pyro_vae.models.gmm import GaussianMixturePair
 from pyro_vae.models.ppca import PPCA, PPCAPair, principal_angles
 
 CASES = [("digits", 8), ("synthetic-patches", 5)]
@@ -92,8 +92,8 @@ def test_linear_vae_reaches_the_ppca_solution_and_prunes_surplus_latents(dataset
 
 def test_gaussian_mixture_log_likelihood_equals_sklearn(datasets):
     x = datasets["synthetic-patches"].train.flatten(1).double()
-    sk = SklearnGaussianMixture(5, covariance_type="diag", random_state=0).fit(x.numpy())
-    ours = GaussianMixture((25,), 5).double()
+    sk = GaussianMixture(5, covariance_type="diag", random_state=0).fit(x.numpy())
+    ours = GaussianMixturePair((25,), 5).double()
     with torch.no_grad():
         ours.logits.copy_(torch.tensor(np.log(sk.weights_)))
         ours.means.copy_(torch.tensor(sk.means_))
@@ -107,9 +107,9 @@ def test_gaussian_mixture_log_likelihood_equals_sklearn(datasets):
 def test_gaussian_mixture_fitted_by_svi_matches_em(datasets):
     data = datasets["synthetic-patches"]
     x = data.train.flatten(1)
-    em = SklearnGaussianMixture(5, covariance_type="diag", random_state=0).fit(x.double().numpy())
+    em = GaussianMixture(5, covariance_type="diag", random_state=0).fit(x.double().numpy())
     pyro.set_rng_seed(0)
-    gmm = GaussianMixture(data.event_shape, 5, init_data=data.train)
+    gmm = GaussianMixturePair(data.event_shape, 5, init_data=data.train)
     fit(gmm.model, gmm.guide, data.train, objective="enum", epochs=100, batch_size=len(x), lr=0.05, progress=False)
     # different local optima are possible; on this data both reach the same level within 0.05 nats
     assert gmm.exact_log_likelihood(x).mean().item() == pytest.approx(em.score(x.double().numpy()), abs=0.05)

@@ -17,9 +17,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_fit_command_writes_a_run_directory_with_figure(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--epochs", "2", "--latent-dim", "3", "--hidden", "32", "--out", str(out), "--no-progress"]) == 0
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert metrics["epochs"] == 2 and metrics["test_elbo"] < 0
-    assert (out / "figures" / "reconstructions_samples.png").stat().st_size > 5_000
+    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())  # an aligned table
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert printed["epochs"] == "2" and metrics["epochs"] == 2 and metrics["test_elbo"] < 0
+    assert printed["test_elbo"] == f"{metrics['test_elbo']:.4g} +- {metrics['test_elbo_mc_se']:.2g}"
+    for figure in ("reconstructions_samples", "training_curve"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 5_000
     config = json.loads((out / "config.json").read_text())
     assert config["binarize"] == "dynamic" and config["model"]["kwargs"]["latent_dim"] == 3
 

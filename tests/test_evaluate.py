@@ -128,14 +128,16 @@ def test_inference_data_round_trips_through_netcdf_with_the_users_attrs_and_no_f
 def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", "--epochs", "3", "--latent-dim", "4", "--hidden", "32", "--out", str(run), "--no-progress"]) == 0
+    fit_figure = (run / "figures" / "reconstructions_samples.png").read_bytes()
     assert main(["evaluate", str(run), "--particles", "50", "--points", "3", "--max-memory", "4MB"]) == 0
+    assert (run / "figures" / "reconstructions_samples.png").read_bytes() == fit_figure  # evaluate keeps the fit's
     printed = capsys.readouterr().out
     assert "Var(mu)" in printed and "log p(x)" in printed
     result = json.loads((run / "evaluation.json").read_text())
     assert result["particles"] == 50 and len(result["khat"]) == result["num_datapoints"] == 179
     assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_mc_se"] - 0.5
     assert len(result["latents"]["reconstruction_gain"]) == 4
-    for name in ("latent_variances", "khat", "reconstructions_samples", "generation_modes"):
+    for name in ("latent_variances", "khat", "evaluated_reconstructions_samples", "generation_modes", "training_curve"):
         assert (run / "figures" / f"{name}.png").stat().st_size > 5_000
     idata = arviz().from_netcdf(str(run / "posterior.nc"))
     assert set(idata.groups()) == INFERENCE_DATA_GROUPS

@@ -26,12 +26,12 @@ def _vae(digits, **kwargs):
     return VAE(digits.event_shape, **options)
 
 
-def _fit(digits, out=None, epochs=3, resume=False, seed=0, **kwargs):
+def _fit(digits, out=None, epochs=3, resume=False, seed=0, lr=3e-3, **kwargs):
     pyro.set_rng_seed(seed)
     vae = _vae(digits)
     config = {"model": {"class": "VAE", "kwargs": vae.init_kwargs}}
     result = fit(vae.model, vae.guide, digits.train[:300], val=digits.val, test=digits.test, epochs=epochs,
-                 batch_size=64, lr=3e-3, seed=seed, out=out, resume=resume, config=config, progress=False, **kwargs)
+                 batch_size=64, lr=lr, seed=seed, out=out, resume=resume, config=config, progress=False, **kwargs)
     return vae, result
 
 
@@ -137,6 +137,11 @@ def test_non_finite_loss_names_the_site_and_keeps_the_last_checkpoint(digits, tm
         ({"beta": -0.5}, "beta must be >= 0"),
         ({"objective": "elbow"}, "unknown objective 'elbow'; expected one of: elbo, enum, iwae, iwae-dreg, meanfield, stl"),
         ({"optimizer": "sgd"}, "unknown optimizer"),
+        ({"optimizer": pyro.optim.ExponentialLR({"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1}, "gamma": 0.9})},
+         "no Pyro learning-rate scheduler"),
+        ({"optimizer": pyro.optim.Adam(lambda module, name: {"lr": 0.1})}, "not a per-parameter function"),
+        ({"optimizer": lambda params: "sgd"}, "returned str, not a torch.optim.Optimizer"),
+        ({"optimizer": 3}, "is not usable"),
         ({"device": "tpu:9"}, "device"),
     ],
 )
@@ -144,6 +149,26 @@ def test_bad_options_are_refused_with_a_message(digits, options, message):
     vae = _vae(digits)
     with pytest.raises(ConfigError, match=message):
         fit(vae.model, vae.guide, digits.train[:64], progress=False, **options)
+
+
+def _fit_with(digits, optimizer, **kwargs):
+    pyro.clear_param_store()
+    _, result = _fit(digits, epochs=2, optimizer=optimizer, **kwargs)
+    return [row["train_objective"] for row in result.history]
+
+
+def test_fit_takes_pyro_optimisers_torch_classes_and_factories(digits, tmp_path):
+    import functools
+
+    by_class = _fit_with(digits, torch.optim.SGD, lr=0.05)
+    assert _fit_with(digits, functools.partial(torch.optim.SGD, lr=0.05)) == by_class
+    assert _fit_with(digits, pyro.optim.SGD({"lr": 0.05})) == by_class
+    # Pyro's Adam is torch's unfused Adam; "adam" is the fused kernel: the same update up to float rounding.
+    assert _fit_with(digits, pyro.optim.Adam({"lr": 3e-3})) == pytest.approx(_fit_with(digits, "adam", lr=3e-3), rel=1e-5)
+    assert by_class != _fit_with(digits, torch.optim.SGD, lr=0.01)  # the class is given fit's lr
+    _fit(digits, out=tmp_path / "run", epochs=1, optimizer=pyro.optim.Adam({"lr": 3e-3}))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["optimizer"]
+    assert saved == "pyro.optim.Adam({'lr': 0.003})"
 
 
 @pytest.mark.parametrize(

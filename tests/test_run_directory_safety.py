@@ -115,10 +115,10 @@ def test_a_fit_stopped_before_its_first_epoch_can_be_rerun_or_resumed(digits, tm
 
 def test_resume_for_fewer_epochs_than_done_is_refused_before_anything_is_written(digits, tmp_path):
     _fit(digits, tmp_path / "run", epochs=2)
-    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     with pytest.raises(RunDirError, match="it has finished 2"):
         _fit(digits, tmp_path / "run", epochs=1, resume=True)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
 def test_a_full_disk_is_named_and_the_previous_checkpoint_survives(digits, tmp_path, monkeypatch):

@@ -1,0 +1,169 @@
+"""The documentation builds with warnings as errors, and its tutorials run, with outputs, in time.
+
+One ``sphinx-build -W --keep-going -b html docs OUT`` (about 2 minutes on 2 CPU cores, most of it
+executing the four tutorials) into a temporary folder; every test reads its output.
+
+The execution time of each tutorial is read from the page ``execution.html``, which holds myst-nb's
+``nb-exec-table`` directive: myst-nb fills that table from the execution data it records for each
+notebook during this build (``runtime``, ``succeeded``), so the test reads the number myst-nb measured,
+through a documented directive, without unpickling Sphinx's environment (whose layout is internal).
+"""
+
+import html
+import re
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUTORIALS = sorted(path.stem for path in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+#: Per tutorial, text its executed outputs must show (a table header or a label it prints).
+PRINTED = {
+    "01_your_own_pair": ("log p(x) per point (nats)", "refused:", "closed-form pPCA"),
+    "02_comparing_objectives": ("IWAE bound K=5", "iwae-dreg:100", "pPCA maximum likelihood"),
+    "03_diagnosing_with_arviz": ("k-hat", "energy distance q vs NUTS", "Inference data with groups"),
+    "04_collapse_and_identifiability": ("Var(mu_j), sorted", "pPCA exact", "latent"),
+}
+MAX_SECONDS = 90
+BUILD_TIMEOUT = 900
+#: Every module of the API reference, by the page that documents it.
+MODULES = {
+    "core": ["pyro_vae." + m for m in ("contract", "factories", "priors", "guides", "likelihoods", "networks", "kl", "data",
+                                        "checks", "files", "rundir", "sweep", "plots", "summaries", "errors")],
+    "models": ["pyro_vae.models." + m for m in ("vae", "ppca", "gmm")],
+    "inference": ["pyro_vae.inference." + m for m in (
+        "fit", "trainer", "objectives", "iwae", "mean_field", "path_gradients", "estimators", "latents", "evaluate",
+        "diagnostics", "model_comparison", "gradient_snr", "gaps", "reference", "sample_quality", "plates", "handlers",
+        "traces", "runs", "distributed")],
+    "analyses": ["pyro_vae.analyses." + m for m in (
+        "identifiability", "beta_sweep", "collapse", "kl_law", "latent_sweep", "noise_injection", "priors", "sampling",
+        "sigma_sweep", "two_stage", "compare")],
+}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("docs") / "html"
+    started = time.perf_counter()
+    process = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", str(ROOT / "docs"), str(out)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    seconds = time.perf_counter() - started
+    print(f"sphinx-build took {seconds:.0f} s")
+    return {"out": out, "returncode": process.returncode, "log": process.stdout + process.stderr, "seconds": seconds}
+
+
+def _page(build, name):
+    path = build["out"] / f"{name}.html"
+    assert path.is_file(), f"{path} was not built"
+    return path.read_text(encoding="utf-8")
+
+
+class _Outputs(HTMLParser):
+    """The text and the image sources inside a notebook page's cell outputs (``div.cell_output``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.inside, self.text, self.images = 0, None, [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "div":
+            self.depth += 1
+            if self.inside is None and "cell_output" in (attrs.get("class") or "").split():
+                self.inside = self.depth
+        if tag == "img" and self.inside is not None:
+            self.images.append(attrs.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag == "div":
+            if self.inside == self.depth:
+                self.inside = None
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.inside is not None:
+            self.text.append(data)
+
+
+def _outputs(page):
+    parser = _Outputs()
+    parser.feed(page)
+    return "".join(parser.text), parser.images
+
+
+def test_the_build_passes_with_no_warnings(build):
+    log = build["log"]
+    assert build["returncode"] == 0, log[-5000:]
+    # the one line that is no Sphinx warning: each notebook kernel's notice about its local TCP transport
+    problems = [line for line in log.splitlines()
+                if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line) and not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP")]
+    assert not problems, problems
+    assert build["seconds"] < BUILD_TIMEOUT
+
+
+def test_there_are_four_tutorials():
+    assert TUTORIALS == sorted(PRINTED)
+
+
+@pytest.mark.parametrize("name", sorted(PRINTED))
+def test_each_tutorial_page_shows_its_executed_outputs(build, name):
+    page = _page(build, f"tutorials/{name}")
+    text, images = _outputs(page)
+    assert images, f"{name}: no figure among the cell outputs"
+    for src in images:
+        image = (build["out"] / "tutorials" / src).resolve()
+        assert src.endswith(".png") and image.is_file() and image.stat().st_size > 5000, f"{name}: {src} is no embedded figure"
+    text = html.unescape(text)
+    for expected in PRINTED[name]:
+        assert expected in text, f"{name}: the outputs do not show {expected!r}"
+    numbers = re.findall(r"-?\d+\.\d{2,}", text)
+    assert len(numbers) >= 10, f"{name}: the outputs print only {len(numbers)} numbers"
+    assert "Traceback" not in text, f"{name}: an output shows a traceback"
+
+
+def _execution_table(build):
+    """``{document: (seconds, status)}`` from the nb-exec-table of execution.html."""
+    page = _page(build, "execution")
+    rows = {}
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", page, flags=re.S):
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)]
+        if len(cells) == 5:
+            document, _, method, runtime, status = cells
+            rows[document] = (float(runtime), method, status)
+    return rows
+
+
+def test_each_tutorial_runs_in_under_90_seconds(build):
+    table = _execution_table(build)
+    assert sorted(table) == [f"tutorials/{name}" for name in sorted(PRINTED)], table
+    for document, (seconds, method, status) in table.items():
+        print(f"{document}: {seconds:.1f} s")
+        assert method == "force" and status == "✅", (document, method, status)
+        assert 0 < seconds < MAX_SECONDS, f"{document} took {seconds:.1f} s to execute (limit {MAX_SECONDS} s)"
+
+
+def test_the_api_pages_document_every_module_and_the_key_objects(build):
+    pages = {name: _page(build, f"api/{name}") for name in MODULES}
+    for name, modules in MODULES.items():
+        for module in modules:
+            assert f'id="module-{module}"' in pages[name], f"{module} is missing from api/{name}.html"
+    for page, target in (("inference", "pyro_vae.inference.fit.fit"), ("inference", "pyro_vae.inference.evaluate.evaluate"),
+                         ("inference", "pyro_vae.inference.model_comparison.compare_runs"), ("models", "pyro_vae.models.vae.VAE"),
+                         ("models", "pyro_vae.models.ppca.PPCA"), ("core", "pyro_vae.data.load_data")):
+        assert f'id="{target}"' in pages[page], f"{target} is not documented in api/{page}.html"
+    fit_section = pages["inference"].split('id="pyro_vae.inference.fit.fit"', 1)[1][:20000]
+    assert "Parameters" in fit_section and "objective" in fit_section  # :param: fields rendered as a field list
+
+
+def test_the_api_pages_render_math_with_mathjax(build):
+    for name in ("models", "inference"):
+        page = _page(build, f"api/{name}")
+        assert "mathjax" in page.lower(), f"api/{name}.html loads no MathJax"
+        display = re.findall(r'<div class="math[^"]*">\s*\\\[', page)
+        inline = re.findall(r'<span class="math[^"]*">\\\(', page)
+        assert display and inline, f"api/{name}.html: {len(display)} display and {len(inline)} inline formulas rendered"
+        assert ":math:" not in page and ".. math::" not in page, f"api/{name}.html shows unrendered reST math"
