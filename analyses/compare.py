@@ -85,6 +85,7 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
         # no KL term where sites are enumerated
         "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms.get("kl", math.nan),
         "log_likelihood": estimate["log_likelihood"], "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
+        "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan),
         "gap": estimate["log_likelihood"] - terms["elbo"],
         "active_units": _active_units(model, guide, test),
         "seconds_per_epoch": result.metrics["train_seconds"] / result.metrics["epochs"],
@@ -122,7 +123,7 @@ def summarise(fits, objectives):
     for spec in objectives:
         runs = [r for r in fits if r["objective"] == spec]
         row = {"objective": spec, "seeds": len(runs)}
-        for metric in METRICS + ("log_likelihood_mc_se",):
+        for metric in METRICS + ("log_likelihood_mc_se", "fraction_khat_above_threshold"):
             values = [r[metric] for r in runs]
             row[metric] = statistics.fmean(values)
             row[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else float("nan")
@@ -254,7 +255,7 @@ def _nuts(pair, x, particles, samples, warmup, chains, seed, out, data_plate):
     atomic_write(out / "nuts_posterior.nc", lambda tmp: idata.to_netcdf(tmp))
     khat = psis(importance_log_weights(model, guide, x, particles, seed=seed, data_plate=data_plate))["khat"]
     comparison = compare_with_guide(idata, model, guide, x, khat=khat, seed=seed)
-    plot_marginals(comparison, out / "figures" / "nuts_marginals.png")
+    plot_marginals(comparison, out / "figures" / "nuts_marginals.png", model=describe_pair(pair.model, pair_module(pair)))
     from pyro_vae._arviz import arviz
 
     summary = arviz().summary(idata, kind="diagnostics")

@@ -22,6 +22,7 @@ aggregate posterior gives a plug-in :math:`\mathrm{KL}(q(z) \| p(z))`.  Writes
 """
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -45,6 +46,13 @@ PRESETS = {
 
 
 @torch.no_grad()
+def _log_likelihood(vae, x, particles):
+    """The IS log-likelihood of ``x`` and the share of its points whose k-hat is above the threshold."""
+    estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, x, particles))
+    return {"log_likelihood": estimate["log_likelihood"],
+            "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
+
+
 def variance_split(vae, x):
     """Latent and noise parts of the model's variance on ``x`` (see the module doc), in squared data units."""
     vae.eval()
@@ -88,7 +96,7 @@ def fit_setting(run_dir, data, setting, preset):
     row.update(variance_split(vae, x_test))
     row.update({
         "elbo": elbo_terms(vae.model, vae.guide, x_test)["elbo"],
-        "log_likelihood": log_likelihood(importance_log_weights(vae.model, vae.guide, x_test, preset["particles"]))["log_likelihood"],
+        **_log_likelihood(vae, x_test, preset["particles"]),
         "active_units": stats["active_units"],
         "latent_variances": " ".join(f"{v:.3f}" for v in stats["moment_sum"]),
         "learned_sigma_x": vae.likelihood.scale().mean().item(),

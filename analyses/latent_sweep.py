@@ -8,6 +8,8 @@ latents are inactive, and the active count at the largest d.  The fits run in pa
 (:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and a stopped sweep resumes where it stopped.
 """
 
+import math
+
 from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
 
@@ -32,7 +34,8 @@ def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):
     return {"latent_dim": latent_dim, "model": vae.describe(),
             **{key: summary[key] for key in ("active_units", "test_elbo", "test_kl")},
             "test_log_likelihood": estimate["log_likelihood"],
-            "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]}
+            "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
+            "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):

@@ -1,8 +1,11 @@
 """``pyro-vae report DIR...``: one self-contained HTML page from the outputs of analyses and runs.
 
-For each directory: its config, library versions, headline numbers, the table of ``results.csv``
-(or ``metrics.json`` / ``evaluation.json`` summary for a fit), and every PNG under it, embedded as
-base64 so the page opens anywhere without its folders.
+A contents list, then for each directory: its headline numbers as tables, the table of
+``results.csv`` (label columns first, as the studies write it), for a fit its metrics, evaluation
+summary and per-latent table, then its figures in reading order with captions
+(:data:`~.report_content.FIGURES`), embedded as base64 so the page opens anywhere without its
+folders, and its config and library versions folded away.  What the tables show and flag is
+:mod:`.report_content`; the page is the Jinja2 template ``templates/report.html.j2``.
 
 Only regular files that lie inside the given directories are read: a symbolic link (to a file or a
 directory, which is not followed), anything resolving outside the directory, and anything that is not
@@ -12,43 +15,17 @@ so a received run directory cannot make the page embed files from elsewhere on t
 
 import base64
 import csv
-import html
 import io
 import json
 import os
 from pathlib import Path
 
+import jinja2
+
 from pyro_vae.errors import RunDirError
 from pyro_vae.files import atomic_write_bytes, os_error_text, read_json
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1em; }
-td, th { border: 1px solid #ddd; padding: .2em .5em; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-pre { background: #f7f7f7; padding: .6em; font-size: .8em; overflow-x: auto; }
-img { max-width: 100%; border: 1px solid #eee; margin: .3em 0; }
-details { margin: .5em 0; }
-.note { color: #a40; font-size: .85em; }
-"""
-
-
-def _format(value):
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return html.escape(str(value))
-    return f"{number:.4g}" if abs(number) < 1e5 else f"{number:.4e}"
-
-
-def _table(header, rows):
-    if not header:
-        return ""
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in header)
-    body = "".join("<tr>" + "".join(f"<td>{_format(cell)}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
+from .report_content import FIGURES, evaluation_tables, headline_tables, table
 
 def _read_bytes(path):
     try:
@@ -123,34 +100,30 @@ class _Inputs:
         """What was skipped and why, in one line ("" if nothing)."""
         return "; ".join(f"{path}: {reason}" for path, reason in self.skipped)
 
-    def note(self):
-        """A short HTML note on what was skipped, or ""."""
-        if not self.skipped:
-            return ""
-        return f"<p class=\"note\">Skipped (not embedded): {html.escape(self.skipped_text())}.</p>"
 
-
-def _json_text(text, name):
-    """A JSON file's text in a <pre>, with a note when it is not valid JSON: shown rather than
-    refused, so a half-written run still gets its page."""
+def _json(text, name, notes):
+    """A JSON file's object, or None with a note when it is not valid JSON (the text is then shown as is,
+    rather than refused, so a half-written run still gets its page)."""
     try:
-        json.loads(text)
-        note = ""
+        value = json.loads(text)
     except ValueError as error:
-        reason = html.escape(f"{name} is not valid JSON ({error}); shown as text")
-        note = f"<p class=\"note\">{reason}.</p>"
-    return f"{note}<pre>{html.escape(text)}</pre>"
+        notes.append(f"{name} is not valid JSON ({error}); shown as text")
+        return None
+    if not isinstance(value, dict):
+        notes.append(f"{name} holds a JSON {type(value).__name__}, not an object; shown as text")
+        return None
+    return value
 
 
 def _results_table(inputs):
-    """The table of ``results.csv``, or "" without one.
+    """The table of ``results.csv``, or None without one.
 
     A row with more or fewer cells than the header is refused in one line rather than rendered:
     pyro-vae writes every row in full (``files.write_csv``), so such a file is damaged, and there is
     no honest way to tell which column a stray or missing cell belongs to."""
     text = inputs.text("results.csv")
     if text is None:
-        return ""
+        return None
     path = inputs.directory / "results.csv"
     try:
         rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
@@ -161,51 +134,80 @@ def _results_table(inputs):
         if len(row) != len(header):
             raise RunDirError(f"{path} row {number} has {len(row)} cells but the header has {len(header)}; "
                               "expected one cell per column")
-    return _table(header, body)
+    return table(f"results.csv ({len(body)} rows)", header, body) if header else None
 
 
-def _details(title, text):
-    if text is None:
-        return ""
-    return f"<details><summary>{html.escape(title)}</summary><pre>{html.escape(text)}</pre></details>"
+def _figures(inputs):
+    """The PNGs under the directory in reading order (known figures first, in :data:`FIGURES` order),
+    each with its caption and its bytes as base64."""
+    order = {name: place for place, name in enumerate(FIGURES)}
+    images = sorted(inputs.images(), key=lambda path: (order.get(path.name, len(order)), str(path)))
+    return [{"name": str(path.relative_to(inputs.directory)), "caption": FIGURES.get(path.name, ""),
+             "data": base64.b64encode(_read_bytes(path)).decode()} for path in images]
 
 
-def _image(path, directory):
-    encoded = base64.b64encode(_read_bytes(path)).decode()
-    return (f"<p><b>{html.escape(str(path.relative_to(directory)))}</b><br>"
-            f"<img src=\"data:image/png;base64,{encoded}\"></p>")
+def _documents(inputs, notes):
+    """The tables of headline.json, metrics.json and evaluation.json, and the raw text of those that are
+    not valid JSON objects."""
+    tables, raw = [], []
+    readers = {"headline.json": headline_tables,
+               "metrics.json": lambda value: headline_tables(value, "Fit metrics (metrics.json)"),
+               "evaluation.json": lambda value: (evaluation_tables(value), [])}
+    for name, reader in readers.items():
+        text = inputs.text(name)
+        if text is None:
+            continue
+        value = _json(text, name, notes)
+        if value is None:
+            raw.append({"title": name, "text": text})
+            continue
+        found, text_notes = reader(value)
+        tables += found
+        notes += text_notes
+    return tables, raw
 
 
-def section(directory):
-    """The HTML of one analysis or run directory; raises :class:`RunDirError` in one line for a
-    missing or empty directory or a damaged config.json / results.csv."""
+def section(directory, index=0):
+    """What the page shows of one analysis or run directory (a dict for the template); raises
+    :class:`RunDirError` in one line for a missing or empty directory or a damaged config.json /
+    results.csv."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RunDirError(f"{directory} is not a directory")
     inputs = _Inputs(directory)
     config_path = inputs.file("config.json")
     config = read_json(config_path, kind=dict) if config_path else {}
-    outputs = {name: inputs.text(name) for name in ("headline.json", "metrics.json")}
-    title = config.get("analysis") or ("fit" if outputs["metrics.json"] is not None else directory.name)
-    parts = [_json_text(text, name) for name, text in outputs.items() if text is not None]
-    parts.append(_results_table(inputs))
-    parts += [_image(path, directory) for path in inputs.images()]
-    if not any(parts) and not config:
+    notes = []
+    tables, raw = _documents(inputs, notes)
+    results = _results_table(inputs)
+    tables += [results] if results else []
+    figures = _figures(inputs)
+    if not (tables or raw or figures or config):
         skipped = f" (skipped: {inputs.skipped_text()})" if inputs.skipped else ""
         raise RunDirError(f"{directory} holds no analysis or run outputs (config.json, results.csv, "
                           f"metrics.json, figures){skipped}")
-    parts.append(_details("config", _read_text(config_path) if config_path else None))
-    parts.append(_details("library versions", inputs.text("versions.json")))
-    heading = f"<h2>{html.escape(str(title))} <small>({html.escape(str(directory))})</small></h2>"
-    return "\n".join([heading, inputs.note(), *parts])
+    is_fit = inputs.file("metrics.json") is not None
+    title = config.get("analysis") or ("fit" if is_fit else directory.name)
+    details = [{"title": "config", "text": _read_text(config_path) if config_path else None},
+               {"title": "library versions", "text": inputs.text("versions.json")}]
+    return {"id": f"section-{index}", "title": str(title), "path": str(directory), "notes": notes,
+            "skipped": inputs.skipped_text(), "tables": tables, "raw": raw, "figures": figures,
+            "details": [d for d in details if d["text"] is not None]}
+
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("pyro_vae.analyses", "templates"),
+                                autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(directories):
+    """The HTML page of ``directories``, as text."""
+    sections = [section(directory, index) for index, directory in enumerate(directories)]
+    return _TEMPLATES.get_template("report.html.j2").render(sections=sections)
 
 
 def write_report(directories, out):
     """Write the HTML page for ``directories`` to ``out`` (atomically) and return its path."""
     if Path(out).is_dir():
         raise RunDirError(f"--out {out} is a directory; expected an HTML file path")
-    body = "\n".join(section(d) for d in directories)
-    page = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>pyro-vae report</title>"
-            f"<style>{STYLE}</style></head><body><h1>pyro-vae report</h1>{body}</body></html>")
-    atomic_write_bytes(out, page.encode())
+    atomic_write_bytes(out, render(directories).encode())
     return Path(out)

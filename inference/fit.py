@@ -35,7 +35,7 @@ from pyro_vae.contract import describe_pair, owner_module
 from pyro_vae.plots import plot_training_curve
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
-from pyro_vae.progress import progress_bar
+from pyro_vae.progress import progress_bar, report_epoch
 from pyro_vae.rundir import RunDir
 
 from .distributed import DataParallel
@@ -296,6 +296,8 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
             row.update({f"val_{k}": v for k, v in terms.items() if k not in ("draws", "infinite")})
         row["seconds"] = state.seconds
         state.history.append(row)
+        if writes:
+            report_epoch(state.epoch, epochs)  # to a sweep's bar, when this fit is one of a sweep's tasks
         if hasattr(bar, "set_postfix"):
             bar.set_postfix({k: f"{v:.2f}" for k, v in row.items() if k in ("train_objective", "val_elbo")})
         if run_dir is not None:

@@ -133,8 +133,9 @@ def compare_with_guide(reference, model, guide, x, draws=2000, khat=None, seed=0
     return {"rows": rows, "points": points, "spearman_khat_distance": correlation, "q_draws": q, "nuts_draws": nuts}
 
 
-def plot_marginals(comparison, path, points=4, latents=4):
-    """Overlay q(z|x) and NUTS marginal densities for the first ``points`` x ``latents`` cells."""
+def plot_marginals(comparison, path, points=4, latents=4, model=None):
+    """Overlay q(z|x) and NUTS marginal densities for the first ``points`` x ``latents`` cells; ``model``
+    (a one-line description, :func:`~pyro_vae.contract.describe_pair`) heads the title."""
     from pyro_vae.plots import pyplot, save_figure
     import seaborn as sns
 
@@ -151,6 +152,7 @@ def plot_marginals(comparison, path, points=4, latents=4):
             ax.set_ylabel(f"point {i}" if j == 0 else "")
             ax.set_xlabel(f"z_{j}" if i == points - 1 else "")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Guide marginals against the NUTS reference posterior")
+    title = "Guide marginals q(z|x) against the NUTS reference posterior p(z|x)"
+    fig.suptitle(f"{model}\n{title}" if model else title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

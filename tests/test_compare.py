@@ -60,7 +60,8 @@ def test_gap_split_and_nuts_outputs(comparison):
 
 def test_objectives_closer_than_their_seed_spread_share_a_rank():
     fits = [{"objective": name, "seed": s, "log_likelihood": value, "test_elbo": value - 1, "test_kl": 1.0, "gap": 1.0,
-             "active_units": 4, "seconds_per_epoch": 1.0, "log_likelihood_mc_se": 0.01}
+             "active_units": 4, "seconds_per_epoch": 1.0, "log_likelihood_mc_se": 0.01,
+             "fraction_khat_above_threshold": 0.0}
             for name, values in (("a", (-90.0, -91.0)), ("b", (-90.6, -90.8)), ("c", (-95.0, -95.2)))
             for s, value in enumerate(values)]
     rows = {row["objective"]: row for row in summarise(fits, ["a", "b", "c"])}

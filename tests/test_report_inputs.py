@@ -136,7 +136,7 @@ def test_well_formed_results_csv_is_a_table_with_quoted_cells(tmp_path):
     (run / "results.csv").write_text('setting,elbo\n"beta=4, sigma_x learned",-98.25\n')
     text = write_report([run], tmp_path / "page.html").read_text()
     assert "<th>setting</th><th>elbo</th>" in text
-    assert "<td>beta=4, sigma_x learned</td><td>-98.25</td>" in text
+    assert "<td>beta=4, sigma_x learned</td><td class=\"number\">-98.25</td>" in text
 
 
 @pytest.mark.parametrize("name", ["headline.json", "metrics.json"])

@@ -1,0 +1,220 @@
+"""What the HTML report shows of one directory, as plain data for its template (:mod:`.report`).
+
+Numbers are printed to 4 significant figures, and a value with a standard error beside it
+(``x`` and ``x_se`` or ``x_mc_se`` in the same table) as one cell ``x ± se`` (2 significant figures).
+Two kinds of number get a flag a reader cannot miss:
+
+* a **negative KL estimate**: a KL divergence is at least 0, so a negative value is estimation error
+  around a KL near 0 (a Monte Carlo or moment-matched estimate), to be read as "about 0";
+* an **importance-sampled log-likelihood** whose share of points with Pareto k-hat above the threshold
+  is more than :data:`HIGH_KHAT_SHARE`: for those points the importance weights have (near-)infinite
+  variance, the estimate is biased low and its standard error unreliable (Vehtari et al. 2024,
+  "Pareto smoothed importance sampling").
+"""
+
+import math
+from dataclasses import dataclass, field
+
+#: Above this share of points with k-hat over the threshold, an IS log-likelihood is flagged.
+HIGH_KHAT_SHARE = 0.1
+
+NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
+
+#: Figure file name -> (place in the reading order, caption).  Unknown figures follow, by name.
+FIGURES = {
+    "training_curve.png": "Training curve: the training objective and the validation ELBO (± 2 SE) per epoch.",
+    "reconstructions_samples.png": "Test images, their reconstructions E[x | z = μ(x)], and samples from the prior "
+                                   "(drawn by the fit).",
+    "evaluated_reconstructions_samples.png": "The same on the evaluated data (drawn by evaluate).",
+    "generation_modes.png": "Data, then each generation mode on the same prior draws, on the data's colour scale.",
+    "sample_metrics.png": "Sample metrics per generation mode, mean ± 2 standard errors.",
+    "latent_variances.png": "Per latent: variance of the posterior mean, mean posterior variance and their sum "
+                            "against the prior variance (the moment law).",
+    "latent_traversals.png": "Decoded traversals of the active latents.",
+    "khat.png": "Pareto k-hat of the importance weights per data point, with the threshold for this K.",
+    "variance_split.png": "How the data variance splits between latent and noise, per setting, against pPCA.",
+    "moment_law.png": "The KL moment law per latent: variance of the posterior mean plus mean posterior variance.",
+    "latent_sweep.png": "Held-out ELBO, log-likelihood and active units against the latent dimension.",
+    "latent_spread.png": "Spread of the latent coordinates per setting.",
+    "samples_reconstructions.png": "Samples and reconstructions per setting.",
+    "noise_injection.png": "What injected noise does to the latents.",
+    "compare.png": "Objectives compared: held-out log-likelihood, gradient SNR and the inference gap split.",
+    "nuts_marginals.png": "The guide's marginals against the NUTS reference posterior.",
+    "samples.png": "Samples from the one-stage and two-stage models.",
+}
+
+
+@dataclass
+class Cell:
+    text: str
+    flag: str = ""  # why the cell is flagged, or ""
+    numeric: bool = False
+
+
+@dataclass
+class Table:
+    title: str
+    header: list
+    rows: list  # lists of Cell
+    flags: list = field(default_factory=list)  # distinct flag texts, for the note under the table
+
+
+def significant(value, digits=4):
+    """``value`` to ``digits`` significant figures (integers and text as they are)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value == int(value) and abs(value) < 1e6:
+            return str(int(value))
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def as_number(text):
+    """A CSV cell as a float where it is one, else the text."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _error_column(header, name):
+    for suffix in ("_se", "_mc_se"):
+        if name + suffix in header:
+            return name + suffix
+    return None
+
+
+def _is_kl(name):
+    return "kl" in str(name).lower().split("_")
+
+
+def _khat_share(header, row):
+    for name in ("fraction_khat_above_threshold", "fraction_khat_above_0.7"):
+        if name in header and isinstance(row[header.index(name)], float):
+            return row[header.index(name)]
+    return None
+
+
+def _likelihood_flag(share):
+    return (f"k-hat above the threshold for {share:.0%} of points: this IS estimate is biased low there and its "
+            "standard error unreliable") if share is not None and share > HIGH_KHAT_SHARE else ""
+
+
+def _cell(name, value, error, khat_flag):
+    if isinstance(value, float):
+        text = significant(value)
+        if isinstance(error, float):  # an error below float32 rounding is a closed form's: shown as 0
+            text += f" ± {significant(error, 2) if error > 1e-7 * max(1.0, abs(value)) else 0}"
+        flag = NEGATIVE_KL if _is_kl(name) and value < 0 else ""
+        if "log_likelihood" in str(name) and not flag:
+            flag = khat_flag
+        return Cell(text, flag, numeric=True)
+    return Cell(significant(value), numeric=isinstance(value, int) and not isinstance(value, bool))
+
+
+def table(title, header, rows):
+    """A :class:`Table` of ``rows`` (lists of values in ``header`` order): standard-error columns folded
+    into their values' cells, negative KLs and poorly-diagnosed IS log-likelihoods flagged."""
+    header = list(header)
+    rows = [[as_number(value) for value in row] for row in rows]
+    errors = {name: _error_column(header, name) for name in header}
+    folded = {column for column in errors.values() if column}
+    shown = [name for name in header if name not in folded]
+    cells = []
+    for row in rows:
+        khat_flag = _likelihood_flag(_khat_share(header, row))
+        cells.append([_cell(name, row[header.index(name)],
+                            row[header.index(errors[name])] if errors[name] else None, khat_flag) for name in shown])
+    flags = list(dict.fromkeys(cell.flag for row in cells for cell in row if cell.flag))
+    return Table(title, shown, cells, flags)
+
+
+def _is_scalar(value):
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def name_value_table(title, mapping, labels=None, value_heading="value"):
+    """A two-column table of a mapping of numbers (``labels`` renames keys and, when given, selects and
+    orders them); a ``key_se`` / ``key_mc_se`` entry is folded into its key's row."""
+    names = [key for key in (labels or mapping) if key in mapping]
+    errors = [error for error in map(lambda name: _error_column(mapping, name), names) if error and error not in names]
+    wide = table(title, names + errors, [[mapping[name] for name in names + errors]])
+    labels = labels or {}
+    rows = [[Cell(labels.get(name, name)), cell] for name, cell in zip(wide.header, wide.rows[0])]
+    return Table(title, ["quantity", value_heading], rows, wide.flags)
+
+
+def headline_tables(headline, title="Headline numbers"):
+    """``headline.json`` (or ``metrics.json``) as tables.
+
+    Its top-level numbers form one name/value table.  Mappings of numbers come in two shapes, each
+    one table: ``quantity_by_label`` keys (``{"test_log_likelihood_by_setting": {setting: value}}``) give a
+    row per label and a column per quantity; other keys are labels of a row (``{"ancestral": {metric:
+    value}}``) with a column per metric.  Text values and deeper nesting become notes."""
+    scalars = {key: value for key, value in headline.items() if _is_scalar(value) and not isinstance(value, str)}
+    flat = {key: value for key, value in headline.items()
+            if isinstance(value, dict) and all(_is_scalar(v) for v in value.values())}
+    notes = [f"{key}: {value}" for key, value in headline.items() if isinstance(value, str)]
+    notes += [f"{key}: nested deeper than a table; see headline.json" for key, value in headline.items()
+              if not (_is_scalar(value) or key in flat)]
+    tables = [name_value_table(title, scalars)] if scalars else []
+    by_label = {key: value for key, value in flat.items() if "_by_" in key}
+    if by_label:
+        labels = list(dict.fromkeys(label for value in by_label.values() for label in value))
+        label_name = next(iter(by_label)).split("_by_")[-1]
+        tables.append(table(f"{title} by {label_name}", [label_name, *(key.split("_by_")[0] for key in by_label)],
+                            [[label, *(value.get(label, "") for value in by_label.values())] for label in labels]))
+    rows = {key: value for key, value in flat.items() if key not in by_label}
+    if rows:
+        columns = list(dict.fromkeys(column for value in rows.values() for column in value))
+        tables.append(table(f"{title} per row", ["", *columns],
+                            [[key, *(value.get(column, "") for column in columns)] for key, value in rows.items()]))
+    return tables, notes
+
+
+EVALUATION_ROWS = {  # key -> label, in the order shown
+    "elbo": "ELBO",
+    "reconstruction": "reconstruction E_q log p(x|z)",
+    "kl": "KL(q || p)",
+    "log_likelihood": "log p(x), importance-sampled",
+    "psis_log_likelihood": "log p(x), Pareto-smoothed",
+    "elbo_amortised": "ELBO of the amortised guide (refinement's start)",
+    "elbo_refined": "ELBO after per-point refinement (semi-amortised)",
+    "refinement_gain": "refinement gain: amortisation gap closed",
+    "fraction_khat_above_threshold": "share of points with k-hat above the threshold",
+    "khat_threshold": "k-hat threshold for K",
+    "active_units": "active units",
+    "particles": "importance particles K",
+    "num_datapoints": "data points",
+}
+
+
+def evaluation_tables(evaluation):
+    """The evaluation summary (per-point averages, with errors and flags) and the per-latent table of
+    an ``evaluation.json``."""
+    tables = [name_value_table(f"Evaluation on {evaluation.get('num_datapoints', '?')} points", evaluation,
+                               EVALUATION_ROWS, "per point")]
+    by_site = evaluation.get("latents_by_site")
+    per_site = list(by_site.values()) if isinstance(by_site, dict) else [evaluation.get("latents")]
+    tables += [latent_table(latents) for latents in per_site if isinstance(latents, dict)]
+    return tables
+
+
+LATENT_COLUMNS = ["active", "kl", "var_mu", "mean_sigma2", "moment_sum", "prior_variance", "reconstruction_gain"]
+
+
+def latent_table(latents):
+    """One row per latent coordinate: active, KL, the moment-law terms and the reconstruction gain."""
+    columns = [name for name in LATENT_COLUMNS if isinstance(latents.get(name), list)]
+    count = len(latents[columns[0]]) if columns else 0
+    rows = [[f"z{j}", *(latents[name][j] for name in columns)] for j in range(count)]
+    site = latents.get("site", "z")
+    return table(f"Per latent (site {site!r}, {latents.get('moments', '')}; active: Var(μ) above "
+                 f"0.01 × prior variance)", ["latent", *columns], rows)
