@@ -36,7 +36,7 @@ MODEL_KEYS = ("latent_dim", "prior", "prior_options", "guide", "likelihood", "si
 TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed")
 #: Columns that say what a row is about rather than measure it, in the order ``results.csv`` puts them first:
 #: what the row is, its settings, then its place in a sequence.
-LABELS = ("data", "network", "objective", "mode", "generation", "stage", "setting", "prior", "guide", "name", "key",
+LABELS = ("data", "network", "layers", "objective", "mode", "generation", "stage", "setting", "prior", "guide", "name", "key",
           "beta", "sigma_x", "latent_dim", "seed", "hold_epochs", "epoch", "phase", "latent")
 WHAT = "analysis directory"
 _LOCKS = {}  # resolved directory -> (DirectoryLock, id of the thread whose study holds it)

@@ -126,7 +126,9 @@ def summarise(fits, objectives):
         for metric in METRICS + ("log_likelihood_mc_se", "fraction_khat_above_threshold"):
             values = [r[metric] for r in runs]
             row[metric] = statistics.fmean(values)
-            row[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else float("nan")
+            # statistics.stdev raises on a NaN or infinite value (a skipped PSIS, an infinite KL): nan then
+            finite = len(values) > 1 and all(math.isfinite(v) for v in values)
+            row[f"{metric}_sd"] = statistics.stdev(values) if finite else float("nan")
             row[f"{metric}_se"] = row[f"{metric}_sd"] / math.sqrt(len(values))
         rows.append(row)
     rows.sort(key=lambda r: -r["log_likelihood"])

@@ -40,7 +40,7 @@ from pyro_vae.kl import base_distribution, min_particles_for_finite_bound
 
 from .iwae import IWAE
 from .plates import data_plate_of, find_data_plate, is_local
-from .traces import random_state_kept, trace_pair
+from .traces import mean_field_valid, random_state_kept, trace_pair
 
 #: The standard error the default number of ELBO draws aims at, in nats per data point.
 TARGET_SE = 0.006  # so that the error, itself estimated from the draws, stays under 0.01
@@ -49,13 +49,17 @@ PILOT_DRAWS, MAX_DRAWS = 8, 1000
 TERMS = ("reconstruction", "kl", "elbo")
 
 
-def _kl_terms(guide_site, model_site):
-    """The KL term of a latent site per element of its batch shape (closed form where registered)."""
-    try:
-        return kl_divergence(guide_site["fn"], model_site["fn"])
-    except NotImplementedError:
-        value = guide_site["value"]
-        return guide_site["fn"].log_prob(value) - model_site["fn"].log_prob(value)
+def _kl_terms(guide_site, model_site, closed_form):
+    """The KL term of a latent site per element of its batch shape: in closed form where registered and
+    ``closed_form`` (:func:`~.traces.mean_field_valid`: the model's density at the site depends only on
+    latents drawn before it), else the Monte Carlo term log q - log p at the draw."""
+    if closed_form:
+        try:
+            return kl_divergence(guide_site["fn"], model_site["fn"])
+        except NotImplementedError:
+            pass
+    value = guide_site["value"]
+    return guide_site["fn"].log_prob(value) - model_site["fn"].log_prob(value)
 
 
 def _has_enumerated_sites(model_trace, guide_trace):
@@ -94,11 +98,12 @@ def _trace_terms(model, guide, batch, data_plate):
     model_trace, guide_trace = trace_pair(model, guide, batch)
     local = torch.zeros(2, len(batch), dtype=torch.float64, device=batch.device)
     once = torch.zeros(2, dtype=torch.float64, device=batch.device)
+    closed_form = mean_field_valid(model_trace, guide_trace)
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample":
             continue
         key = 0 if site["is_observed"] else 1
-        term = site["fn"].log_prob(site["value"]) if key == 0 else _kl_terms(guide_trace.nodes[name], site)
+        term = site["fn"].log_prob(site["value"]) if key == 0 else _kl_terms(guide_trace.nodes[name], site, closed_form)
         if is_local(site, data_plate):
             local[key] += _per_point(term, site, data_plate, len(batch)).double()
         else:

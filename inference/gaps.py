@@ -29,8 +29,16 @@ whose two terms come from the same draws and are positively correlated.
 The same-family guide :math:`q^*_x` is built from the amortised guide's own distributions: every
 latent site whose distribution is a location-scale family (Normal, Laplace, Cauchy, StudentT with
 fixed df, ...) gets a location and a softplus-scale parameter per data point, initialised at the
-amortised values and optimised with Adam on the ELBO (analytic KL where torch has it, ``particles``
-vectorised draws, cosine-decayed learning rate).  Sites are optimised as independent given x.
+amortised values and optimised with Adam on the ELBO (``particles`` vectorised draws, cosine-decayed
+learning rate; the KL in closed form where torch has it and :func:`mean_field_valid` says it is the
+ELBO's term, else by Monte Carlo).  A site whose amortised parameters depend on an upstream latent draw
+(z2 of :class:`~pyro_vae.models.TwoLayerVAE`, :math:`q(z_2 \mid z_1)`) keeps that dependence: its
+per-point parameters are offsets added to the amortised location and pre-softplus scale, initialised at
+zero, :math:`q^*_x(z_2 \mid z_1) = F(\mu_\phi(z_1) + a_x,\ \mathrm{softplus}(\rho_\phi(z_1) + b_x))`, so
+:math:`q^*_x` starts exactly at :math:`q_\phi` and stays in its family (free parameters from one draw of
+z1 would make a mean-field guide, poorer than the amortised one, and start it elsewhere).  Other
+families (``lowrank``, ``iaf``) are refused with the reason.  The same optimiser, with a few steps, is
+the semi-amortised refinement of :mod:`pyro_vae.inference.refine`.
 """
 
 import math
@@ -47,11 +55,32 @@ from pyro_vae.kl import base_distribution
 from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
 from .plates import find_data_plate, local_pair
-from .traces import random_state_kept
+from .traces import mean_field_valid, random_state_kept, trace_pair
+
+
+def _conditional_sites(guide, x, names):
+    """The latent sites whose guide parameters depend on an upstream latent draw (by autograd, from a rerun
+    of the guide with every draw a fresh leaf)."""
+    with random_state_kept(x.device), poutine.block(), torch.enable_grad():
+        with torch.no_grad():
+            trace = poutine.trace(guide).get_trace(x)
+        leaves = {name: trace.nodes[name]["value"].detach().requires_grad_() for name in names}
+        rerun = poutine.trace(poutine.condition(guide, data=leaves)).get_trace(x)
+        conditional = set()
+        for i, name in enumerate(names):
+            base = base_distribution(rerun.nodes[name]["fn"])
+            outputs = [t for t in (base.loc, base.scale) if t.requires_grad]
+            upstream = [leaves[n] for n in names[:i]]
+            if outputs and upstream:
+                grads = torch.autograd.grad(sum(t.sum() for t in outputs), upstream, allow_unused=True)
+                if any(g is not None for g in grads):
+                    conditional.add(name)
+    return conditional
 
 
 def _location_scale_sites(guide, x):
-    """``{site: (family, loc, scale, extra_kwargs, event_ndims)}`` of the amortised guide at ``x``."""
+    """``{site: (family, loc, scale, extra_kwargs, event_ndims)}`` of the amortised guide at ``x``, and the
+    names of the sites whose parameters depend on an upstream draw (:func:`_conditional_sites`)."""
     with torch.no_grad(), random_state_kept(x.device), poutine.block():
         trace = poutine.trace(guide).get_trace(x)
     sites = {}
@@ -61,25 +90,35 @@ def _location_scale_sites(guide, x):
         base = base_distribution(site["fn"])
         if not (hasattr(base, "loc") and hasattr(base, "scale") and "scale" in base.arg_constraints):
             raise ConfigError(
-                f"the gap split optimises a guide of the amortised guide's family per data point; site {name!r} has a "
-                f"{type(base).__name__}, not a location-scale family (Normal, Laplace, Cauchy, StudentT)"
+                f"per-point optimisation of the guide (gap split, refinement) needs location-scale sites (Normal, "
+                f"Laplace, Cauchy, StudentT); site {name!r} has a {type(base).__name__}"
             )
         extra = {k: getattr(base, k) for k in base.arg_constraints if k not in ("loc", "scale") and k in vars(base)}
         sites[name] = (type(base), base.loc, base.scale, extra, site["fn"].event_dim - base.event_dim)
-    return sites
+    return sites, _conditional_sites(guide, x, list(sites))
+
+
+def _inverse_softplus(y):
+    return y + torch.log(-torch.expm1(-y))
 
 
 class LocalGuide:
-    """A guide with its own location and scale per data point for each latent site (``q*_x``).
+    """The amortised guide with its own location and scale per data point for each latent site (``q*_x``).
 
-    Called with exactly the data points it was built for (checked), so that row i keeps its parameters.
+    ``sites[name] = (family, loc, raw, extra, event_ndims)``, the scale being ``softplus(raw)``; for a site
+    in ``conditional`` (its amortised parameters depend on an upstream draw) ``loc`` and ``raw`` are
+    offsets added to the amortised location and pre-softplus scale (module doc).  Runs the amortised guide
+    with each site's distribution replaced, so called with exactly the data points it was built for
+    (checked), so that row i keeps its parameters.
     """
 
-    def __init__(self, sites, data_plate="data"):
-        self.data_plate = data_plate
+    def __init__(self, guide, sites, conditional=()):
+        self.guide, self.conditional = guide, set(conditional)
         self.sites = {}
         for name, (family, loc, scale, extra, event_ndims) in sites.items():
-            raw = scale + torch.log(-torch.expm1(-scale))  # inverse softplus
+            raw = _inverse_softplus(scale)
+            if name in self.conditional:
+                loc, raw = torch.zeros_like(loc), torch.zeros_like(raw)
             self.sites[name] = (family, loc.detach().clone().requires_grad_(), raw.detach().clone().requires_grad_(),
                                 {k: v.detach() for k, v in extra.items()}, event_ndims)
         self.num_points = next(iter(self.sites.values()))[1].shape[0] if self.sites else 0
@@ -90,16 +129,38 @@ class LocalGuide:
     def __call__(self, x):
         if x.shape[0] != self.num_points:
             raise ConfigError(f"this local guide holds parameters for {self.num_points} data points, got {x.shape[0]}")
-        with pyro.plate(self.data_plate, x.shape[0]):
-            for name, (family, loc, raw, extra, event_ndims) in self.sites.items():
-                pyro.sample(name, family(loc=loc, scale=F.softplus(raw), **extra).to_event(event_ndims))
+        with _PerPointSites(self):
+            self.guide(x)
+
+    def distribution(self, name, amortised):
+        """Site ``name``'s per-point distribution, given its amortised one (read only for a conditional site)."""
+        family, loc, raw, extra, event_ndims = self.sites[name]
+        if name in self.conditional:
+            base = base_distribution(amortised)
+            loc, raw = base.loc + loc, _inverse_softplus(base.scale) + raw
+        return family(loc=loc, scale=F.softplus(raw), **extra).to_event(event_ndims)
 
 
-def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16, data_plate=None):
-    """``q*_x``: the amortised guide's family with parameters optimised for each row of ``x`` alone."""
-    local = LocalGuide(_location_scale_sites(guide, x), find_data_plate(model, guide, x, data_plate))
+class _PerPointSites(poutine.messenger.Messenger):
+    """Replaces the distribution of each of a :class:`LocalGuide`'s sites by its per-point one."""
+
+    def __init__(self, local):
+        super().__init__()
+        self.local = local
+
+    def _pyro_sample(self, msg):
+        if msg["name"] in self.local.sites and not msg["is_observed"]:
+            msg["fn"] = self.local.distribution(msg["name"], msg["fn"])
+
+
+def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16):
+    """``q*_x``: the amortised guide's family with parameters optimised for each row of ``x`` alone, by
+    ``steps`` Adam steps from the amortised values (module doc)."""
+    local = LocalGuide(guide, *_location_scale_sites(guide, x))
+    with random_state_kept(x.device), poutine.block():
+        closed_form = mean_field_valid(*trace_pair(model, guide, x))
     params = local.parameters()
-    objective = make_objective("meanfield", particles)
+    objective = make_objective("meanfield" if closed_form else "elbo", particles)
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     for _ in range(steps):
@@ -119,6 +180,39 @@ def _bound_terms(log_weights):
             "log_p": estimate["per_datapoint"], "log_p_var": estimate["per_datapoint_mc_se"] ** 2}
 
 
+def optimised_bounds(model, guide, x, particles, steps, lr, optimisation_particles, block_size, seed, data_plate):
+    """Per point, for the amortised guide and for ``q*_x`` after ``steps`` steps: :func:`_bound_terms` from
+    ``particles`` importance draws, as ``{"amortised": {...}, "optimised": {...}}`` (the caller's random
+    state kept; a pair with global latents conditional on one draw of them, :func:`local_pair`)."""
+    with random_state_kept(x.device):
+        pyro.set_rng_seed(seed)
+        data_plate = find_data_plate(model, guide, x[:block_size], data_plate)
+        model, guide, _ = local_pair(model, guide, x[:block_size], data_plate)
+        blocks = {"amortised": [], "optimised": []}
+        for block in x.split(block_size):
+            local = optimise_local_guide(model, guide, block, steps, lr, optimisation_particles)
+            # all points of a block in one chunk, so the local guide sees the rows it was built for
+            memory = BYTES_PER_PARTICLE_FEATURE * block[0].numel() * min(particles, 100) * len(block)
+            with torch.no_grad():
+                blocks["amortised"].append(_bound_terms(importance_log_weights(model, guide, block, particles,
+                                                                               data_plate=data_plate)))
+                blocks["optimised"].append(_bound_terms(importance_log_weights(model, local, block, particles,
+                                                                               max_memory=memory, data_plate=data_plate)))
+    return {name: {key: torch.cat([terms[key] for terms in found]) for key in found[0]} for name, found in blocks.items()}
+
+
+def summarise(per_point, variances):
+    """Means over the points of ``{key: (N,) values}`` with Monte Carlo errors ``*_mc_se`` from the per-point
+    ``variances``; the values under ``per_datapoint`` and their errors under ``per_datapoint_mc_se``."""
+    result = {}
+    for key, values in per_point.items():
+        result[key] = values.mean().item()
+        result[f"{key}_mc_se"] = math.sqrt(variances[key].sum().item()) / len(values)
+    result["per_datapoint"] = {key: values.detach().cpu() for key, values in per_point.items()}
+    result["per_datapoint_mc_se"] = {key: variance.detach().cpu().sqrt() for key, variance in variances.items()}
+    return result
+
+
 def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisation_particles=16, block_size=100,
                    seed=0, data_plate=None):
     """Split :math:`\\log p(x) - \\mathrm{ELBO}(q_\\phi)` into approximation and amortisation gaps.
@@ -135,34 +229,13 @@ def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisa
     :returns: mean nats per data point for ``log_likelihood`` (and both proposals' estimates),
         ``elbo_amortised``, ``elbo_optimised``,
         ``total_gap``, ``approximation_gap``, ``amortisation_gap``, each with ``*_mc_se``, and the
-        per-point values under ``per_datapoint``.
+        per-point values and errors under ``per_datapoint`` and ``per_datapoint_mc_se``.
     """
-    with random_state_kept(x.device):
-        return _inference_gaps(model, guide, x, particles, steps, lr, optimisation_particles, block_size, seed, data_plate)
-
-
-def _inference_gaps(model, guide, x, particles, steps, lr, optimisation_particles, block_size, seed, data_plate):
-    pyro.set_rng_seed(seed)
-    data_plate = find_data_plate(model, guide, x[:block_size], data_plate)
-    model, guide, _ = local_pair(model, guide, x[:block_size], data_plate)
-    per_point = {key: [] for key in ("log_likelihood_amortised_proposal", "log_likelihood_optimised_proposal",
-                                     "elbo_amortised", "elbo_optimised")}
-    variances = {key: [] for key in per_point}
-    for block in x.split(block_size):
-        local = optimise_local_guide(model, guide, block, steps, lr, optimisation_particles, data_plate)
-        # all points of a block in one chunk, so the local guide sees the rows it was built for
-        memory = BYTES_PER_PARTICLE_FEATURE * block[0].numel() * min(particles, 100) * len(block)
-        with torch.no_grad():
-            amortised = _bound_terms(importance_log_weights(model, guide, block, particles, data_plate=data_plate))
-            optimised = _bound_terms(importance_log_weights(model, local, block, particles, max_memory=memory, data_plate=data_plate))
-        for key, value, variance in (("log_likelihood_amortised_proposal", amortised["log_p"], amortised["log_p_var"]),
-                                     ("log_likelihood_optimised_proposal", optimised["log_p"], optimised["log_p_var"]),
-                                     ("elbo_amortised", amortised["elbo"], amortised["elbo_var"]),
-                                     ("elbo_optimised", optimised["elbo"], optimised["elbo_var"])):
-            per_point[key].append(value)
-            variances[key].append(variance)
-    per_point = {key: torch.cat(values) for key, values in per_point.items()}
-    variances = {key: torch.cat(values) for key, values in variances.items()}
+    bounds = optimised_bounds(model, guide, x, particles, steps, lr, optimisation_particles, block_size, seed, data_plate)
+    per_point, variances = {}, {}
+    for name, terms in bounds.items():
+        per_point[f"log_likelihood_{name}_proposal"], variances[f"log_likelihood_{name}_proposal"] = terms["log_p"], terms["log_p_var"]
+        per_point[f"elbo_{name}"], variances[f"elbo_{name}"] = terms["elbo"], terms["elbo_var"]
     proposal = max(("amortised", "optimised"), key=lambda name: per_point[f"log_likelihood_{name}_proposal"].mean().item())
     per_point["log_likelihood"] = per_point[f"log_likelihood_{proposal}_proposal"]
     variances["log_likelihood"] = variances[f"log_likelihood_{proposal}_proposal"]
@@ -172,11 +245,6 @@ def _inference_gaps(model, guide, x, particles, steps, lr, optimisation_particle
     variances["total_gap"] = variances["log_likelihood"] + variances["elbo_amortised"]
     variances["approximation_gap"] = variances["log_likelihood"] + variances["elbo_optimised"]
     variances["amortisation_gap"] = variances["elbo_optimised"] + variances["elbo_amortised"]
-    n = len(x)
-    result = {}
-    for key, values in per_point.items():
-        result[key] = values.mean().item()
-        result[f"{key}_mc_se"] = math.sqrt(variances[key].sum().item()) / n
+    result = summarise(per_point, variances)
     result["log_likelihood_proposal"] = proposal
-    result["per_datapoint"] = {key: values.detach().cpu() for key, values in per_point.items()}
     return result

@@ -30,18 +30,20 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
     A prior without a variance (Cauchy) has no moment law: ``moment_law`` says so, and ``active`` is
     read against its squared scale.  For a guide without mean and variance (Cauchy) :math:`\mu` and
     :math:`\sigma` are its location and scale; ``moments`` says which was used.  A correlated
-    (multivariate normal) guide is read through its marginals, so ``kl`` is then the KL of each marginal.
+    (multivariate or low-rank normal) guide is read through its marginals, so ``kl`` is then the KL of each
+    marginal.  A flow guide (``iaf``) has neither marginals nor moments in closed form: :math:`\mu` and
+    :math:`\sigma` are its Monte Carlo mean and sd (:class:`pyro_vae.guides.FlowPosterior`), ``kl`` is NaN.
     """
     locs, scales, kls, moments = [], [], [], None
     for batch in x.split(batch_size):
         model_trace, guide_trace = trace_pair(model, guide, batch)
         node = latent_site(guide_trace, site)
         q, p = base_distribution(node["fn"]), base_distribution(model_trace.nodes[node["name"]]["fn"])
-        if isinstance(q, dist.MultivariateNormal):  # per coordinate: its marginals
+        if isinstance(q, (dist.MultivariateNormal, dist.LowRankMultivariateNormal)):  # per coordinate: its marginals
             q = dist.Normal(q.loc, q.stddev)
         locs.append(location(q))
         scales.append(scale(q))
-        moments = "mean/sd" if isinstance(q, dist.Normal) else "location/scale"
+        moments = "mean/sd" if isinstance(q, dist.Normal) else "monte-carlo mean/sd" if q.event_shape else "location/scale"
         kls.append(_per_coordinate_kl(q, p, node["value"]))
     loc, sd, kl = torch.cat(locs), torch.cat(scales), torch.cat(kls)
     var_mu = loc.var(0, unbiased=False)
@@ -86,7 +88,7 @@ def prior_moments(prior, shape):
 
 
 def _per_coordinate_kl(q, p, value):
-    if isinstance(p, dist.MixtureSameFamily):
+    if isinstance(p, dist.MixtureSameFamily) or q.event_shape:  # no per-coordinate factors: a joint q or p
         return torch.full_like(value.reshape(-1, value.shape[-1]), float("nan"))
     try:
         kl = kl_divergence(q, p)

@@ -7,7 +7,10 @@ r"""The mean-field ELBO that computes only the log-densities its estimate reads.
 
 the KL in closed form where torch has one registered for the (guide, prior) pair (or
 :mod:`pyro_vae.kl` adds one), else its one-draw Monte Carlo estimate
-:math:`\log q(z) - \log p(z)`; guide-only (auxiliary) sites contribute :math:`-\log q`.  This is
+:math:`\log q(z) - \log p(z)`; guide-only (auxiliary) sites contribute :math:`-\log q`.  Where the
+guide samples a latent after one the model draws before it (a two-layer VAE: p(z1 | z2) with z2 from
+q(z2 | z1)), no closed-form KL is a term of the ELBO (:func:`~.traces.mean_field_valid`) and every site
+takes the Monte Carlo term; Pyro's class only warns there.  This is
 ``pyro.infer.TraceMeanField_ELBO``'s estimator, value and gradient alike (tested against it).
 
 Why not Pyro's class as is: its ``get_importance_trace`` scores every site of both traces before
@@ -26,6 +29,8 @@ from pyro.infer.util import check_fully_reparametrized, is_validation_enabled, t
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions.kl import kl_divergence
 
+from .traces import mean_field_valid
+
 
 class MeanFieldELBO(TraceMeanField_ELBO):
     """``TraceMeanField_ELBO`` scoring lazily: the same estimate, fewer log-densities (see module doc)."""
@@ -41,6 +46,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
         # Sites already scored are not scored again, so this is also right after Pyro's path
         # (validation on) has scored everything.
         model_trace.compute_log_prob(lambda name, site: site["is_observed"])
+        closed_form = mean_field_valid(model_trace, guide_trace)
         elbo = 0.0
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample":
@@ -52,6 +58,8 @@ class MeanFieldELBO(TraceMeanField_ELBO):
             if is_validation_enabled():
                 check_fully_reparametrized(guide_site)
             try:
+                if not closed_form:  # the model's density here is read at a later draw of the guide
+                    raise NotImplementedError
                 kl = scale_and_mask(kl_divergence(guide_site["fn"], site["fn"]), guide_site["scale"], guide_site["mask"])
             except NotImplementedError:
                 elbo = elbo + self._log_density_sum(model_trace, name) - self._entropy_term_sum(guide_trace, name)

@@ -35,7 +35,7 @@ from .iwae import IWAE
 from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
 from .plates import global_latents
-from .traces import random_state_kept, trace_pair
+from .traces import mean_field_valid, random_state_kept, trace_pair
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,7 @@ def check_objective(elbo, model, guide, x, data_plate):
                     f"bound needs every latent local to a data point (a global latent couples them): use elbo, meanfield or stl"
                 )
         paths = {}
+        closed_form = mean_field_valid(model_trace, guide_trace)
         for site, q, p in _latent_pairs(model_trace, guide_trace):
             needed = min_particles_for_finite_bound(q, p)
             pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
@@ -174,7 +175,7 @@ def check_objective(elbo, model, guide, x, data_plate):
                         f"{name} with {elbo.num_particles} particle(s) is -inf for a {pair}: the prior's log-density falls "
                         f"faster than the guide's tails allow; use --particles {needed} or more"
                     )
-            paths[site] = kl_path(q, p)
+            paths[site] = kl_path(q, p) if closed_form else "monte-carlo"
         elbo.differentiable_loss(model, guide, x)  # with its graph: some estimators refuse to run without
     return paths
 

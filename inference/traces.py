@@ -61,3 +61,16 @@ def observed_log_prob(model, x, values, batch_shape=None):
                 log_prob = log_prob.sum(-1)
             total = total + log_prob.expand(batch_shape)
     return total
+
+
+def mean_field_valid(model_trace, guide_trace):
+    """Whether the closed-form KL at every latent site is a term of the ELBO: each latent the model samples
+    before a site, the guide samples before it too, so the model's density there is read at draws made
+    before the site's own (Pyro's order condition of ``TraceMeanField_ELBO``; sufficient, not necessary).
+    A two-layer VAE fails it: the model's p(z1 | z2) is read at a z2 drawn from q(z2 | z1)."""
+    def latents(trace):
+        return [name for name, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]]
+
+    model_order, guide_order = latents(model_trace), latents(guide_trace)
+    return all(set(model_order[:model_order.index(name)]) <= set(guide_order[:guide_order.index(name)])
+               for name in guide_order if name in model_order)

@@ -1,5 +1,6 @@
 """The catalogue of model/guide pairs (installed as ``pyro_vae.models``)."""
 
+from .two_layer import TwoLayerVAE
 from .vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["TwoLayerVAE", "VAE"]

@@ -8,7 +8,8 @@ Generative model and amortised guide (Kingma & Welling 2014; Rezende et al. 2014
     q_\phi(z \mid x) = F\big(z;\ \mu_\phi(x), s_\phi(x)\big),
 
 with the prior :math:`p(z)` from :mod:`pyro_vae.priors`, the likelihood from
-:mod:`pyro_vae.likelihoods`, the guide family from :mod:`pyro_vae.guides` and encoder/decoder from
+:mod:`pyro_vae.likelihoods`, the guide family from :mod:`pyro_vae.guides` (location-scale as written
+here, or a low-rank Gaussian, or an inverse autoregressive flow) and encoder/decoder from
 :mod:`pyro_vae.networks`.  ``model(x)`` and ``guide(x)`` are plain Pyro functions with the latent
 site ``"z"`` and the observed site ``"x"`` inside ``pyro.plate("data", len(x))``; any objective,
 :func:`pyro_vae.inference.fit` and the analyses use them as they would a user's own pair.
@@ -52,9 +53,13 @@ class VAE(nn.Module):
 
     :param event_shape: shape of one data point, e.g. ``(1, 28, 28)`` or ``(784,)``.
     :param latent_dim: number of latent coordinates d.
-    :param prior: prior name (``normal``, ``laplace``, ``cauchy``, ``studentt``, ``mixture``) or module.
-    :param prior_options: keyword options of the prior (``scale``, ``df``, ``components``).
-    :param guide: guide family name (``normal``, ``cauchy``) or callable mapping encoder output to q.
+    :param prior: prior name (``normal``, ``laplace``, ``cauchy``, ``studentt``, ``mixture``, ``vamp``) or module.
+    :param prior_options: keyword options of the prior (``scale``, ``df``, ``components``); a prior with a
+        ``bind(encode, event_shape)`` method (``vamp``) is bound to this VAE's encoder.
+    :param guide: guide family name (``normal``, ``cauchy``, ``lowrank``, ``iaf``) or callable mapping encoder
+        output to q (:mod:`pyro_vae.guides`).
+    :param guide_options: keyword options of the guide family (``rank`` of ``lowrank``; ``layers``, ``context``,
+        ``hidden`` of ``iaf``).
     :param likelihood: likelihood name (``bernoulli``, ``cbernoulli``, ``gaussian``, ``laplace``) or module.
     :param sigma_x: observation scale of ``gaussian``/``laplace``: a number, ``shared``,
         ``per-feature`` or ``per-sample``.
@@ -74,6 +79,7 @@ class VAE(nn.Module):
         prior="normal",
         prior_options=None,
         guide="normal",
+        guide_options=None,
         likelihood="bernoulli",
         sigma_x=1.0,
         min_scale=None,
@@ -84,11 +90,11 @@ class VAE(nn.Module):
         event_shape, latent_dim = _checked_event_shape(event_shape), checks.positive_int("latent_dim", latent_dim)
         self.init_kwargs = {
             "event_shape": list(event_shape), "latent_dim": latent_dim, "prior": prior,
-            "prior_options": prior_options, "guide": guide, "likelihood": likelihood,
+            "prior_options": prior_options, "guide": guide, "guide_options": guide_options, "likelihood": likelihood,
             "sigma_x": sigma_x, "min_scale": min_scale, "network": network, "hidden": list(hidden),
         }
         self.event_shape, self.latent_dim = event_shape, latent_dim
-        parts = (prior, prior_options, guide, likelihood, sigma_x, min_scale, network, hidden)
+        parts = (prior, prior_options, guide, guide_options, likelihood, sigma_x, min_scale, network, hidden)
         with torch.device("meta"):  # shapes only: what the parameters would cost, before allocating them
             self._build(*parts)
         size = sum(p.numel() * p.element_size() for p in self.parameters())
@@ -96,22 +102,25 @@ class VAE(nn.Module):
                             f"gradients and Adam's two moments)")
         self._build(*parts)
 
-    def _build(self, prior, prior_options, guide, likelihood, sigma_x, min_scale, network, hidden):
+    def _build(self, prior, prior_options, guide, guide_options, likelihood, sigma_x, min_scale, network, hidden):
         self.prior = make_prior(prior, self.latent_dim, **(prior_options or {}))
         self.likelihood = make_likelihood(likelihood, self.event_shape, sigma_x=sigma_x, min_scale=min_scale)
-        self.guide_family = make_guide_family(guide)
+        self.guide_family = make_guide_family(guide, self.latent_dim, **(guide_options or {}))
         n_params = getattr(self.likelihood, "num_params", 1)
         decoder_shape = self.event_shape if n_params == 1 else (n_params, *self.event_shape)
         encoder_width = getattr(self.guide_family, "num_outputs_per_latent", 2) * self.latent_dim
         self.encoder = make_network(network, self.event_shape, (encoder_width,), hidden)
         self.decoder = make_network(network, (self.latent_dim,), decoder_shape, hidden, decoder=True)
+        if hasattr(self.prior, "bind"):  # a prior made of the guide (the VampPrior)
+            self.prior.bind(self.encode, self.event_shape)
 
     def describe(self):
         """One line naming this VAE (figure titles): prior, guide, likelihood, latents, network."""
         options = self.init_kwargs
         network = f"{options['network']} {tuple(options['hidden'])}" if options["network"] == "mlp" else options["network"]
         sigma = f" (sigma_x {options['sigma_x']})" if _part_name(options["likelihood"]) in ("gaussian", "laplace") else ""
-        return (f"VAE: {_part_name(options['prior'])} prior, {_part_name(options['guide'])} guide, {_part_name(options['likelihood'])}"
+        guide = getattr(self.guide_family, "label", _part_name(options["guide"]))  # with its key option: iaf(4)
+        return (f"VAE: {_part_name(options['prior'])} prior, {guide} guide, {_part_name(options['likelihood'])}"
                 f"{sigma} likelihood, {self.latent_dim} latents, {network}")
 
     # ------------------------------------------------------------------ the Pyro pair

@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws")}
+          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws")}
 _SEED = checks.argument_type(checks.seed, "seed")
 _POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
              ("prior_scale", "prior_df", "lr", "clip_norm")}
@@ -74,8 +74,10 @@ def _add_model_options(parser):
     group.add_argument("--prior", default="normal", help=f"{', '.join(PRIORS.names())} (default normal)")
     group.add_argument("--prior-scale", type=_POSITIVE["prior_scale"], default=1.0, help="scale of the normal/laplace/cauchy/studentt prior")
     group.add_argument("--prior-df", type=_POSITIVE["prior_df"], default=3.0, help="degrees of freedom of the studentt prior")
-    group.add_argument("--prior-components", type=_COUNT["prior_components"], default=10, help="components of the mixture prior")
+    group.add_argument("--prior-components", type=_COUNT["prior_components"], default=10, help="components of the mixture or vamp prior")
     group.add_argument("--guide", default="normal", help=f"{', '.join(GUIDES.names())} (default normal)")
+    group.add_argument("--guide-rank", type=_COUNT["guide_rank"], default=2, help="rank of the lowrank guide's covariance factor")
+    group.add_argument("--guide-layers", type=_COUNT["guide_layers"], default=2, help="autoregressive layers of the iaf guide")
     group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
     group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
@@ -129,6 +131,8 @@ def build_parser():
     evaluate.add_argument("--alpha", type=checks.argument_type(checks.finite_float, "alpha", float), default=1.0, help="alpha of the mean + alpha * sd generation mode")
     evaluate.add_argument("--data-dir", help="override the run's data directory")
     evaluate.add_argument("--seed", type=_SEED, default=0)
+    evaluate.add_argument("--refine-steps", type=checks.argument_type(checks.positive_int, "refine_steps"), default=None,
+                          help="also refine each point's guide by this many gradient steps (semi-amortised; off by default)")
     evaluate.add_argument("--device", default="cpu")
 
     runs = commands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
@@ -245,10 +249,11 @@ def _catalogue_vae(args, data):
     prior_options = {"scale": args.prior_scale}
     if args.prior == "studentt":
         prior_options["df"] = args.prior_df
-    if args.prior == "mixture":
+    if args.prior in ("mixture", "vamp"):
         prior_options = {"components": args.prior_components}
+    guide_options = {"lowrank": {"rank": args.guide_rank}, "iaf": {"layers": args.guide_layers}}.get(args.guide)
     return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
-               guide=args.guide, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
+               guide=args.guide, guide_options=guide_options, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
                network=args.encoder, hidden=args.hidden)
 
 
@@ -277,7 +282,7 @@ def _fit(args, reports):
     if args.model is not None:
         defaults = vars(build_parser().parse_args(["fit"]))
         _refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
-                                   "prior_components", "guide", "likelihood", "sigma_x", "encoder", "hidden")})
+                                   "prior_components", "guide", "guide_rank", "guide_layers", "likelihood", "sigma_x", "encoder", "hidden")})
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
@@ -306,7 +311,7 @@ def _fit(args, reports):
         print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
               file=sys.stderr)
     module = pair_module(pair)
-    if missing(module, "generate", "event_shape") is None and len(module.event_shape) == 3:
+    if missing(module, "generate", "event_shape", "reconstruct") is None and len(module.event_shape) == 3:
         plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
     print(format_headline(result.metrics))
@@ -326,7 +331,8 @@ def _evaluate_command(args):
     x = getattr(data, args.split).to(args.device)
     result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
                       out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
-                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws)
+                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
+                      refine_steps=args.refine_steps)
     if "latents" in result:
         print(format_latent_table(result))
     print(format_summary(result))

@@ -40,6 +40,8 @@ OPTIONAL = {
     "event_shape": "the shape of one data point; figures of images need a 3-d (channels, height, width) shape",
     "generate": "generate(n, mode, z=None): samples, generation modes and collapsed-latent generation (evaluate)",
     "prior": "prior(): the distribution of z, for collapsed-latent generation (evaluate)",
+    "reconstruct": "reconstruct(x): E[x | z = location of q(z|x)], with generate and an image event_shape: the "
+                   "reconstructions-and-samples figure (fit, evaluate)",
     "encoder": "with decoder: nn.Modules whose parameters give gradient SNR per network (compare); else one group 'all'",
     "decoder": "with encoder: see encoder",
     "describe": "describe(): one line naming the model, in figure titles (else the owner's or the model's name)",

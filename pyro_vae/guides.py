@@ -1,20 +1,57 @@
 r"""Families of the amortised posterior :math:`q_\phi(z \mid x)`.
 
-A guide family turns the encoder's output, a tensor ``(..., 2 * latent_dim)``, into a distribution
-with ``event_shape == (latent_dim,)``: the first half is the location, the second half passes
-through a softplus to give the scale,
+A guide family turns the encoder's output, a tensor ``(..., k * latent_dim)`` with
+``k = family.num_outputs_per_latent``, into a distribution with ``event_shape == (latent_dim,)``.
+Families are chosen by name with options (``VAE(guide="lowrank", guide_options={"rank": 3})``,
+``pyro-vae fit --guide lowrank --guide-rank 3``); the registered factories take ``(latent_dim,
+**options)`` (:func:`make_guide_family`).  Every scale is :math:`s = \mathrm{softplus}(\rho(x)) + \epsilon`
+with :math:`\epsilon` = :data:`MIN_SCALE`, so log q stays finite in float32.
 
-.. math:: q_\phi(z \mid x) = \prod_j F\big(z_j;\ \mu_j(x),\ \mathrm{softplus}(\rho_j(x)) + \epsilon\big).
+======== ====================================================================== ===== ====================================
+name     :math:`q_\phi(z \mid x)`                                               k     options (default)
+======== ====================================================================== ===== ====================================
+normal   :math:`\prod_j \mathcal N(z_j; \mu_j, s_j^2)`                          2
+cauchy   :math:`\prod_j \mathrm{Cauchy}(z_j; \mu_j, s_j)`                       2
+lowrank  :math:`\mathcal N(z; \mu, \mathrm{diag}(s^2) + U U^\top)`, U of d x r  2 + r ``rank`` r (2)
+iaf      :math:`z_0 \sim \mathcal N(\mu, \mathrm{diag}\, s^2)` through L layers 2 + c ``layers`` L (2), ``context`` c (2),
+         conditioned on :math:`h(x)` (below)                                          ``hidden`` ([10 d])
+======== ====================================================================== ===== ====================================
 
-``normal`` is the usual diagonal Gaussian of Kingma & Welling (2014); ``cauchy`` is the "Cauchy
-generator" of Pyle, "A Sparse VAE" (seed 002).  Both are location-scale families, so
-:func:`location` and :func:`scale` read them alike (a Cauchy has no mean or variance: diagnostics
-use its location and scale and say so).
+The iaf layers are :math:`z_l = m_l(z_{l-1}, h) + \sigma_l(z_{l-1}, h) \odot z_{l-1}`, each
+:math:`(m_l, \log \sigma_l)_j` a function of :math:`z_{l-1, <j}` and the context :math:`h(x)` (c d numbers
+of the encoder), with the coordinate order reversed between layers.
+
+* ``normal`` is the diagonal Gaussian of Kingma & Welling (2014); ``cauchy`` the "Cauchy generator" of
+  Pyle, "A Sparse VAE" (seed 002).  Both are location-scale families.
+* ``lowrank`` is the diagonal-plus-low-rank Gaussian of Rezende, Mohamed & Wierstra (2014, rank one)
+  and Ong, Nott & Smith (2018, "factor covariance"): ``pyro.distributions.LowRankMultivariateNormal``,
+  :math:`O(d r)` to sample and to score.  Rank :math:`r \ge d - 1` holds every covariance
+  (:math:`\Sigma = \lambda_{\min} I + (\Sigma - \lambda_{\min} I)`), so it is exact for any Gaussian
+  posterior; the encoder emits :math:`\mu`, :math:`\rho` and then U row by row.
+* ``iaf`` is the inverse autoregressive flow of Kingma, Salimans, Jozefowicz, Chen, Sutskever &
+  Welling (2016), built from Pyro's ``ConditionalAffineAutoregressive`` on ``ConditionalAutoRegressiveNN``
+  (MADE, Germain et al. 2015) nets with hidden widths ``hidden``;
+  :math:`\log q(z_L \mid x) = \log \mathcal N(z_0; \mu, s^2) - \sum_{l,j} \log \sigma_{l,j}`.  Sampling
+  (and scoring its own draws, which Pyro caches) takes one pass per layer; scoring any other point
+  inverts each layer in d passes.  The family is an ``nn.Module`` holding the flow's parameters,
+  which belong to the VAE that holds the family.  Its KL to any prior is Monte Carlo.
+
+:func:`location` and :func:`scale` read every family: loc and scale of a location-scale family (a
+Cauchy has no mean or variance: diagnostics use its location and scale and say so), mean and
+square root of the covariance diagonal of ``lowrank``, and for ``iaf``, which has no closed-form
+moments, Monte Carlo mean and standard deviation from :data:`MOMENT_DRAWS` draws
+(:class:`FlowPosterior`).
 """
 
+import torch
 import torch.nn.functional as F
 import pyro.distributions as dist
+from pyro.distributions.transforms import ConditionalAffineAutoregressive, Permute
+from pyro.nn import ConditionalAutoRegressiveNN
+from torch import nn
 
+from . import checks
+from .errors import ConfigError
 from .kl import base_distribution
 from .registry import Registry
 
@@ -22,6 +59,13 @@ GUIDES = Registry("guide")
 
 #: Lower bound on the posterior scale, so log q stays finite in float32.
 MIN_SCALE = 1e-5
+#: Draws behind the Monte Carlo mean and standard deviation of a flow posterior (standard error
+#: of the mean: sd / 16).
+MOMENT_DRAWS = 256
+
+
+def _positive_scale(raw):
+    return F.softplus(raw) + MIN_SCALE
 
 
 class LocationScaleGuide:
@@ -31,34 +75,133 @@ class LocationScaleGuide:
 
     def __init__(self, family):
         self.family = family
+        self.label = family.__name__.lower()
 
     def __call__(self, encoder_output):
         loc, raw_scale = encoder_output.chunk(2, dim=-1)
-        return self.family(loc, F.softplus(raw_scale) + MIN_SCALE).to_event(1)
+        return self.family(loc, _positive_scale(raw_scale)).to_event(1)
 
     def __repr__(self):
         return f"LocationScaleGuide({self.family.__name__})"
 
 
-GUIDES.register("normal")(lambda: LocationScaleGuide(dist.Normal))
-GUIDES.register("cauchy")(lambda: LocationScaleGuide(dist.Cauchy))
+class LowRankGuide:
+    r"""Maps encoder output ``(..., (2 + r) d)`` to :math:`\mathcal N(\mu, \mathrm{diag}(s^2) + U U^\top)`."""
+
+    def __init__(self, latent_dim, rank=2):
+        self.latent_dim, self.rank = latent_dim, checks.positive_int("lowrank guide rank", rank)
+        self.num_outputs_per_latent = 2 + self.rank
+        self.label = f"lowrank({self.rank})"
+
+    def __call__(self, encoder_output):
+        d = self.latent_dim
+        loc, raw_scale, factor = encoder_output.split([d, d, d * self.rank], dim=-1)
+        factor = factor.reshape(*factor.shape[:-1], d, self.rank)
+        return dist.LowRankMultivariateNormal(loc, factor, _positive_scale(raw_scale) ** 2)
+
+    def __repr__(self):
+        return f"LowRankGuide(latent_dim={self.latent_dim}, rank={self.rank})"
 
 
-def make_guide_family(guide):
-    """A guide family from a registered name, or a ready callable (returned as is)."""
+class FlowPosterior(dist.TransformedDistribution):
+    """A flow's q(z|x): a ``TransformedDistribution`` whose ``mean`` and ``variance``, which have no
+    closed form, are Monte Carlo estimates from :data:`MOMENT_DRAWS` draws of the global random stream,
+    without gradient, computed once per instance (so :func:`location` and :func:`scale` share draws)."""
+
+    @property
+    def mean(self):
+        return self._monte_carlo_moments()[0]
+
+    @property
+    def variance(self):
+        return self._monte_carlo_moments()[1]
+
+    def _monte_carlo_moments(self):
+        if "_moments" not in self.__dict__:
+            draws = self.sample((MOMENT_DRAWS,))  # no gradient: TransformedDistribution.sample
+            self._moments = draws.mean(0), draws.var(0)
+        return self._moments
+
+
+def _made(latent_dim, context_dim, hidden):
+    """A MADE net with the identity order; built on the CPU when the default device is ``meta``
+    (Pyro's constructor reads tensor values), then moved there."""
+    device = torch.get_default_device()
+    with torch.device("cpu" if device.type == "meta" else device):
+        net = ConditionalAutoRegressiveNN(latent_dim, context_dim, hidden, permutation=torch.arange(latent_dim))
+    return net.to(device)
+
+
+class IAFGuide(nn.Module):
+    r"""Amortised inverse autoregressive flow (Kingma et al. 2016): encoder output ``(..., (2 + c) d)`` is
+    :math:`(\mu, \rho, h)`; q is :math:`\mathcal N(\mu, \mathrm{diag}\, s^2)` pushed through ``layers``
+    affine autoregressive layers conditioned on :math:`h`, the coordinate order reversed between layers."""
+
+    def __init__(self, latent_dim, layers=2, context=2, hidden=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.layers = checks.positive_int("iaf guide layers", layers)
+        self.context = checks.positive_int("iaf guide context", context)
+        hidden = [10 * latent_dim] if hidden is None else hidden
+        hidden = list(hidden) if isinstance(hidden, (list, tuple)) else [hidden]
+        if not hidden or not all(checks.is_number(h) and int(h) == h and h >= latent_dim for h in hidden):
+            raise ConfigError(f"iaf guide hidden widths must be integers of at least latent_dim = {latent_dim} "
+                              f"(a MADE layer needs a unit per input), got {hidden!r}")
+        self.num_outputs_per_latent = 2 + self.context
+        self.label = f"iaf({self.layers})"
+        made = [_made(latent_dim, self.context * latent_dim, [int(h) for h in hidden]) for _ in range(self.layers)]
+        self.flows = nn.ModuleList(ConditionalAffineAutoregressive(net) for net in made)
+        self.register_buffer("reverse", torch.arange(latent_dim - 1, -1, -1))
+
+    def forward(self, encoder_output):
+        d = self.latent_dim
+        loc, raw_scale, h = encoder_output.split([d, d, self.context * d], dim=-1)
+        transforms = []
+        for i, flow in enumerate(self.flows):
+            if i:
+                transforms.append(Permute(self.reverse))
+            transforms.append(flow.condition(h))
+        return FlowPosterior(dist.Normal(loc, _positive_scale(raw_scale)).to_event(1), transforms)
+
+
+@GUIDES.register("normal")
+def normal_guide(latent_dim):
+    return LocationScaleGuide(dist.Normal)
+
+
+@GUIDES.register("cauchy")
+def cauchy_guide(latent_dim):
+    return LocationScaleGuide(dist.Cauchy)
+
+
+GUIDES.register("lowrank")(LowRankGuide)
+GUIDES.register("iaf")(IAFGuide)
+
+
+def make_guide_family(guide, latent_dim, **options):
+    """A guide family from a registered name (built for ``latent_dim`` with its ``options``), or a ready
+    callable (returned as is; options apply only to a name)."""
     if isinstance(guide, str) or not callable(guide):
-        return GUIDES.get(guide)()
+        factory = GUIDES.get(guide)
+        try:
+            return factory(latent_dim, **options)
+        except TypeError as error:
+            raise ConfigError(f"guide {guide!r}: {error}") from None
+    if options:
+        raise ConfigError(f"guide_options {sorted(options)} apply to a registered guide name, not to a given {type(guide).__name__}")
     return guide
 
 
 def location(distribution):
-    """Location of a (possibly ``Independent``-wrapped) distribution: ``loc``, else its mean."""
+    """Location of a (possibly ``Independent``-wrapped) distribution: ``loc``, else its mean (Monte Carlo
+    for a flow, :class:`FlowPosterior`)."""
     base = base_distribution(distribution)
     return base.loc if hasattr(base, "loc") else base.mean
 
 
 def scale(distribution):
     """Per-coordinate scale: ``scale`` of a location-scale family, else the marginal standard deviation
-    (e.g. the square root of a multivariate normal's covariance diagonal)."""
+    (the square root of a low-rank or full multivariate normal's covariance diagonal; Monte Carlo for a
+    flow, :class:`FlowPosterior`)."""
     base = base_distribution(distribution)
     return base.scale if hasattr(base, "scale") else base.stddev

@@ -12,13 +12,24 @@ the two finite ones it lacks, so that ``TraceMeanField_ELBO`` uses them:
 
 for ``p`` Cauchy or Student-t, whose expectation has no closed form and is computed by
 Gauss-Hermite quadrature with :data:`QUADRATURE_NODES` nodes (``log p`` grows only like
-:math:`\log z^2`, so the quadrature converges fast; tested against Monte Carlo).  Written by hand
-because neither torch nor Pyro provides these KLs.
+:math:`\log z^2`, so the quadrature converges fast; tested against Monte Carlo).  It also registers
+the ``lowrank`` guide's KL to a diagonal Normal prior, which torch has only against a (low-rank)
+multivariate normal, in closed form:
+
+.. math::
+
+    \mathrm{KL}(\mathcal N(m, S) \,\|\, \mathcal N(\mu, \mathrm{diag}\, v))
+        = \tfrac12 \Big[\sum_j \frac{S_{jj} + (m_j - \mu_j)^2}{v_j} - d + \sum_j \log v_j - \log\det S\Big],
+
+with :math:`\log\det S` from torch's entropy of :math:`\mathcal N(m, S)` (the matrix determinant lemma,
+:math:`O(d r^2)` for :math:`S = D + U U^\top`).  Written by hand because neither torch nor Pyro
+provides these KLs.  A flow guide (``iaf``) or a mixture prior (``mixture``, ``vamp``) has none, so
+its KL is Monte Carlo.
 
 Finiteness.  Whether :math:`E_q[\log q - \log p]` is finite depends on the tails: if
-:math:`-\log p(z)` grows like :math:`|z|^a` (a = 2 Normal, 1 Laplace, 0 i.e. logarithmic for
+:math:`-\log p(z)` grows like :math:`|z|^a` (a = 2 Normal and multivariate normal, 1 Laplace, 0 i.e. logarithmic for
 Cauchy / Student-t) and :math:`q` has finite absolute moments only below order :math:`t`
-(t = 1 Cauchy, :math:`\nu` Student-t, infinite for Normal and Laplace), the KL is finite iff
+(t = 1 Cauchy, :math:`\nu` Student-t, infinite for Normal, Laplace and the multivariate normals), the KL is finite iff
 :math:`a < t`.  A Cauchy guide against a Normal or Laplace prior therefore has an infinite KL,
 and so an ELBO of :math:`-\infty` under *any* estimator.  The K-sample importance-weighted bound
 :math:`E \log \frac1K \sum_k w_k` stays finite iff :math:`a < K t`, since the mean of K weights is
@@ -29,7 +40,8 @@ import math
 
 import numpy as np
 import torch
-from torch.distributions import Cauchy, Independent, Laplace, MixtureSameFamily, Normal, StudentT
+from torch.distributions import (Cauchy, Independent, Laplace, LowRankMultivariateNormal, MixtureSameFamily,
+                                 MultivariateNormal, Normal, StudentT)
 from torch.distributions.kl import kl_divergence, register_kl
 
 QUADRATURE_NODES = 64
@@ -70,6 +82,18 @@ def _kl_normal_studentt(q, p):
     return -q.entropy() - normal_expectation(q, _broadcast_log_prob(p))
 
 
+@register_kl(LowRankMultivariateNormal, Independent)
+def _kl_lowrank_diagonal_normal(q, p):
+    r"""Closed form (module doc) as :math:`-H(q) + \tfrac12 \sum_j [\log 2\pi v_j + (S_{jj} + (m_j - \mu_j)^2) / v_j]`;
+    ``NotImplementedError`` unless ``p`` is a vector of independent Normals."""
+    normal = p.base_dist
+    if not isinstance(normal, Normal) or p.reinterpreted_batch_ndims != 1:
+        raise NotImplementedError
+    variance = normal.scale**2
+    cross_entropy = 0.5 * (math.log(2 * math.pi) + variance.log() + (q.variance + (q.loc - normal.loc) ** 2) / variance).sum(-1)
+    return cross_entropy - q.entropy()
+
+
 def base_distribution(distribution):
     """The distribution inside any ``Independent`` wrappers (torch's or Pyro's)."""
     while isinstance(distribution, Independent):
@@ -82,7 +106,7 @@ def _log_density_growth(prior):
     prior = base_distribution(prior)
     if isinstance(prior, MixtureSameFamily):
         prior = base_distribution(prior.component_distribution)
-    if isinstance(prior, Normal):
+    if isinstance(prior, (Normal, MultivariateNormal, LowRankMultivariateNormal)):
         return 2.0
     if isinstance(prior, Laplace):
         return 1.0
@@ -94,7 +118,7 @@ def _log_density_growth(prior):
 def _moment_order(guide):
     """t such that E|z|^r < inf exactly for r < t; None if unknown."""
     guide = base_distribution(guide)
-    if isinstance(guide, (Normal, Laplace)):
+    if isinstance(guide, (Normal, Laplace, MultivariateNormal, LowRankMultivariateNormal)):
         return math.inf
     if isinstance(guide, Cauchy):
         return 1.0

@@ -12,19 +12,23 @@ normal     :math:`\mathcal N(0, s^2)`                                           
 laplace    :math:`\frac{1}{2b} e^{-|z|/b}`                                       ``scale`` b
 cauchy     :math:`\frac{1}{\pi g (1 + (z/g)^2)}`                                 ``scale`` g
 studentt   Student-t with ``df`` :math:`\nu`, scale s                            ``df``, ``scale``
-mixture    :math:`\sum_c \pi_c \mathcal N(z; m_c, \mathrm{diag}\, s_c^2)` over    ``components``
-           the whole vector, weights, means and scales learned
+mixture    :math:`\sum_c \pi_c \mathcal N(z; m_c, \mathrm{diag}\, s_c^2)` over   ``components``
+           the whole vector, weights, means and scales learned                   (10)
+vamp       :math:`\frac1K \sum_k q_\phi(z \mid u_k)`, the guide at K learned     ``components`` K
+           pseudo-inputs :math:`u_k`                                             (50)
 ========== ===================================================================== ==================
 
 The sparse priors follow Pyle, "A Sparse VAE" (seed 002); the learned mixture is the
 "mixture of Gaussians" prior of Dilokthanakul et al. (2016) / Tomczak & Welling (2018, VampPrior
-without pseudo-inputs).
+without pseudo-inputs); ``vamp`` is the VampPrior of Tomczak & Welling (2018), "VAE with a
+VampPrior", which needs the model's encoder (:meth:`VampPrior.bind`; the catalogue VAE binds it).
 """
 
 import torch
 from torch import nn
 import pyro.distributions as dist
 
+from . import checks
 from .errors import ConfigError
 from .registry import Registry
 
@@ -102,6 +106,60 @@ class MixturePrior(nn.Module):
 @PRIORS.register("mixture")
 def mixture_prior(latent_dim, components=10):
     return MixturePrior(latent_dim, components)
+
+
+class _PointwiseMixture(dist.MixtureSameFamily):
+    """``MixtureSameFamily`` that broadcasts each point against the components before scoring it, which a
+    flow component needs (its inverse takes the shape of its input, not the broadcast one)."""
+
+    def log_prob(self, x):
+        if self._validate_args:
+            self._validate_sample(x)
+        x = self._pad(x)
+        x = x.expand(torch.broadcast_shapes(x.shape, self.component_distribution.batch_shape + self.event_shape))
+        log_weights = torch.log_softmax(self.mixture_distribution.logits, dim=-1)
+        return torch.logsumexp(self.component_distribution.log_prob(x) + log_weights, dim=-1)
+
+
+class VampPrior(nn.Module):
+    r"""The VampPrior (Tomczak & Welling 2018): the guide's own family at K learned pseudo-inputs,
+
+    .. math:: p_\lambda(z) = \frac1K \sum_{k=1}^K q_\phi(z \mid u_k),
+
+    so the prior is the aggregate posterior of K points that training moves where it helps the ELBO.
+    Any guide family works (a flow's components are scored by inverting the flow).  The pseudo-inputs,
+    of shape ``(K, *event_shape)``, start as :math:`\mathcal N(0.5, 0.1^2)` draws (global RNG) clamped to
+    [0, 1], the middle of the catalogue's pixel range, and are unconstrained after that.  Its KL has no
+    closed form: mean-field objectives estimate it by Monte Carlo (:func:`pyro_vae.kl.kl_path`).
+    """
+
+    def __init__(self, latent_dim, components=50):
+        super().__init__()
+        self.latent_dim, self.components = latent_dim, checks.positive_int("vamp prior components", components)
+        self.register_parameter("pseudo_inputs", None)
+        self._encode = None
+
+    def bind(self, encode, event_shape):
+        """Score with ``encode`` (``x -> q(z | x)`` for ``x`` of ``(n, *event_shape)``, e.g. ``VAE.encode``) at
+        fresh pseudo-inputs.  ``encode`` is kept outside the module tree, so the model that owns both this
+        prior and the encoder is not a submodule of its prior (no cycle in ``parameters()`` or ``state_dict()``)."""
+        object.__setattr__(self, "_encode", encode)
+        self.pseudo_inputs = nn.Parameter((0.5 + 0.1 * torch.randn(self.components, *event_shape)).clamp(0.0, 1.0))
+
+    def forward(self):
+        if self._encode is None:
+            raise ConfigError("the vamp prior has no encoder: call bind(encode, event_shape) first (the catalogue VAE does)")
+        components = self._encode(self.pseudo_inputs)
+        uniform = dist.Categorical(logits=self.pseudo_inputs.new_zeros(self.components))
+        return _PointwiseMixture(uniform, components)
+
+    def extra_repr(self):
+        return f"components={self.components}, latent_dim={self.latent_dim}"
+
+
+@PRIORS.register("vamp")
+def vamp_prior(latent_dim, components=50):
+    return VampPrior(latent_dim, components)
 
 
 def make_prior(prior, latent_dim, **options):

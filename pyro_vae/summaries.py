@@ -45,6 +45,11 @@ def format_summary(result):
     if "psis_log_likelihood" in result:
         rows.append(("  PSIS", f"{result['psis_log_likelihood']:.3f}", f"k-hat > {result['khat_threshold']:.2f} for "
                      f"{result['fraction_khat_above_threshold']:.1%} of {result['num_datapoints']} points"))
+    if "elbo_refined" in result:
+        rows += [("ELBO refined", _estimate(result["elbo_refined"], result["elbo_refined_mc_se"]),
+                  f"{result['refinement']['steps']} per-point steps from the encoder's output (semi-amortised)"),
+                 ("  gain", _estimate(result["refinement_gain"], result["refinement_gain_mc_se"]),
+                  f"amortisation gap closed, from {result['elbo_amortised']:.3f}")]
     if "latents" in result:
         rows.append(("active latents", f"{result['active_units']} of {len(result['latents']['active'])}", ""))
     lines = [format_rows(rows)]

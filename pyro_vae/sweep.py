@@ -21,7 +21,7 @@ Executors (``executor=``):
   finds: ``address=`` or ``RAY_ADDRESS`` (``ray://host:10001``, ``host:6379``, ``auto``), else the Ray
   last started on this machine (``ray start``), else a new local one.  The run directories must be
   on storage every node shares.  A failure cancels the running fits by killing their workers
-  (:func:`_run_on_ray`).
+  (:func:`_run_on_ray`); a Ray the sweep started or connected to itself is shut down when it ends.
 
 ``task`` must be importable by the workers: a module-level function, not a lambda or closure.
 Results are returned in the order of ``tasks``, whichever finished first.
@@ -33,13 +33,14 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
 from . import checks
 from .errors import ConfigError, RunDirError
-from .progress import progress_bar
+from .progress import progress_bar, read_report, reporting_to
 from .files import TEMPORARY_GLOB, write_json
 
 EXECUTORS = ("serial", "local", "ray")
@@ -48,6 +49,8 @@ TASK = "task.json"
 _KEY = re.compile(r"[A-Za-z0-9_.=,+-]+")
 PARENT_POLL_SECONDS = 0.5
 CANCEL_WAIT_SECONDS = 30  # how long a failed Ray sweep waits for its cancelled tasks to end
+PROGRESS_POLL_SECONDS = 1.0  # how often the sweep's bar reads its running fits' epochs
+CANCEL_RETRY_SECONDS = 0.5  # how often it cancels again those Ray does not yet report ended (_run_on_ray)
 
 
 def fingerprint(value):
@@ -113,7 +116,8 @@ def _run_task(task, run_dir, kwargs, threads):
         torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    result = task(run_dir, **kwargs)
+    with reporting_to(run_dir):  # its fit's epochs, for the sweep's bar (pyro_vae.progress)
+        result = task(run_dir, **kwargs)
     write_json(run_dir / RESULT, result)
     return result
 
@@ -156,10 +160,14 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
             pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_watch_parent,
                                        initargs=(os.getpid(),))
             try:
-                futures = [pool.submit(_run_task, task, str(out / key), tasks[key], 1) for key in pending]
-                for future in as_completed(futures):
-                    future.result()  # the first failure stops the sweep
-                    bar.update()
+                running = {pool.submit(_run_task, task, str(out / key), tasks[key], 1): key for key in pending}
+                while running:
+                    done, _ = wait(running, timeout=PROGRESS_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        future.result()  # the first failure stops the sweep
+                        bar.update()
+                        del running[future]
+                    _show_epochs(bar, out, running.values())
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         elif pending:
@@ -169,32 +177,70 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
     return {key: finished_result(out / key) for key in tasks}  # fresh and resumed results read alike
 
 
+def _show_epochs(bar, out, keys):
+    """The epoch each running fit has reached, after the sweep's bar ("beta=4: epoch 12/30; ...")."""
+    reached = [f"{key}: {report}" for key in keys if (report := read_report(out / key)) is not None]
+    if reached and not bar.disable:
+        bar.set_postfix_str("; ".join(reached), refresh=True)
+
+
 def _run_on_ray(task, tasks, out, address, bar):
     """Run every task as one Ray task of one CPU; the first failure (or an interrupt) stops them all.
 
     Unfinished tasks are then cancelled with ``force=True``, which kills a running one's worker
     process: a plain cancel only raises ``KeyboardInterrupt`` in it once its current call into C
     returns, so a fit inside a long torch op or NUTS chain would run on, on the cluster's CPUs and
-    into ``out``, after the sweep stopped.  This waits (at most ``CANCEL_WAIT_SECONDS``) until Ray
-    reports them ended, so that a sweep started again at once does not meet them in its directories;
-    a killed task leaves at most temporary files, which that start removes.
+    into ``out``, after the sweep stopped.  One cancel is not enough: a task that Ray is handing to
+    a worker at that moment (typically the next queued fit, given to the worker the failed fit just
+    freed) is missed, since the worker gets the cancel before the task and finds nothing to cancel;
+    the task then runs to its end (Ray 2.60's worker log: "Cancelling a task that's not running",
+    the owner's: "attempt_succeeded: 0", and no second attempt).  So the cancel is repeated every
+    ``CANCEL_RETRY_SECONDS`` for the tasks Ray does not yet report ended, for at most
+    ``CANCEL_WAIT_SECONDS``, so that a sweep started again at once does not meet them in its
+    directories; a killed task leaves at most temporary files, which that start removes.  Ray reports
+    a cancelled task ended a moment before its worker has exited (a fraction of a second).
+
+    Force-cancelled tasks are not retried; a fit whose worker dies otherwise (a lost node, the OOM
+    killer) is, by Ray's ``max_retries`` (3), and a fit that raises is not (``retry_exceptions=False``).
+    The worker processes of finished fits stay in Ray's worker pool, idle, until Ray ends them: when
+    this function started Ray or connected to it itself (the process had not called ``ray.init``), it
+    calls ``ray.shutdown()`` at the end, which stops a local Ray it started and ends this job's workers
+    on a cluster it connected to; a Ray the caller initialised is left as it is.
     """
     try:
         import ray
     except ImportError:
         raise ConfigError('executor "ray" needs Ray: pip install "pyro-vae[ray]" (or pip install ray)') from None
-    if not ray.is_initialized():
+    initialised_here = not ray.is_initialized()
+    if initialised_here:
         ray.init(address=address)  # None: ray.init reads RAY_ADDRESS itself
-    remote = ray.remote(num_cpus=1)(_run_task)
-    refs = [remote.remote(task, str(out / key), kwargs, 1) for key, kwargs in tasks.items()]
-    waiting = list(refs)
     try:
-        while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
-            ray.get(done[0])  # the first failure stops the sweep
-            bar.update()
+        remote = ray.remote(num_cpus=1, retry_exceptions=False)(_run_task)
+        keys = {remote.remote(task, str(out / key), kwargs, 1): key for key, kwargs in tasks.items()}
+        waiting = list(keys)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=1, timeout=PROGRESS_POLL_SECONDS)
+                if done:
+                    ray.get(done[0])  # the first failure stops the sweep
+                    bar.update()
+                _show_epochs(bar, out, [keys[ref] for ref in waiting])
+        finally:
+            _cancel_on_ray(ray, waiting)
     finally:
-        for ref in waiting:
+        if initialised_here:
+            ray.shutdown()
+
+
+def _cancel_on_ray(ray, refs):
+    """Force-cancel the tasks of ``refs`` until Ray reports them all ended (see :func:`_run_on_ray`)."""
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while refs:
+        for ref in refs:
             ray.cancel(ref, force=True)
-        if waiting:
-            ray.wait(waiting, num_returns=len(waiting), timeout=CANCEL_WAIT_SECONDS)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            warnings.warn(f"{len(refs)} Ray task(s) of the stopped sweep did not end within {CANCEL_WAIT_SECONDS} s of "
+                          f"being cancelled; they may still be running", RuntimeWarning, stacklevel=3)
+            return
+        _, refs = ray.wait(refs, num_returns=len(refs), timeout=min(CANCEL_RETRY_SECONDS, left))

@@ -1,4 +1,4 @@
-"""The sweep task that ``test_ray.py`` runs on Ray workers.
+"""The sweep tasks that ``test_ray.py`` runs on Ray workers.
 
 It lives in a module of its own, not in the test file, so that a worker can import it by name:
 cloudpickle sends a module-level function as a reference (``ray_tasks.count_runs``) that the worker
@@ -38,3 +38,14 @@ def count_runs(run_dir, value, wait_for=(), fail_marker=None):
     if fail_marker is not None and Path(fail_marker).exists():
         raise RuntimeError(f"task {run_dir.name} fails while {Path(fail_marker).name} exists")
     return {"value": value, "job": ray.get_runtime_context().get_job_id()}
+
+
+def sleep_or_fail(run_dir, seconds=0.0, wait_for=(), error=None):
+    """Note this process (``pid``), wait for the ``wait_for`` files, then raise ``error`` if given, else
+    sleep ``seconds``: a long fit that a failing one must stop, or the failing one."""
+    (run_dir / "pid").write_text(str(os.getpid()))
+    _wait_for_files(wait_for)
+    if error is not None:
+        raise RuntimeError(error)
+    time.sleep(seconds)
+    return {"slept": seconds}

@@ -56,7 +56,7 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
     assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, identifiability, kl-law, latent-sweep, noise-injection, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
+    assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, guides, identifiability, kl-law, latent-sweep, noise-injection, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
 
 
 def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):

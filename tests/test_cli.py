@@ -34,7 +34,7 @@ def test_python_dash_m_works_and_errors_are_one_line(tmp_path):
     )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last == "pyro-vae: error: unknown prior 'gaussian'; expected one of: cauchy, laplace, mixture, normal, studentt"
+    assert last == "pyro-vae: error: unknown prior 'gaussian'; expected one of: cauchy, laplace, mixture, normal, studentt, vamp"
     assert "Traceback" not in result.stderr
 
 

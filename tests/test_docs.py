@@ -34,14 +34,14 @@ BUILD_TIMEOUT = 900
 MODULES = {
     "core": ["pyro_vae." + m for m in ("contract", "factories", "priors", "guides", "likelihoods", "networks", "kl", "data",
                                         "checks", "files", "rundir", "sweep", "plots", "summaries", "errors")],
-    "models": ["pyro_vae.models." + m for m in ("vae", "ppca", "gmm")],
+    "models": ["pyro_vae.models." + m for m in ("vae", "two_layer", "ppca", "gmm")],
     "inference": ["pyro_vae.inference." + m for m in (
         "fit", "trainer", "objectives", "iwae", "mean_field", "path_gradients", "estimators", "latents", "evaluate",
-        "diagnostics", "model_comparison", "gradient_snr", "gaps", "reference", "sample_quality", "plates", "handlers",
+        "diagnostics", "model_comparison", "gradient_snr", "gaps", "refine", "reference", "sample_quality", "plates", "handlers",
         "traces", "runs", "distributed")],
     "analyses": ["pyro_vae.analyses." + m for m in (
         "identifiability", "beta_sweep", "collapse", "kl_law", "latent_sweep", "noise_injection", "priors", "sampling",
-        "sigma_sweep", "two_stage", "compare")],
+        "sigma_sweep", "two_stage", "compare", "guides", "sample_metrics", "setting_sweep", "report", "report_content")],
 }
 
 

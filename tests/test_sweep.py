@@ -68,3 +68,39 @@ def test_a_finished_task_run_with_other_settings_is_refused_not_reused(tmp_path)
     assert (tmp_path / "t" / "runs.txt").read_text() == "1" and again["t"]["seed"] == 1
     with pytest.raises(RunDirError, match="other settings"):
         run_sweep(noisy_mean, {"t": {**task, "offset": torch.zeros(3)}}, tmp_path, executor="serial", progress=False)
+
+
+def fit_that_reports(run_dir, epochs, seconds):
+    """Stands in for a fit in a sweep: reports its epochs as fit does, each taking ``seconds``."""
+    import time
+
+    from pyro_vae.progress import report_epoch
+
+    for epoch in range(1, epochs + 1):
+        time.sleep(seconds)
+        report_epoch(epoch, epochs)
+    return {"epochs": epochs}
+
+
+def test_the_sweep_bar_shows_each_running_fits_epoch(tmp_path, capsys):
+    tasks = {"slow": {"epochs": 3, "seconds": 1.5}, "quick": {"epochs": 2, "seconds": 0.1}}
+    run_sweep(fit_that_reports, tasks, tmp_path / "sweep", executor="local", workers=2, progress=True)
+    shown = capsys.readouterr().err
+    assert "slow: epoch 1/3" in shown and "slow: epoch 2/3" in shown  # polled once a second while it ran
+    assert json.loads((tmp_path / "sweep" / "slow" / "progress.json").read_text()) == {"epoch": 3, "epochs": 3}
+
+
+def test_a_real_fit_in_a_sweep_reports_its_epochs(tmp_path):
+    result = run_sweep(tiny_fit, {"a": {"epochs": 2}}, tmp_path / "sweep", executor="serial", progress=False)
+    assert result["a"]["epochs"] == 2
+    assert json.loads((tmp_path / "sweep" / "a" / "progress.json").read_text()) == {"epoch": 2, "epochs": 2}
+
+
+def tiny_fit(run_dir, epochs):
+    from pyro_vae import VAE, fit, load_data
+
+    data = load_data("digits", binarize="dynamic")
+    vae = VAE(data.event_shape, latent_dim=2, hidden=(8,))
+    result = fit(vae.model, vae.guide, data.train[:128], epochs=epochs, batch_size=64, progress=False,
+                 dynamic_binarization=True)
+    return {"epochs": result.metrics["epochs"]}
