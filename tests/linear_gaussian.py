@@ -71,3 +71,21 @@ class LinearGaussianPair:
     def guide(self, x):
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(x @ self.params["A"].T + self.params["c"], self.params["log_sd"].exp()).to_event(1))
+
+
+#: Correlated columns: the posterior's correlation makes the diagonal family's approximation gap ~1 nat.
+CORRELATED_W = [[1.0, 0.9], [1.0, 1.1], [0.5, 0.4], [0.2, 0.3], [1.0, 1.0]]
+
+
+def mis_amortised_problem(mean_shift, log_sd_shift=0.0, points=40):
+    """The correlated linear-Gaussian model as its own pair (so p(z|x) is known), with the encoder's
+    weights shifted by ``mean_shift`` and its log-sd by ``log_sd_shift``: ``(truth, pair, x)``."""
+    import torch
+
+    truth = LinearGaussian(data_dim=5, latent_dim=2, noise=0.5, W=CORRELATED_W)
+    pair = LinearGaussianPair(truth, offset=0.0)
+    with torch.no_grad():
+        pair.params["W"].copy_(truth.W)
+        pair.params["A"].add_(mean_shift)
+        pair.params["log_sd"].add_(log_sd_shift)
+    return truth, pair, truth.sample(points)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
-from linear_gaussian import LinearGaussian, LinearGaussianPair
+from linear_gaussian import mis_amortised_problem
 from pyro_vae import evaluate, fit, load_data
 from pyro_vae.errors import ConfigError
 from pyro_vae.inference.gaps import LocalGuide, _location_scale_sites
@@ -16,19 +16,9 @@ from pyro_vae.inference.refine import refine
 from pyro_vae.inference.traces import trace_pair
 from pyro_vae.models import VAE, TwoLayerVAE
 
-#: Correlated columns, as in test_gaps: the best diagonal Gaussian is ~1 nat short of log p(x).
-W = [[1.0, 0.9], [1.0, 1.1], [0.5, 0.4], [0.2, 0.3], [1.0, 1.0]]
-
-
 @pytest.fixture
 def mis_amortised():
-    truth = LinearGaussian(data_dim=5, latent_dim=2, noise=0.5, W=W)
-    pair = LinearGaussianPair(truth, offset=0.0)
-    with torch.no_grad():
-        pair.params["W"].copy_(truth.W)  # the model is the truth, so p(z|x) is known
-        pair.params["A"].add_(0.1)  # means off the posterior's
-        pair.params["log_sd"].add_(0.5)  # and too wide
-    return truth, pair, truth.sample(40)
+    return mis_amortised_problem(0.1, log_sd_shift=0.5)  # means off the posterior's, and too wide
 
 
 def closed_forms(truth, pair, x):
