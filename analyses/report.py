@@ -141,7 +141,9 @@ def _figures(inputs):
     """The PNGs under the directory in reading order (known figures first, in :data:`FIGURES` order),
     each with its caption and its bytes as base64."""
     order = {name: place for place, name in enumerate(FIGURES)}
-    images = sorted(inputs.images(), key=lambda path: (order.get(path.name, len(order)), str(path)))
+    # the directory's own figures first, then those of the fits inside it (a study's fits/<key>/...)
+    images = sorted(inputs.images(), key=lambda path: (len(path.relative_to(inputs.directory).parts) > 2,
+                                                       order.get(path.name, len(order)), str(path)))
     return [{"name": str(path.relative_to(inputs.directory)), "caption": FIGURES.get(path.name, ""),
              "data": base64.b64encode(_read_bytes(path)).decode()} for path in images]
 

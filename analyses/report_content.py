@@ -102,9 +102,13 @@ def _khat_share(header, row):
     return None
 
 
+#: The flag of an IS log-likelihood whose k-hat share is high (the share itself is in its row).
+HIGH_KHAT = (f"more than {HIGH_KHAT_SHARE:.0%} of points have k-hat above the threshold (the row's k-hat share): for "
+             "them this IS estimate is biased low and its standard error unreliable")
+
+
 def _likelihood_flag(share):
-    return (f"k-hat above the threshold for {share:.0%} of points: this IS estimate is biased low there and its "
-            "standard error unreliable") if share is not None and share > HIGH_KHAT_SHARE else ""
+    return HIGH_KHAT if share is not None and share > HIGH_KHAT_SHARE else ""
 
 
 def _cell(name, value, error, khat_flag):

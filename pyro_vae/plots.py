@@ -148,6 +148,9 @@ def plot_training_curve(history, path, model=None):
                         label="validation ELBO +- 2 Monte Carlo SE")
     ax.set_ylim(low, high)
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("nats per data point")
     ax.legend(fontsize=8)
     note = f" ({clipped} {'value' if clipped == 1 else 'values'} off the scale, drawn at its edge)" if clipped else ""

@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from pyro_vae.analyses.report import write_report
-from pyro_vae.analyses.report_content import HIGH_KHAT_SHARE, NEGATIVE_KL, significant
+from pyro_vae.analyses.report_content import HIGH_KHAT, HIGH_KHAT_SHARE, NEGATIVE_KL, significant
 
 
 def _png(width=4.0):
@@ -60,6 +60,8 @@ def directories(tmp_path):
             ["beta=1", "0.5"] + ["2"] * 28]
     (study / "results.csv").write_text("\n".join(",".join(f'"{cell}"' for cell in row) for row in [columns, *rows]) + "\n")
     (study / "figures" / "variance_split.png").write_bytes(_png(14))
+    (study / "fits" / "a" / "figures").mkdir(parents=True)
+    (study / "fits" / "a" / "figures" / "training_curve.png").write_bytes(_png())  # a fit of the study
     return [run, study]
 
 
@@ -107,8 +109,9 @@ def test_page_structure_contents_numbers_and_flags(directories, tmp_path):
     assert parsed.headers[first_results_header - 1] == "setting"
     flags = dict(parsed.flagged)
     assert flags["-0.0087"] == NEGATIVE_KL
-    assert 0.35 > HIGH_KHAT_SHARE and "35% of points" in flags["-22.81 ± 0.0071"]
+    assert 0.35 > HIGH_KHAT_SHARE and flags["-22.81 ± 0.0071"] == HIGH_KHAT
     assert page.index("training_curve.png") < page.index("khat.png")  # reading order, not file order
+    assert page.index("figures/variance_split.png") < page.index("fits/a/figures/training_curve.png")  # own ones first
     assert "Training curve:" in page and "Pareto k-hat" in page  # captions say what a figure shows
     assert page.count("<table>") == page.count('<div class="scroll"><table>')
 
@@ -172,5 +175,5 @@ def test_a_reader_in_chromium_sees_contents_tables_and_figures(directories, tmp_
     assert all(t["label_in_view"] for t in probe["tables"])
     text = probe["text"]
     assert "Contents" in text and "Evaluation on 179 points" in text and "Per latent" in text
-    assert "negative KL estimate" in text and "k-hat above the threshold for 35% of points" in text
+    assert "negative KL estimate" in text and "more than 10% of points have k-hat above the threshold" in text
     assert text.index("Figure 1.") < text.index("Figure 2.")
