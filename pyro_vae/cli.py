@@ -307,7 +307,8 @@ def _fit(args, reports):
     if not reports:
         return 0
     if args.objective.startswith("meanfield"):
-        ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair)"}
+        ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair, or the guide "
+                                                      "samples it after a latent the model draws before it)"}
         print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
               file=sys.stderr)
     module = pair_module(pair)
