@@ -27,7 +27,7 @@ from pyro_vae.rundir import library_versions
 
 #: Preset options that count something (positive integers) and learning rates (positive finite numbers).
 COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "particles", "samples", "snr_draws",
-                    "snr_points", "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_chains", "track_every",
+                    "snr_points", "elbo_draws", "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_chains", "track_every",
                     "track_points", "gmm_components", "gmm_steps", "second_epochs", "draws_per_point",
                     "epochs_per_level", "max_levels", "revival_epochs"})
 RATES = frozenset({"lr"})
