@@ -78,11 +78,10 @@ def build(model, event_shape, guide, prior, preset):
 
 def _active_units(pair, x):
     """Active units summed over the guide's latent sites (:func:`~pyro_vae.inference.latent_statistics`)."""
-    from pyro_vae.inference.traces import trace_pair
+    from pyro_vae.inference.traces import guide_latent_sites
 
-    _, guide_trace = trace_pair(pair.model, pair.guide, x[:2])
-    sites = [name for name, node in guide_trace.nodes.items() if node["type"] == "sample" and not node["is_observed"]]
-    return sum(latent_statistics(pair.model, pair.guide, x, site=site)["active_units"] for site in sites)
+    return sum(latent_statistics(pair.model, pair.guide, x, site=site)["active_units"]
+               for site in guide_latent_sites(pair.guide, x))
 
 
 def _gaps(pair, x, preset):

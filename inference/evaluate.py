@@ -8,7 +8,6 @@ statistics); the terminal text in :mod:`pyro_vae.summaries`, the figures in :mod
 from pathlib import Path
 
 import pyro
-from pyro import poutine
 
 from pyro_vae import checks
 from pyro_vae.contract import describe_pair, missing, owner_module
@@ -19,7 +18,7 @@ from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, 
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
 from .refine import refine
-from .traces import random_state_kept, trace_pair
+from .traces import guide_latent_sites
 
 #: Why the analyses of one latent site are skipped for a guide with several (none named).
 SEVERAL_SITES = "the guide has several latent sites; name one with site=... for these"
@@ -142,7 +141,7 @@ def _add_refinement(result, model, guide, x, steps, seed, data_plate, ran, skipp
 
 def _add_latents(result, model, guide, x, site, module, ran, skipped):
     """Per-latent statistics, gains, aggregate posterior and collapsed generation into ``result``."""
-    sites = _latent_sites(model, guide, x) if site is None else [site]
+    sites = guide_latent_sites(guide, x) if site is None else [site]
     if len(sites) > 1:
         _add_latents_by_site(result, model, guide, x, sites, ran, skipped)
         return None
@@ -163,12 +162,6 @@ def _add_latents(result, model, guide, x, site, module, ran, skipped):
     else:
         skipped["collapsed-latent generation"] = reason
     return stats
-
-
-def _latent_sites(model, guide, x):
-    with random_state_kept(x.device), poutine.block():
-        _, trace = trace_pair(model, guide, x[:2])
-    return [name for name, node in trace.nodes.items() if node["type"] == "sample" and not node["is_observed"]]
 
 
 def _add_latents_by_site(result, model, guide, x, sites, ran, skipped):

@@ -30,7 +30,7 @@ The same-family guide :math:`q^*_x` is built from the amortised guide's own dist
 latent site whose distribution is a location-scale family (Normal, Laplace, Cauchy, StudentT with
 fixed df, ...) gets a location and a softplus-scale parameter per data point, initialised at the
 amortised values and optimised with Adam on the ELBO (``particles`` vectorised draws, cosine-decayed
-learning rate; the KL in closed form where torch has it and :func:`mean_field_valid` says it is the
+learning rate; the KL in closed form where torch has it and :func:`~.traces.mean_field_valid` says it is the
 ELBO's term, else by Monte Carlo).  A site whose amortised parameters depend on an upstream latent draw
 (z2 of :class:`~pyro_vae.models.TwoLayerVAE`, :math:`q(z_2 \mid z_1)`) keeps that dependence: its
 per-point parameters are offsets added to the amortised location and pre-softplus scale, initialised at
@@ -55,7 +55,7 @@ from pyro_vae.kl import base_distribution
 from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
 from .plates import find_data_plate, local_pair
-from .traces import mean_field_valid, random_state_kept, trace_pair
+from .traces import random_state_kept
 
 
 def _conditional_sites(guide, x, names):
@@ -157,10 +157,8 @@ def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16):
     """``q*_x``: the amortised guide's family with parameters optimised for each row of ``x`` alone, by
     ``steps`` Adam steps from the amortised values (module doc)."""
     local = LocalGuide(guide, *_location_scale_sites(guide, x))
-    with random_state_kept(x.device), poutine.block():
-        closed_form = mean_field_valid(*trace_pair(model, guide, x))
     params = local.parameters()
-    objective = make_objective("meanfield" if closed_form else "elbo", particles)
+    objective = make_objective("meanfield", particles)  # Monte Carlo KLs where mean field fails (MeanFieldELBO)
     optimiser = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     for _ in range(steps):

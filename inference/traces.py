@@ -32,9 +32,20 @@ def trace_pair(model, guide, x):
     return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
+def latent_sites(trace):
+    """The names of a trace's latent (unobserved sample) sites, in the order they were drawn."""
+    return [name for name, node in trace.nodes.items() if node["type"] == "sample" and not node["is_observed"]]
+
+
+def guide_latent_sites(guide, x):
+    """The names of ``guide``'s latent sites, from one trace on two rows of ``x``; random state kept."""
+    with random_state_kept(x.device), poutine.block():
+        return latent_sites(prune_subsample_sites(poutine.trace(guide).get_trace(x[:2])))
+
+
 def latent_site(guide_trace, site=None):
     """The guide's latent site named ``site``, or its only latent site when ``site`` is None."""
-    latents = [name for name, node in guide_trace.nodes.items() if node["type"] == "sample" and not node["is_observed"]]
+    latents = latent_sites(guide_trace)
     if site is None:
         if len(latents) != 1:
             raise ConfigError(f"the guide has latent sites {latents}; name the one to analyse (site=...)")
@@ -68,9 +79,6 @@ def mean_field_valid(model_trace, guide_trace):
     before a site, the guide samples before it too, so the model's density there is read at draws made
     before the site's own (Pyro's order condition of ``TraceMeanField_ELBO``; sufficient, not necessary).
     A two-layer VAE fails it: the model's p(z1 | z2) is read at a z2 drawn from q(z2 | z1)."""
-    def latents(trace):
-        return [name for name, site in trace.nodes.items() if site["type"] == "sample" and not site["is_observed"]]
-
-    model_order, guide_order = latents(model_trace), latents(guide_trace)
+    model_order, guide_order = latent_sites(model_trace), latent_sites(guide_trace)
     return all(set(model_order[:model_order.index(name)]) <= set(guide_order[:guide_order.index(name)])
                for name in guide_order if name in model_order)
