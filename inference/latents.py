@@ -3,12 +3,14 @@ gains, the aggregate posterior, and, for a pair that can generate, what collapse
 
 import pyro.distributions as dist
 import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
 from torch.distributions.kl import kl_divergence
 
 from pyro_vae.guides import location, scale
 from pyro_vae.kl import base_distribution
 
-from .traces import latent_site, observed_log_prob, trace_pair
+from .traces import latent_site, observed_log_prob, random_state_kept, trace_pair
 
 
 @torch.no_grad()
@@ -48,7 +50,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
     loc, sd, kl = torch.cat(locs), torch.cat(scales), torch.cat(kls)
     var_mu = loc.var(0, unbiased=False)
     mean_sigma2 = (sd**2).mean(0)
-    _, prior_variance, prior_scale = prior_moments(model_trace.nodes[node["name"]]["fn"], loc.shape[1:])
+    _, prior_variance, prior_scale = prior_moments(prior_site(model, x[:batch_size], node["name"]), loc.shape[1:])
     reference, law = prior_variance, "aggregate-posterior variance = prior variance"
     if not bool(torch.isfinite(prior_variance).all()):
         reference, law = prior_scale**2, "undefined: the prior has no variance ('active' is read against its squared scale)"
@@ -70,21 +72,37 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
 
 
 def prior_moments(prior, shape):
-    """Mean, variance and scale of a prior site's distribution per latent coordinate, each of ``shape``
-    (NaN or inf where it has none: a Cauchy has no mean or variance; a family without a scale gets its sd)."""
+    r"""Mean, variance and scale of a prior site's distribution per latent coordinate, each of ``shape``
+    (NaN or inf where it has none: a Cauchy has no mean or variance; a family without a scale gets its sd).
+
+    ``prior`` may be a batch over the data plate.  Its rows are the same distribution for an
+    unconditional prior; for a conditional one, :math:`p(z_1 \mid z_2)` with :math:`z_2` drawn per row
+    from its own prior (:func:`prior_site`), they are draws of the mixing variable and the moments are the
+    marginal's, by the law of total variance over the rows,
+    :math:`\mathrm{Var}(z_1) = \overline{\mathrm{Var}(z_1 \mid z_2)} + \widehat{\mathrm{Var}}\big(E[z_1 \mid z_2]\big)`
+    (a Monte Carlo estimate from as many draws as rows); the scale is then the rows' mean scale.
+    """
     shape = torch.Size(shape)
 
-    def coordinates(value):
+    def rows(value):
         value = value.double()  # a distribution's moments are tensors where its parameters are
-        if value.numel() > shape.numel():  # a batch of the same prior (the data plate): its first
-            value = value.reshape(-1, *shape)[0]
-        return value.expand(shape)
+        return value.expand(*value.shape[: max(value.dim() - len(shape), 0)], *shape).reshape(-1, *shape)
 
     base = base_distribution(prior)
     scale = getattr(base, "scale", None)
     if scale is None:
         scale = prior.variance.sqrt()
-    return coordinates(prior.mean), coordinates(prior.variance), coordinates(scale)
+    means, variances = rows(prior.mean), rows(prior.variance)
+    variance = variances.mean(0) + means.var(0, unbiased=False)
+    return means.mean(0), torch.where(torch.isfinite(variance), variance, variances.mean(0)), rows(scale).mean(0)
+
+
+def prior_site(model, x, name):
+    """Site ``name``'s distribution in a run of ``model`` on ``x`` with every latent drawn from the prior
+    (no guide), so a conditional prior's rows mix over its parents' prior (:func:`prior_moments`); the
+    caller's random state is kept."""
+    with random_state_kept(x.device):
+        return prune_subsample_sites(poutine.trace(model).get_trace(x)).nodes[name]["fn"]
 
 
 def _per_coordinate_kl(q, p, value):
@@ -132,15 +150,14 @@ def _prior_location(prior, like):
 
 
 @torch.no_grad()
-def aggregate_posterior(stats, model, guide, x, site=None):
+def aggregate_posterior(stats, model, x):
     r"""First two moments of the aggregate posterior :math:`q(z) = E_x q(z \mid x)` against the prior's.
 
     Mean :math:`E_x \mu(x)` and variance :math:`\mathrm{Var}_x \mu(x) + E_x \sigma^2(x)` per
-    coordinate (from :func:`latent_statistics`), beside the prior's mean and variance (NaN or inf
-    where the prior has none, e.g. Cauchy).
+    coordinate (from :func:`latent_statistics`, of the site it names), beside the prior's mean and variance
+    (:func:`prior_moments`, the marginal's for a conditional prior; NaN or inf where the prior has none, e.g. Cauchy).
     """
-    model_trace, guide_trace = trace_pair(model, guide, x[:2])
-    prior = model_trace.nodes[latent_site(guide_trace, site)["name"]]["fn"]
+    prior = prior_site(model, x[:1000], stats["site"])
     prior_mean, prior_variance, _ = prior_moments(prior, torch.as_tensor(stats["mean_mu"]).shape)
     return {
         "mean": stats["mean_mu"],

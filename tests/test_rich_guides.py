@@ -259,3 +259,27 @@ def test_cli_guide_flags_become_guide_options(flags, label):
     args = build_parser().parse_args(["fit", "--prior", "vamp", "--prior-components", "3", "--hidden", "8", *flags])
     vae = _catalogue_vae(args, SimpleNamespace(event_shape=(1, 8, 8)))
     assert vae.guide_family.label == label and vae.prior.components == 3
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-2, 1e-4])
+def test_diagonal_normal_mixture_is_scored_exactly_by_matrix_products_also_when_a_plate_expands_it(scale):
+    """The diagonal-Normal components' matrix-product path (priors._PointwiseMixture) against the
+    broadcast float64 sum of per-component densities, for points at and far from the components,
+    with scales down to 1e-4, and with the gradient of the components' parameters."""
+    from pyro_vae.priors import _PointwiseMixture
+
+    torch.manual_seed(0)
+    loc = torch.randn(30, 6, requires_grad=True)
+    sd = (scale * (0.1 + torch.rand(30, 6))).requires_grad_()
+    z = torch.cat([loc[:4].detach() + sd[:4].detach() * torch.randn(4, 6), torch.randn(2, 6)]).reshape(3, 2, 6)
+    logits = torch.randn(30)
+    mixture = _PointwiseMixture(dist.Categorical(logits=logits), dist.Normal(loc, sd).to_event(1)).expand((3, 2))
+    fast = mixture.log_prob(z)
+    components = dist.Normal(loc.double(), sd.double()).to_event(1).log_prob(z.double()[..., None, :])
+    exact = torch.logsumexp(components + torch.log_softmax(logits.double(), -1), -1)
+    assert fast.shape == (3, 2) and fast.dtype == torch.float32
+    assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=1e-5)
+    grads = torch.autograd.grad(fast.sum(), (loc, sd))
+    exact_grads = torch.autograd.grad(exact.sum(), (loc, sd))
+    for ours, theirs in zip(grads, exact_grads):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())

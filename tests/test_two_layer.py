@@ -109,3 +109,25 @@ def test_meanfield_takes_no_closed_form_kl_against_the_guides_order(digits):
     result = fit(vae.model, vae.guide, digits.train[:64], objective="meanfield", epochs=1, batch_size=64,
                  dynamic_binarization=True, progress=False)
     assert result.kl_paths == {"z1": "monte-carlo", "z2": "monte-carlo"}
+
+
+def test_z1_is_read_against_the_marginal_prior_variance_not_one_draw_of_z2(fitted, digits):
+    """p(z1) = E_{z2 ~ N(0, I)} p(z1 | z2): its variance, against an oracle from 200,000 ancestral draws."""
+    from pyro_vae.inference import latent_statistics
+
+    vae, _ = fitted
+    stats = latent_statistics(vae.model, vae.guide, digits.test, site="z1")
+    with torch.no_grad():
+        torch.manual_seed(5)
+        layer = vae.conditional(vae.decoder["z1"](vae.prior().sample((200_000,))))
+        means, variances = layer.mean.double(), layer.variance.double()
+    oracle = variances.mean(0) + means.var(0)
+    # the estimate is the same law of total variance over the len(test) draws of z2 of the model's run:
+    # its standard error is that of a mean of h(z2) = Var(z1 | z2) + (E[z1 | z2] - E z1)^2 over them
+    se = (variances + (means - means.mean(0)) ** 2).std(0) / math.sqrt(len(digits.test))
+    estimate = torch.tensor(stats["prior_variance"], dtype=torch.float64)
+    print(estimate, oracle, se)
+    assert torch.all((estimate - oracle).abs() < 4 * se)
+    # one draw of z2 gives the conditional variance, which is smaller than the marginal (z1's mean moves with z2)
+    conditional = vae.conditional(vae.decoder["z1"](torch.zeros(1, 4))).variance.squeeze(0).double()
+    assert bool((estimate > conditional).any())
