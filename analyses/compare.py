@@ -176,7 +176,7 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batc
     :param data: ``{"train", "val", "test"}`` tensors.
     :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}, "skipped": {what: why}}``;
         a diagnostic the pair cannot serve (e.g. an importance-weighted SNR for a pair with a global latent,
-        the gap split for a guide that is no location-scale family) is skipped and named with the reason.
+        the gap split for a flow guide) is skipped and named with the reason.
     """
     specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):

@@ -15,7 +15,7 @@ with a VampPrior (Tomczak & Welling 2018) and the diagonal guide.  On the test s
   default of :func:`~pyro_vae.inference.elbo_terms` would take up to 1,000 draws a point for the
   VampPrior's Monte Carlo KL against 500 components); ``approximation_gap`` and ``amortisation_gap`` on the first
   ``gap_points`` test points (Cremer et al. 2018, :func:`~pyro_vae.inference.gaps.inference_gaps`),
-  skipped with the reason for a guide without per-point location-scale parameters (the flows);
+  skipped with the reason for a guide without per-point location and scale parameters (the flows);
 * ``active_units`` (:math:`\mathrm{Var}_x \mu_j` above 0.01 of the prior variance, summed over the
   latent sites) and ``seconds_per_epoch``.
 

@@ -27,17 +27,20 @@ draws (the data points are what they are), combined in quadrature: conservative 
 whose two terms come from the same draws and are positively correlated.
 
 The same-family guide :math:`q^*_x` is built from the amortised guide's own distributions: every
-latent site whose distribution is a location-scale family (Normal, Laplace, Cauchy, StudentT with
-fixed df, ...) gets a location and a softplus-scale parameter per data point, initialised at the
+latent site whose distribution has a location and a scale (:data:`OPTIMISED`: a location-scale family
+such as Normal, Laplace, Cauchy or StudentT with fixed df; the low-rank-plus-diagonal Normal with its
+``cov_factor`` U and ``cov_diag``; a full-covariance Normal through its Cholesky factor) gets those
+parameters per data point, unconstrained through softplus where they are positive, initialised at the
 amortised values and optimised with Adam on the ELBO (``particles`` vectorised draws, cosine-decayed
 learning rate; the KL in closed form where torch has it and :func:`~.traces.mean_field_valid` says it is the
 ELBO's term, else by Monte Carlo).  A site whose amortised parameters depend on an upstream latent draw
 (z2 of :class:`~pyro_vae.models.TwoLayerVAE`, :math:`q(z_2 \mid z_1)`) keeps that dependence: its
-per-point parameters are offsets added to the amortised location and pre-softplus scale, initialised at
-zero, :math:`q^*_x(z_2 \mid z_1) = F(\mu_\phi(z_1) + a_x,\ \mathrm{softplus}(\rho_\phi(z_1) + b_x))`, so
+per-point parameters are offsets added to the amortised parameters' unconstrained values, initialised at
+zero (for a Normal, :math:`q^*_x(z_2 \mid z_1) = F(\mu_\phi(z_1) + a_x,\ \mathrm{softplus}(\rho_\phi(z_1) + b_x))`), so
 :math:`q^*_x` starts exactly at :math:`q_\phi` and stays in its family (free parameters from one draw of
-z1 would make a mean-field guide, poorer than the amortised one, and start it elsewhere).  Other
-families (``lowrank``, ``iaf``) are refused with the reason.  The same optimiser, with a few steps, is
+z1 would make a mean-field guide, poorer than the amortised one, and start it elsewhere).  A family
+without such parameters (the ``iaf`` flow, whose per-point version would be a flow per point) is
+refused with the reason.  The same optimiser, with a few steps, is
 the semi-amortised refinement of :mod:`pyro_vae.inference.refine`.
 """
 
@@ -45,7 +48,8 @@ import math
 
 import pyro
 import torch
-import torch.nn.functional as F
+from pyro.distributions import constraints
+from torch.distributions import transform_to
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
@@ -58,6 +62,31 @@ from .plates import find_data_plate, local_pair
 from .traces import random_state_kept
 
 
+#: The parameters the per-point guide optimises, where a site's distribution has them, each through the
+#: bijection from the reals onto its constraint: softplus for a scale (as the catalogue's encoders emit it)
+#: and softplus on a Cholesky factor's diagonal.  Other parameters (a Student-t's df) stay as they are.
+OPTIMISED = {"loc": constraints.real, "scale": constraints.softplus_positive, "cov_factor": constraints.real,
+             "cov_diag": constraints.softplus_positive, "scale_tril": constraints.softplus_lower_cholesky}
+#: MultivariateNormal's other forms of its scale_tril, which the per-point guide replaces.
+_ALTERNATIVES = ("covariance_matrix", "precision_matrix")
+
+
+def _site_parameters(name, fn):
+    """``(family, {parameter: value}, fixed_kwargs, event_ndims)`` of a guide site's distribution, the
+    parameters those of :data:`OPTIMISED` it has; refuses a family without a location and a spread."""
+    base = base_distribution(fn)
+    params = {k: getattr(base, k) for k in OPTIMISED if k in base.arg_constraints and hasattr(base, k)}
+    if "loc" not in params or len(params) < 2:
+        raise ConfigError(
+            f"per-point optimisation of the guide (gap split, refinement) needs sites with a location and a scale "
+            f"(Normal, Laplace, Cauchy, StudentT, LowRankMultivariateNormal, MultivariateNormal); site {name!r} "
+            f"has a {type(base).__name__}"
+        )
+    fixed = {k: getattr(base, k) for k in base.arg_constraints
+             if k not in OPTIMISED and k not in _ALTERNATIVES and k in vars(base)}
+    return type(base), params, fixed, fn.event_dim - base.event_dim
+
+
 def _conditional_sites(guide, x, names):
     """The latent sites whose guide parameters depend on an upstream latent draw (by autograd, from a rerun
     of the guide with every draw a fresh leaf)."""
@@ -68,8 +97,7 @@ def _conditional_sites(guide, x, names):
         rerun = poutine.trace(poutine.condition(guide, data=leaves)).get_trace(x)
         conditional = set()
         for i, name in enumerate(names):
-            base = base_distribution(rerun.nodes[name]["fn"])
-            outputs = [t for t in (base.loc, base.scale) if t.requires_grad]
+            outputs = [t for t in _site_parameters(name, rerun.nodes[name]["fn"])[1].values() if t.requires_grad]
             upstream = [leaves[n] for n in names[:i]]
             if outputs and upstream:
                 grads = torch.autograd.grad(sum(t.sum() for t in outputs), upstream, allow_unused=True)
@@ -78,53 +106,39 @@ def _conditional_sites(guide, x, names):
     return conditional
 
 
-def _location_scale_sites(guide, x):
-    """``{site: (family, loc, scale, extra_kwargs, event_ndims)}`` of the amortised guide at ``x``, and the
-    names of the sites whose parameters depend on an upstream draw (:func:`_conditional_sites`)."""
+def _guide_sites(guide, x):
+    """``{site: _site_parameters(...)}`` of the amortised guide at ``x``, and the names of the sites whose
+    parameters depend on an upstream draw (:func:`_conditional_sites`)."""
     with torch.no_grad(), random_state_kept(x.device), poutine.block():
         trace = poutine.trace(guide).get_trace(x)
-    sites = {}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
-        base = base_distribution(site["fn"])
-        if not (hasattr(base, "loc") and hasattr(base, "scale") and "scale" in base.arg_constraints):
-            raise ConfigError(
-                f"per-point optimisation of the guide (gap split, refinement) needs location-scale sites (Normal, "
-                f"Laplace, Cauchy, StudentT); site {name!r} has a {type(base).__name__}"
-            )
-        extra = {k: getattr(base, k) for k in base.arg_constraints if k not in ("loc", "scale") and k in vars(base)}
-        sites[name] = (type(base), base.loc, base.scale, extra, site["fn"].event_dim - base.event_dim)
+    sites = {name: _site_parameters(name, site["fn"]) for name, site in trace.nodes.items()
+             if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)}
     return sites, _conditional_sites(guide, x, list(sites))
 
 
-def _inverse_softplus(y):
-    return y + torch.log(-torch.expm1(-y))
-
-
 class LocalGuide:
-    """The amortised guide with its own location and scale per data point for each latent site (``q*_x``).
+    """The amortised guide with its own parameters per data point for each latent site (``q*_x``).
 
-    ``sites[name] = (family, loc, raw, extra, event_ndims)``, the scale being ``softplus(raw)``; for a site
-    in ``conditional`` (its amortised parameters depend on an upstream draw) ``loc`` and ``raw`` are
-    offsets added to the amortised location and pre-softplus scale (module doc).  Runs the amortised guide
-    with each site's distribution replaced, so called with exactly the data points it was built for
-    (checked), so that row i keeps its parameters.
+    ``sites[name] = (family, {parameter: unconstrained tensor}, fixed_kwargs, event_ndims)``, each parameter
+    the image of its tensor under the bijection of :data:`OPTIMISED`; for a site in ``conditional`` (its
+    amortised parameters depend on an upstream draw) the tensors are offsets added to the amortised
+    parameters' unconstrained values (module doc).  Runs the amortised guide with each site's distribution
+    replaced, so called with exactly the data points it was built for (checked), so that row i keeps its
+    parameters.
     """
 
     def __init__(self, guide, sites, conditional=()):
         self.guide, self.conditional = guide, set(conditional)
         self.sites = {}
-        for name, (family, loc, scale, extra, event_ndims) in sites.items():
-            raw = _inverse_softplus(scale)
-            if name in self.conditional:
-                loc, raw = torch.zeros_like(loc), torch.zeros_like(raw)
-            self.sites[name] = (family, loc.detach().clone().requires_grad_(), raw.detach().clone().requires_grad_(),
-                                {k: v.detach() for k, v in extra.items()}, event_ndims)
-        self.num_points = next(iter(self.sites.values()))[1].shape[0] if self.sites else 0
+        for name, (family, params, fixed, event_ndims) in sites.items():
+            unconstrained = {k: torch.zeros_like(v) if name in self.conditional else transform_to(OPTIMISED[k]).inv(v)
+                             for k, v in params.items()}
+            self.sites[name] = (family, {k: v.detach().clone().requires_grad_() for k, v in unconstrained.items()},
+                                {k: v.detach() for k, v in fixed.items()}, event_ndims)
+        self.num_points = next(iter(next(iter(self.sites.values()))[1].values())).shape[0] if self.sites else 0
 
     def parameters(self):
-        return [tensor for _, loc, raw, _, _ in self.sites.values() for tensor in (loc, raw)]
+        return [tensor for _, unconstrained, _, _ in self.sites.values() for tensor in unconstrained.values()]
 
     def __call__(self, x):
         if x.shape[0] != self.num_points:
@@ -132,13 +146,16 @@ class LocalGuide:
         with _PerPointSites(self):
             self.guide(x)
 
-    def distribution(self, name, amortised):
-        """Site ``name``'s per-point distribution, given its amortised one (read only for a conditional site)."""
-        family, loc, raw, extra, event_ndims = self.sites[name]
-        if name in self.conditional:
-            base = base_distribution(amortised)
-            loc, raw = base.loc + loc, _inverse_softplus(base.scale) + raw
-        return family(loc=loc, scale=F.softplus(raw), **extra).to_event(event_ndims)
+    def distribution(self, name, amortised=None):
+        """Site ``name``'s per-point distribution, given its amortised one (needed only for a conditional site)."""
+        family, unconstrained, fixed, event_ndims = self.sites[name]
+        params = {}
+        for k, value in unconstrained.items():
+            bijection = transform_to(OPTIMISED[k])
+            if name in self.conditional:
+                value = bijection.inv(getattr(base_distribution(amortised), k)) + value
+            params[k] = bijection(value)
+        return family(**params, **fixed).to_event(event_ndims)
 
 
 class _PerPointSites(poutine.messenger.Messenger):
@@ -156,7 +173,7 @@ class _PerPointSites(poutine.messenger.Messenger):
 def optimise_local_guide(model, guide, x, steps=500, lr=0.05, particles=16):
     """``q*_x``: the amortised guide's family with parameters optimised for each row of ``x`` alone, by
     ``steps`` Adam steps from the amortised values (module doc)."""
-    local = LocalGuide(guide, *_location_scale_sites(guide, x))
+    local = LocalGuide(guide, *_guide_sites(guide, x))
     params = local.parameters()
     objective = make_objective("meanfield", particles)  # Monte Carlo KLs where mean field fails (MeanFieldELBO)
     optimiser = torch.optim.Adam(params, lr=lr)

@@ -10,7 +10,7 @@ from torch.distributions import MultivariateNormal, kl_divergence
 from linear_gaussian import mis_amortised_problem
 from pyro_vae import evaluate, fit, load_data
 from pyro_vae.errors import ConfigError
-from pyro_vae.inference.gaps import LocalGuide, _location_scale_sites
+from pyro_vae.inference.gaps import LocalGuide, _guide_sites
 from pyro_vae.inference.traces import mean_field_valid
 from pyro_vae.inference.refine import refine
 from pyro_vae.inference.traces import trace_pair
@@ -74,7 +74,7 @@ def test_a_two_layer_guide_is_refined_with_z2_conditional_on_z1(digits):
     torch.manual_seed(0)
     vae = TwoLayerVAE((1, 8, 8), latent_dims=(6, 3), hidden=((16,), (8,)))
     x = digits.test[:30]
-    sites, conditional = _location_scale_sites(vae.guide, x)
+    sites, conditional = _guide_sites(vae.guide, x)
     assert set(sites) == {"z1", "z2"} and conditional == {"z2"}
     local = LocalGuide(vae.guide, sites, conditional)
     traces = []
@@ -88,13 +88,28 @@ def test_a_two_layer_guide_is_refined_with_z2_conditional_on_z1(digits):
     assert result["refinement_gain"] >= -2 * result["refinement_gain_mc_se"]
 
 
-def test_a_family_that_is_not_location_scale_is_skipped_with_the_reason(digits):
-    vae = VAE((1, 8, 8), latent_dim=2, hidden=(16,), guide="lowrank").eval()
+def test_a_lowrank_guide_is_refined_from_exactly_its_amortised_parameters(digits):
+    torch.manual_seed(0)
+    vae = VAE((1, 8, 8), latent_dim=3, hidden=(16,), guide="lowrank", guide_options={"rank": 2}).eval()
+    x = digits.test[:30]
+    sites, conditional = _guide_sites(vae.guide, x)
+    assert set(sites["z"][1]) == {"loc", "cov_factor", "cov_diag"} and not conditional
+    local = LocalGuide(vae.guide, sites, conditional)
+    with torch.no_grad():
+        amortised, per_point = vae.encode(x), local.distribution("z")
+    for name in ("loc", "cov_factor", "cov_diag"):
+        assert torch.allclose(getattr(per_point, name), getattr(amortised, name), rtol=1e-5, atol=1e-6)
+    result = refine(vae.model, vae.guide, x, steps=10, draws=50)
+    assert result["refinement_gain"] >= -2 * result["refinement_gain_mc_se"]
+
+
+def test_a_flow_guide_is_skipped_with_the_reason(digits):
+    vae = VAE((1, 8, 8), latent_dim=2, hidden=(16,), guide="iaf").eval()
     x = digits.test[:20]
-    with pytest.raises(ConfigError, match="location-scale"):
+    with pytest.raises(ConfigError, match="a location and a scale"):
         refine(vae.model, vae.guide, x, steps=1)
     result = evaluate(vae.model, vae.guide, x, particles=10, elbo_draws=2, refine_steps=1)
-    assert "LowRankMultivariateNormal" in result["diagnostics"]["skipped"]["refinement"]
+    assert "FlowPosterior" in result["diagnostics"]["skipped"]["refinement"]
     plain = VAE((1, 8, 8), latent_dim=2, hidden=(16,)).eval()
     result = evaluate(plain.model, plain.guide, x, particles=10, elbo_draws=2, refine_steps=2)
     assert math.isfinite(result["elbo_refined"]) and len(result["refinement_gain_per_datapoint"]) == 20
