@@ -12,6 +12,7 @@ what the process (a sweep worker fits many) did before.
 import functools
 import json
 import numbers
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.factories import pair_module
 from pyro_vae.files import DirectoryLock, make_directory, read_json, write_csv, write_json
-from pyro_vae.rundir import library_versions
+from pyro_vae.rundir import RunDir, library_versions
 
 #: Preset options that count something (positive integers) and learning rates (positive finite numbers).
 COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "particles", "samples", "snr_draws",
@@ -141,9 +142,17 @@ def fit_fresh(build, train, seed, init_seed=None, watch=None, **options):
     :param seed: :func:`~pyro_vae.inference.fit`'s seed (its training draws).
     :param watch: ``watch(pair)`` returns fit's ``callback`` for the built pair (to record it along training).
     :param options: further options of :func:`~pyro_vae.inference.fit` (``objective``, ``epochs``, ...).
+        An ``out`` is a sweep task's own fit directory: a fit interrupted there (the sweep stopped) resumes
+        from its checkpoint, bit for bit as if it had not stopped, and one stopped before its first checkpoint
+        starts again.
     """
     from pyro_vae.inference import fit
 
+    if options.get("out") is not None:
+        fit_dir = RunDir(options["out"])
+        if fit_dir.path.exists() and not fit_dir.has_checkpoint():
+            shutil.rmtree(fit_dir.path)  # stopped before its first checkpoint: nothing to resume
+        options["resume"] = fit_dir.path.exists()
     pyro.clear_param_store()
     pyro.set_rng_seed(seed if init_seed is None else init_seed)
     pair = build()

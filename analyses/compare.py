@@ -26,7 +26,6 @@ Python users compare their own pair with :func:`compare`, giving a picklable ``m
 
 import functools
 import math
-import shutil
 import statistics
 
 import pyro
@@ -70,13 +69,10 @@ METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "sec
 def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epochs, batch_size, lr, eval_particles,
                      dynamic_binarization, device="cpu", data_plate=None):
     """One task of the sweep: fit ``make_module()`` under one objective and seed, evaluate on the test split."""
-    fit_dir = RunDir(run_dir / "fit")
-    if fit_dir.path.exists() and not fit_dir.has_checkpoint():
-        shutil.rmtree(fit_dir.path)  # stopped before its first checkpoint: nothing to resume
     pair, result = fit_fresh(functools.partial(_built_on_cpu, make_module), data["train"], seed, val=data["val"],
                              objective=objective, particles=particles, epochs=epochs, batch_size=batch_size, lr=lr,
-                             device=device, dynamic_binarization=dynamic_binarization, out=fit_dir.path,
-                             resume=fit_dir.path.exists(), progress=False, data_plate=data_plate)
+                             device=device, dynamic_binarization=dynamic_binarization, out=run_dir / "fit",
+                             progress=False, data_plate=data_plate)
     test = data["test"].to(device)
     terms = elbo_terms(pair.model, pair.guide, test, data_plate=result.data_plate)
     model, guide, _ = local_pair(pair.model, pair.guide, test, result.data_plate)

@@ -48,7 +48,8 @@ def set_rng_state(state):
 
 @dataclass
 class TrainerState:
-    """What changes as a fit runs: epochs done, optimisation steps, per-epoch history, seconds spent."""
+    """What changes as a fit runs: epochs done, optimisation steps, per-epoch history, seconds spent
+    training (a history row's ``seconds`` is that total up to the end of its epoch)."""
 
     epoch: int = 0
     step: int = 0
@@ -58,7 +59,7 @@ class TrainerState:
     @classmethod
     def from_checkpoint(cls, checkpoint):
         history = checkpoint["history"]
-        return cls(checkpoint["epoch"], checkpoint["step"], history, sum(row["seconds"] for row in history))
+        return cls(checkpoint["epoch"], checkpoint["step"], history, history[-1]["seconds"] if history else 0.0)
 
 
 class NonFiniteStep(Exception):

@@ -108,6 +108,20 @@ def _watch_parent(parent):
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
+def _end_workers(pool):
+    """Cancel a pool's queued tasks and terminate its worker processes (SIGTERM), so that a sweep that
+    stops stops its fits too (``shutdown`` alone lets each running fit run to its end).  Reads the pool's
+    private process table: Python 3.14's ``terminate_workers`` is the public form, used where it exists."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+
+
 def _run_task(task, run_dir, kwargs, threads):
     """Worker side: run one task and save its result atomically."""
     if threads is not None:
@@ -168,6 +182,9 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
                         bar.update()
                         del running[future]
                     _show_epochs(bar, out, running.values())
+            except BaseException:  # a failed fit, Ctrl-C or SIGTERM: the running fits end now, not when done
+                _end_workers(pool)
+                raise
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         elif pending:

@@ -68,6 +68,18 @@ def test_resumed_fit_matches_an_uninterrupted_one_bit_for_bit(digits, tmp_path):
         assert torch.equal(vae_resumed.state_dict()[name], tensor), name
     assert resumed.metrics["test_elbo"] == full.metrics["test_elbo"]
     assert len(resumed.history) == 4
+    seconds = [row["seconds"] for row in resumed.history]  # training time up to each epoch
+    assert seconds == sorted(seconds) and resumed.metrics["train_seconds"] == seconds[-1]
+
+
+def test_a_resumed_fit_counts_its_training_seconds_once():
+    """History rows carry the running total of training seconds, so a checkpoint's total is its last row's
+    (summing the rows counted epoch 1 once per later epoch: 6 s here, not 3)."""
+    from pyro_vae.inference.trainer import TrainerState
+
+    history = [{"epoch": 1, "seconds": 1.0}, {"epoch": 2, "seconds": 2.0}, {"epoch": 3, "seconds": 3.0}]
+    assert TrainerState.from_checkpoint({"epoch": 3, "step": 30, "history": history}).seconds == 3.0
+    assert TrainerState.from_checkpoint({"epoch": 0, "step": 0, "history": []}).seconds == 0.0
 
 
 def test_resume_refuses_changed_options_and_existing_runs_are_not_overwritten(digits, tmp_path):

@@ -217,3 +217,73 @@ def test_a_second_study_on_one_directory_is_refused_naming_the_first(tmp_path, c
         assert _snapshot(out) == before
     line = _one_error_line(capsys)
     assert f"analysis directory {out} is being written by pid {os.getpid()}" in line
+
+
+def fail_when_the_sleeper_runs(run_dir, other):
+    """A task that fails once the task ``other`` has started (its pid file exists)."""
+    pid_file = run_dir.parent / other / "pid"
+    while not (pid_file.exists() and pid_file.read_text()):
+        time.sleep(0.05)
+    raise RuntimeError("this fit failed")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "a failed fit"])
+def test_a_stopped_local_sweep_ends_its_running_fits_at_once(tmp_path, how):
+    """SIGTERM to a study (the CLI makes it a KeyboardInterrupt), or one failed fit, ends the sweep and
+    every worker within seconds, not when the other running fit is done (300 s here)."""
+    tasks = ("{'a': {'seconds': 300}, 'b': {'seconds': 300}}" if how == "sigterm" else
+             "{'a': {'seconds': 300}, 'b': {'other': 'a'}}")
+    script = (f"import signal, sys; sys.path.insert(0, {str(TESTS)!r})\n"
+              "from pyro_vae.cli import _terminate\n"
+              "from pyro_vae.sweep import run_sweep\n"
+              "import test_sweep_reliability as t\n"
+              "signal.signal(signal.SIGTERM, _terminate)\n"
+              f"run_sweep(t.dispatch, {tasks}, {str(tmp_path)!r}, executor='local', workers=2, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=TESTS.parent, stderr=subprocess.PIPE, text=True)
+    pid_file = tmp_path / "a" / "pid"
+    pid = None
+    try:
+        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60), "the sleeper never started"
+        pid = int(pid_file.read_text())
+        if how == "sigterm":
+            parent.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, err = parent.communicate(timeout=30)
+        print(f"{how}: the sweep ended {time.monotonic() - started:.1f} s later")
+        assert parent.returncode != 0
+        assert ("KeyboardInterrupt" if how == "sigterm" else "this fit failed") in err
+        assert _wait_for(lambda: not _alive(pid), 10), "the running fit outlived its sweep"
+        assert not (tmp_path / "a" / "result.json").exists()
+    finally:
+        parent.kill()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def dispatch(run_dir, **kwargs):
+    """The two tasks of the test above as one module-level function (a sweep pickles its task)."""
+    return (fail_when_the_sleeper_runs if "other" in kwargs else record_pid_and_sleep)(run_dir, **kwargs)
+
+
+def test_a_study_fit_interrupted_in_its_task_directory_resumes_bit_for_bit(tmp_path):
+    """A sweep stopped during a fit leaves the fit's checkpoint in its task directory; the study started
+    again resumes it (it had refused: "already holds a run with a checkpoint") and gets the uninterrupted
+    fit's weights.  A fit directory stopped before its first checkpoint is started again."""
+    import torch
+
+    from pyro_vae.data import load_data
+    from pyro_vae.models import VAE
+
+    train = load_data("digits", binarize="dynamic").train[:256]
+    build = lambda: VAE((1, 8, 8), latent_dim=2, hidden=(16,))  # noqa: E731
+    options = dict(epochs=3, batch_size=64, dynamic_binarization=True, progress=False)
+    whole, _ = common.fit_fresh(build, train, 0, out=tmp_path / "whole", **options)
+    common.fit_fresh(build, train, 0, out=tmp_path / "stopped", **{**options, "epochs": 1})  # as if stopped after epoch 1
+    resumed, result = common.fit_fresh(build, train, 0, out=tmp_path / "stopped", **options)
+    assert len(result.history) == 3
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+    (tmp_path / "early").mkdir()
+    write_json(tmp_path / "early" / "config.json", {"stopped": "before its first epoch"})
+    _, again = common.fit_fresh(build, train, 0, out=tmp_path / "early", **options)
+    assert len(again.history) == 3
