@@ -76,3 +76,22 @@ def test_linear_network_fits(tiny_digits):
     losses = [-row["train_objective"] for row in result.history]
     assert sum(losses[-5:]) < sum(losses[:5])
     assert torch.isfinite(vae.likelihood.log_sigma)
+
+
+# The richer guides against every prior family, and the VampPrior with every guide (it takes the guide's
+# own family as its components), under each objective; one likelihood, since the likelihood does not meet
+# the guide or prior in any code path (the grid above covers it).
+RICH = sorted({(prior, guide) for prior in ("normal", "laplace", "cauchy", "mixture", "vamp") for guide in ("lowrank", "iaf")}
+              | {("vamp", guide) for guide in GUIDES})
+
+
+@pytest.mark.parametrize("objective, particles", OBJECTIVES)
+@pytest.mark.parametrize("prior, guide", RICH)
+def test_rich_guide_and_vamp_prior_combination(tiny_digits, prior, guide, objective, particles):
+    x = (tiny_digits > 0.5).float()
+    vae = _vae(prior, guide, "bernoulli", 1.0)
+    result = fit(vae.model, vae.guide, x, objective=objective, particles=particles, epochs=20, batch_size=32,
+                 lr=1e-2, progress=False)
+    losses = [-row["train_objective"] for row in result.history]
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) < sum(losses[:5])
