@@ -28,6 +28,7 @@ import functools
 import math
 import statistics
 
+import numpy as np
 import pyro
 import torch
 
@@ -207,7 +208,8 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batc
     if nuts is not None:
         write_csv(out / "nuts.csv", nuts["points"])
         write_csv(out / "nuts_marginals.csv", nuts["rows"])
-    _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png", describe_pair(reference.model, pair_module(reference)))
+    _plot(summary, snr_rows, gap_rows, out / "figures" / "compare.png", describe_pair(reference.model, pair_module(reference)),
+          skipped)
     return {"summary": summary, "fits": fits, "snr": snr_rows, "gaps": gap_rows, "nuts": nuts, "skipped": skipped}
 
 
@@ -293,7 +295,18 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
     return finish(out, result["summary"], headline, started)
 
 
-def _plot(summary, snr_rows, gap_rows, path, model):
+def _skipped_panel(ax, what, skipped):
+    """An empty panel that says why it is empty: the reasons ``skipped`` gives for ``what``."""
+    import textwrap
+
+    reasons = [f"{key}: {reason}" for key, reason in skipped.items() if key.startswith(what)] or [f"no {what} to show"]
+    ax.text(0.5, 0.5, textwrap.fill(reasons[0], 48), ha="center", va="center", fontsize=8, transform=ax.transAxes)
+    ax.set_title(f"{what}: skipped", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _plot(summary, snr_rows, gap_rows, path, model, skipped):
     from pyro_vae.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -310,32 +323,49 @@ def _plot(summary, snr_rows, gap_rows, path, model):
     axes[1].bar(names, [r["seconds_per_epoch"] for r in summary])
     axes[1].set_ylabel("seconds per epoch")
     axes[1].tick_params(axis="x", rotation=45)
-    for name, marker in (("iwae", "o"), ("iwae-dreg", "s")):
-        rows = [r for r in snr_rows if r["estimator"] == name]
-        for group, style in (("encoder", "-"), ("decoder", ":")):
-            key = f"{group}_snr_median"
-            if rows and key in rows[0]:
-                axes[2].plot([r["particles"] for r in rows], [r[key] for r in rows], style, marker=marker, label=f"{name} {group}")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    axes[2].set_xscale("log")
-    axes[2].set_yscale("log")
-    ks = sorted({r["particles"] for r in snr_rows})
-    axes[2].set_xticks(ks)
-    for axis in (axes[2].xaxis, axes[2].yaxis):
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
-    axes[2].set_xlabel("particles K")
-    axes[2].set_ylabel("median gradient SNR")
-    axes[2].legend(fontsize=8)
-    gap_names = [r["objective"] for r in gap_rows]
-    approximation = [r["approximation_gap"] for r in gap_rows]
-    axes[3].bar(gap_names, approximation, label="approximation")
-    axes[3].bar(gap_names, [r["amortisation_gap"] for r in gap_rows], bottom=approximation, label="amortisation")
-    axes[3].set_ylabel("nats per test point")
-    axes[3].legend(fontsize=8)
-    axes[3].tick_params(axis="x", rotation=45)
+    if not _plot_snr(axes[2], snr_rows):
+        _skipped_panel(axes[2], "gradient SNR", skipped)
+    if gap_rows:
+        # side by side with +-2 SE, not stacked: an amortisation gap below 0 (the per-point optimiser ended
+        # below the encoder, within its noise when the gap is small) shows as such
+        positions = np.arange(len(gap_rows))
+        for offset, part in ((-0.2, "approximation"), (0.2, "amortisation")):
+            axes[3].bar(positions + offset, [r[f"{part}_gap"] for r in gap_rows], width=0.4, label=part,
+                        yerr=[2 * r[f"{part}_gap_mc_se"] for r in gap_rows], capsize=3)
+        axes[3].axhline(0, color="black", linewidth=0.8)
+        axes[3].set_xticks(positions, [r["objective"] for r in gap_rows])
+        axes[3].set_ylabel("nats per test point (+- 2 SE)")
+        axes[3].legend(fontsize=8)
+        axes[3].tick_params(axis="x", rotation=45)
+    else:
+        _skipped_panel(axes[3], "gap split", skipped)
     fig.suptitle(f"{model}\nobjectives compared: bounds, cost, gradient SNR (Rainforth et al. 2018), gap split "
                  "(Cremer et al. 2018)", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def _plot_snr(ax, snr_rows):
+    """Median gradient SNR of encoder and decoder against K, a line per estimator; False where there is none."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    lines = 0
+    for name, marker in (("iwae", "o"), ("iwae-dreg", "s")):
+        rows = [r for r in snr_rows if r["estimator"] == name]
+        for group, style in (("encoder", "-"), ("decoder", ":"), ("all", "--")):  # "all": a pair without the two networks
+            key = f"{group}_snr_median"
+            if rows and key in rows[0]:
+                ax.plot([r["particles"] for r in rows], [r[key] for r in rows], style, marker=marker, label=f"{name} {group}")
+                lines += 1
+    if not lines:
+        return False
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sorted({r["particles"] for r in snr_rows}))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("particles K")
+    ax.set_ylabel("median gradient SNR")
+    ax.legend(fontsize=8)
+    return True
