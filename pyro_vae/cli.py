@@ -153,8 +153,9 @@ def build_parser():
     width = max(len(name) for name in ANALYSES.names())
     analyze = commands.add_parser(
         "analyze", help="run one of the seed studies",
-        description="Studies, with their minutes on 2 CPU cores (full preset / --quick):\n" + "\n".join(
-            f"  {name:<{width}}  {ANALYSES.get(name).full_minutes:>3g} / {ANALYSES.get(name).quick_minutes:<4g} "
+        description="Studies, with their minutes on 2 CPU cores (full preset / --quick; ~ an estimate):\n" + "\n".join(
+            f"  {name:<{width}}  {'~' if ANALYSES.get(name).full_minutes_estimated else ' '}"
+            f"{ANALYSES.get(name).full_minutes:>3g} / {ANALYSES.get(name).quick_minutes:<4g} "
             f"{ANALYSES.get(name).summary}" for name in ANALYSES.names()))
     analyze.add_argument("name", help=", ".join(ANALYSES.names()))
     analyze.add_argument("--quick", action="store_true", help="the small preset the tests run")
