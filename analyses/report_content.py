@@ -2,10 +2,13 @@
 
 Numbers are printed to 4 significant figures, and a value with a standard error beside it
 (``x`` and ``x_se`` or ``x_mc_se`` in the same table) as one cell ``x ± se`` (2 significant figures).
-Two kinds of number get a flag a reader cannot miss:
+Three kinds of number get a flag a reader cannot miss:
 
 * a **negative KL estimate**: a KL divergence is at least 0, so a negative value is estimation error
   around a KL near 0 (a Monte Carlo or moment-matched estimate), to be read as "about 0";
+* a **negative gap** (a column ending in ``gap``: the inference gap and its approximation and
+  amortisation parts, Cremer et al. 2018), at least 0 in expectation: Monte Carlo error around a small
+  gap, or a per-point optimiser that ended below the amortised guide;
 * an **importance-sampled log-likelihood** whose share of points with Pareto k-hat above the threshold
   is more than :data:`HIGH_KHAT_SHARE`: for those points the importance weights have (near-)infinite
   variance, the estimate is biased low and its standard error unreliable (Vehtari et al. 2024,
@@ -19,6 +22,9 @@ from dataclasses import dataclass, field
 HIGH_KHAT_SHARE = 0.1
 
 NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
+NEGATIVE_GAP = ("negative gap estimate: the inference gap and its approximation and amortisation parts are ≥ 0 in "
+                "expectation, so this is Monte Carlo error around a small gap, or a per-point optimiser that ended "
+                "below the amortised guide (more steps or a smaller rate)")
 
 #: Figure file name -> (place in the reading order, caption).  Unknown figures follow, by name.
 FIGURES = {
@@ -95,6 +101,10 @@ def _is_kl(name):
     return "kl" in str(name).lower().split("_")
 
 
+def _is_gap(name):
+    return str(name).lower().split("_")[-1] == "gap"
+
+
 def _khat_share(header, row):
     for name in ("fraction_khat_above_threshold", "fraction_khat_above_0.7"):
         if name in header and isinstance(row[header.index(name)], float):
@@ -116,7 +126,7 @@ def _cell(name, value, error, khat_flag):
         text = significant(value)
         if isinstance(error, float):  # an error below float32 rounding is a closed form's: shown as 0
             text += f" ± {significant(error, 2) if error > 1e-7 * max(1.0, abs(value)) else 0}"
-        flag = NEGATIVE_KL if _is_kl(name) and value < 0 else ""
+        flag = (NEGATIVE_KL if _is_kl(name) else NEGATIVE_GAP if _is_gap(name) else "") if value < 0 else ""
         if "log_likelihood" in str(name) and not flag:
             flag = khat_flag
         return Cell(text, flag, numeric=True)

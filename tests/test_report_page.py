@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from pyro_vae.analyses.report import write_report
-from pyro_vae.analyses.report_content import HIGH_KHAT, HIGH_KHAT_SHARE, NEGATIVE_KL, significant
+from pyro_vae.analyses.report_content import HIGH_KHAT, HIGH_KHAT_SHARE, NEGATIVE_GAP, NEGATIVE_KL, significant
 
 
 def _png(width=4.0):
@@ -55,9 +55,9 @@ def directories(tmp_path):
     (study / "config.json").write_text(json.dumps({"analysis": "identifiability"}))
     (study / "headline.json").write_text(json.dumps({"latent_fraction_by_setting": {"beta=1": 0.123456789},
                                                      "seconds": 14.0666}))
-    columns = ["setting", "aggregate_posterior_kl_to_prior"] + [f"column_number_{i}" for i in range(28)]
-    rows = [["beta=4, a long setting label", "-0.0087"] + ["1.23456789"] * 28,
-            ["beta=1", "0.5"] + ["2"] * 28]
+    columns = ["setting", "aggregate_posterior_kl_to_prior", "amortisation_gap"] + [f"column_number_{i}" for i in range(27)]
+    rows = [["beta=4, a long setting label", "-0.0087", "-0.0161"] + ["1.23456789"] * 27,
+            ["beta=1", "0.5", "0.3"] + ["2"] * 27]
     (study / "results.csv").write_text("\n".join(",".join(f'"{cell}"' for cell in row) for row in [columns, *rows]) + "\n")
     (study / "figures" / "variance_split.png").write_bytes(_png(14))
     (study / "fits" / "a" / "figures").mkdir(parents=True)
@@ -108,7 +108,7 @@ def test_page_structure_contents_numbers_and_flags(directories, tmp_path):
     first_results_header = parsed.headers.index("aggregate_posterior_kl_to_prior")
     assert parsed.headers[first_results_header - 1] == "setting"
     flags = dict(parsed.flagged)
-    assert flags["-0.0087"] == NEGATIVE_KL
+    assert flags["-0.0087"] == NEGATIVE_KL and flags["-0.0161"] == NEGATIVE_GAP and "0.3" not in flags
     assert 0.35 > HIGH_KHAT_SHARE and flags["-22.81 ± 0.0071"] == HIGH_KHAT
     assert page.index("training_curve.png") < page.index("khat.png")  # reading order, not file order
     assert page.index("figures/variance_split.png") < page.index("fits/a/figures/training_curve.png")  # own ones first
