@@ -153,7 +153,7 @@ def _add_latents(result, model, guide, x, site, module, ran, skipped):
     gains = reconstruction_gain(model, guide, x, site)
     result["latents"] = {**stats, "reconstruction_gain": gains["gain"]}
     result["active_units"] = stats["active_units"]
-    result["aggregate_posterior"] = aggregate_posterior(stats, model, x)
+    result["aggregate_posterior"] = aggregate_posterior(stats)
     ran += ["per-latent statistics", "reconstruction gains", "aggregate posterior"]
     reason = missing(module, "generate", "prior")
     if reason is None:

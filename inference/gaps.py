@@ -51,7 +51,7 @@ import torch
 from pyro.distributions import constraints
 from torch.distributions import transform_to
 from pyro import poutine
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae.errors import ConfigError
 from pyro_vae.kl import base_distribution
@@ -59,7 +59,7 @@ from pyro_vae.kl import base_distribution
 from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
 from .plates import find_data_plate, local_pair
-from .traces import random_state_kept
+from .traces import latent_sites, random_state_kept
 
 
 #: The parameters the per-point guide optimises, where a site's distribution has them, each through the
@@ -111,8 +111,8 @@ def _guide_sites(guide, x):
     parameters depend on an upstream draw (:func:`_conditional_sites`)."""
     with torch.no_grad(), random_state_kept(x.device), poutine.block():
         trace = poutine.trace(guide).get_trace(x)
-    sites = {name: _site_parameters(name, site["fn"]) for name, site in trace.nodes.items()
-             if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)}
+    trace = prune_subsample_sites(trace)
+    sites = {name: _site_parameters(name, trace.nodes[name]["fn"]) for name in latent_sites(trace)}
     return sites, _conditional_sites(guide, x, list(sites))
 
 
@@ -135,7 +135,7 @@ class LocalGuide:
                              for k, v in params.items()}
             self.sites[name] = (family, {k: v.detach().clone().requires_grad_() for k, v in unconstrained.items()},
                                 {k: v.detach() for k, v in fixed.items()}, event_ndims)
-        self.num_points = next(iter(next(iter(self.sites.values()))[1].values())).shape[0] if self.sites else 0
+        self.num_points = self.parameters()[0].shape[0] if self.sites else 0
 
     def parameters(self):
         return [tensor for _, unconstrained, _, _ in self.sites.values() for tensor in unconstrained.values()]
@@ -149,11 +149,12 @@ class LocalGuide:
     def distribution(self, name, amortised=None):
         """Site ``name``'s per-point distribution, given its amortised one (needed only for a conditional site)."""
         family, unconstrained, fixed, event_ndims = self.sites[name]
+        base = base_distribution(amortised) if name in self.conditional else None
         params = {}
         for k, value in unconstrained.items():
             bijection = transform_to(OPTIMISED[k])
-            if name in self.conditional:
-                value = bijection.inv(getattr(base_distribution(amortised), k)) + value
+            if base is not None:
+                value = bijection.inv(getattr(base, k)) + value
             params[k] = bijection(value)
         return family(**params, **fixed).to_event(event_ndims)
 

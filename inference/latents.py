@@ -24,7 +24,8 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
       :math:`\mathrm{Cov}_x(E_q[z_j]) > 0.01` for a unit-variance prior);
     * ``mean_sigma2``: :math:`E_x[\sigma_j^2(x)]`;  ``moment_sum``: their sum, the variance of the
       aggregate posterior :math:`q(z_j) = E_x q(z_j \mid x)`, which is :math:`v_j` when the KL term works
-      (the moment law, seed 000 Section 4, stated there for :math:`v_j = 1`); ``prior_variance``: :math:`v_j`;
+      (the moment law, seed 000 Section 4, stated there for :math:`v_j = 1`); ``prior_variance``: :math:`v_j`,
+      and ``prior_mean`` beside it;
     * ``mean_mu``: :math:`E_x[\mu_j(x)]`, which should be the prior's mean (0);
     * ``kl``: :math:`E_x \mathrm{KL}(q(z_j \mid x) \| p(z_j))` (closed form where registered, else the
       Monte Carlo term of one draw; NaN for a prior that does not factorise).
@@ -50,7 +51,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
     loc, sd, kl = torch.cat(locs), torch.cat(scales), torch.cat(kls)
     var_mu = loc.var(0, unbiased=False)
     mean_sigma2 = (sd**2).mean(0)
-    _, prior_variance, prior_scale = prior_moments(prior_site(model, x[:batch_size], node["name"]), loc.shape[1:])
+    prior_mean, prior_variance, prior_scale = prior_moments(prior_site(model, x[:batch_size], node["name"]), loc.shape[1:])
     reference, law = prior_variance, "aggregate-posterior variance = prior variance"
     if not bool(torch.isfinite(prior_variance).all()):
         reference, law = prior_scale**2, "undefined: the prior has no variance ('active' is read against its squared scale)"
@@ -63,6 +64,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
         "kl": kl.mean(0).tolist(),
         "active": active.tolist(),
         "active_units": int(active.sum()),
+        "prior_mean": prior_mean.tolist(),
         "prior_variance": prior_variance.tolist(),
         "active_threshold": (active_threshold * reference).tolist(),
         "moment_law": law,
@@ -150,20 +152,18 @@ def _prior_location(prior, like):
 
 
 @torch.no_grad()
-def aggregate_posterior(stats, model, x):
+def aggregate_posterior(stats):
     r"""First two moments of the aggregate posterior :math:`q(z) = E_x q(z \mid x)` against the prior's.
 
     Mean :math:`E_x \mu(x)` and variance :math:`\mathrm{Var}_x \mu(x) + E_x \sigma^2(x)` per
-    coordinate (from :func:`latent_statistics`, of the site it names), beside the prior's mean and variance
-    (:func:`prior_moments`, the marginal's for a conditional prior; NaN or inf where the prior has none, e.g. Cauchy).
+    coordinate, beside the prior's mean and variance (:func:`prior_moments`, the marginal's for a conditional
+    prior; NaN or inf where the prior has none, e.g. Cauchy), all from :func:`latent_statistics`'s ``stats``.
     """
-    prior = prior_site(model, x[:1000], stats["site"])
-    prior_mean, prior_variance, _ = prior_moments(prior, torch.as_tensor(stats["mean_mu"]).shape)
     return {
         "mean": stats["mean_mu"],
         "variance": stats["moment_sum"],
-        "prior_mean": prior_mean.tolist(),
-        "prior_variance": prior_variance.tolist(),
+        "prior_mean": stats["prior_mean"],
+        "prior_variance": stats["prior_variance"],
     }
 
 

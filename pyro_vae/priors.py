@@ -129,17 +129,21 @@ class _PointwiseMixture(dist.MixtureSameFamily):
         if self._validate_args:
             self._validate_sample(x)
         log_weights = torch.log_softmax(self.mixture_distribution.logits, dim=-1)
-        # a plate's expand copies the components along its dimensions: score the (K,) originals
-        diagonal = _diagonal_normal(self.__dict__.get("_unexpanded_components", self.component_distribution))
+        diagonal = _diagonal_normal(self._unexpanded_components)
         if diagonal is not None:
             return torch.logsumexp(_diagonal_normal_log_prob(x, *diagonal) + log_weights, dim=-1)
         x = self._pad(x)
         x = x.expand(torch.broadcast_shapes(x.shape, self.component_distribution.batch_shape + self.event_shape))
         return torch.logsumexp(self.component_distribution.log_prob(x) + log_weights, dim=-1)
 
+    @property
+    def _unexpanded_components(self):
+        """The components before any plate's ``expand``, which copies them along its dimensions."""
+        return self.__dict__.get("_components_before_expand", self.component_distribution)
+
     def expand(self, batch_shape, _instance=None):
         new = super().expand(batch_shape, _instance)
-        new._unexpanded_components = self.__dict__.get("_unexpanded_components", self.component_distribution)
+        new._components_before_expand = self._unexpanded_components
         return new
 
 
