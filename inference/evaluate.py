@@ -51,8 +51,8 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     ``elbo_refined`` and ``refinement_gain`` (the amortisation gap S steps close), each with ``*_mc_se``
     and per point.  Off by default: it optimises every point (on the 179 digits test points, 20 steps took
     as long as the K = 1000 importance sampling for the catalogue VAE, about 8 s on 2 shared CPU cores, and
-    5 times as long for Burda's two-layer VAE); a guide without per-point location and scale parameters (a flow) skips it,
-    with the reason.
+    5 times as long for Burda's two-layer VAE); a guide without location and scale parameters (nor a flow on
+    such a base) skips it, with the reason.
 
     With ``out`` the importance weights are kept chunk by chunk in ``out/evaluation.partial.pt`` until
     the end, so an interrupted evaluation re-run with the same arguments resumes; it then writes
@@ -129,7 +129,7 @@ def _add_refinement(result, model, guide, x, steps, seed, data_plate, ran, skipp
     """The refined and amortised ELBOs of :func:`~pyro_vae.inference.refine.refine` into ``result``."""
     try:
         refined = refine(model, guide, x, steps=steps, seed=seed, data_plate=data_plate)
-    except ConfigError as error:  # a guide family without per-point location and scale (a flow)
+    except ConfigError as error:  # a guide family without a location and a scale
         skipped["refinement"] = str(error)
         return
     for key in ("elbo_amortised", "elbo_refined", "refinement_gain"):

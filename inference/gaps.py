@@ -39,8 +39,13 @@ per-point parameters are offsets added to the amortised parameters' unconstraine
 zero (for a Normal, :math:`q^*_x(z_2 \mid z_1) = F(\mu_\phi(z_1) + a_x,\ \mathrm{softplus}(\rho_\phi(z_1) + b_x))`), so
 :math:`q^*_x` starts exactly at :math:`q_\phi` and stays in its family (free parameters from one draw of
 z1 would make a mean-field guide, poorer than the amortised one, and start it elsewhere).  A family
-without such parameters (the ``iaf`` flow, whose per-point version would be a flow per point) is
-refused with the reason.  The same optimiser, with a few steps, is
+whose distribution is a flow, a ``TransformedDistribution`` (the ``iaf`` guide, or a user's flow), keeps
+the transforms its encoder conditioned and gets its *base* distribution per point: for the ``iaf`` guide
+:math:`q^*_x = T_{h(x)} \# \mathcal N(a_x, \mathrm{diag}\, b_x^2)`, starting at the encoder's
+:math:`(\mu(x), s(x))`.  That family is narrower than a flow whose weights are optimised per point
+(Cremer et al.'s local flow), so for a flow the reported approximation gap is an upper bound on that
+family's and the amortisation gap a lower bound.  A family without a location and a spread in its base
+is refused with the reason.  The same optimiser, with a few steps, is
 the semi-amortised refinement of :mod:`pyro_vae.inference.refine`.
 """
 
@@ -49,12 +54,11 @@ import math
 import pyro
 import torch
 from pyro.distributions import constraints
-from torch.distributions import transform_to
+from torch.distributions import Independent, TransformedDistribution, transform_to
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.kl import base_distribution
 
 from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
 from .objectives import make_objective
@@ -71,20 +75,38 @@ OPTIMISED = {"loc": constraints.real, "scale": constraints.softplus_positive, "c
 _ALTERNATIVES = ("covariance_matrix", "precision_matrix")
 
 
+def _innermost(distribution):
+    """The distribution inside any ``Independent`` and ``TransformedDistribution`` wrappers."""
+    while isinstance(distribution, (Independent, TransformedDistribution)):
+        distribution = distribution.base_dist
+    return distribution
+
+
+def _with_base(distribution, base):
+    """``distribution`` with its innermost distribution replaced by ``base``, its ``Independent`` and
+    ``TransformedDistribution`` wrappers (and their transforms) kept."""
+    if isinstance(distribution, Independent):
+        return type(distribution)(_with_base(distribution.base_dist, base), distribution.reinterpreted_batch_ndims)
+    if isinstance(distribution, TransformedDistribution):
+        return type(distribution)(_with_base(distribution.base_dist, base), distribution.transforms)
+    return base
+
+
 def _site_parameters(name, fn):
-    """``(family, {parameter: value}, fixed_kwargs, event_ndims)`` of a guide site's distribution, the
-    parameters those of :data:`OPTIMISED` it has; refuses a family without a location and a spread."""
-    base = base_distribution(fn)
+    """``(family, {parameter: value}, fixed_kwargs, fn)`` of a guide site's distribution ``fn``: the family
+    and parameters (those of :data:`OPTIMISED` it has) of its innermost distribution, :func:`_innermost`;
+    refuses a family without a location and a spread."""
+    base = _innermost(fn)
     params = {k: getattr(base, k) for k in OPTIMISED if k in base.arg_constraints and hasattr(base, k)}
     if "loc" not in params or len(params) < 2:
         raise ConfigError(
             f"per-point optimisation of the guide (gap split, refinement) needs sites with a location and a scale "
-            f"(Normal, Laplace, Cauchy, StudentT, LowRankMultivariateNormal, MultivariateNormal); site {name!r} "
-            f"has a {type(base).__name__}"
+            f"(Normal, Laplace, Cauchy, StudentT, LowRankMultivariateNormal, MultivariateNormal, or a flow on one); "
+            f"site {name!r} has a {type(base).__name__}"
         )
     fixed = {k: getattr(base, k) for k in base.arg_constraints
              if k not in OPTIMISED and k not in _ALTERNATIVES and k in vars(base)}
-    return type(base), params, fixed, fn.event_dim - base.event_dim
+    return type(base), params, fixed, fn
 
 
 def _conditional_sites(guide, x, names):
@@ -119,10 +141,11 @@ def _guide_sites(guide, x):
 class LocalGuide:
     """The amortised guide with its own parameters per data point for each latent site (``q*_x``).
 
-    ``sites[name] = (family, {parameter: unconstrained tensor}, fixed_kwargs, event_ndims)``, each parameter
-    the image of its tensor under the bijection of :data:`OPTIMISED`; for a site in ``conditional`` (its
-    amortised parameters depend on an upstream draw) the tensors are offsets added to the amortised
-    parameters' unconstrained values (module doc).  Runs the amortised guide with each site's distribution
+    ``sites[name] = (family, {parameter: unconstrained tensor}, fixed_kwargs, amortised distribution)``, each
+    parameter the image of its tensor under the bijection of :data:`OPTIMISED`; for a site in ``conditional``
+    (its amortised parameters depend on an upstream draw) the tensors are offsets added to the amortised
+    parameters' unconstrained values (module doc).  The per-point distribution is the amortised one with its
+    innermost distribution replaced (:func:`_with_base`), so a flow keeps its transforms.  Runs the amortised guide with each site's distribution
     replaced, so called with exactly the data points it was built for (checked), so that row i keeps its
     parameters.
     """
@@ -130,11 +153,11 @@ class LocalGuide:
     def __init__(self, guide, sites, conditional=()):
         self.guide, self.conditional = guide, set(conditional)
         self.sites = {}
-        for name, (family, params, fixed, event_ndims) in sites.items():
+        for name, (family, params, fixed, amortised) in sites.items():
             unconstrained = {k: torch.zeros_like(v) if name in self.conditional else transform_to(OPTIMISED[k]).inv(v)
                              for k, v in params.items()}
             self.sites[name] = (family, {k: v.detach().clone().requires_grad_() for k, v in unconstrained.items()},
-                                {k: v.detach() for k, v in fixed.items()}, event_ndims)
+                                {k: v.detach() for k, v in fixed.items()}, amortised)
         self.num_points = self.parameters()[0].shape[0] if self.sites else 0
 
     def parameters(self):
@@ -147,16 +170,18 @@ class LocalGuide:
             self.guide(x)
 
     def distribution(self, name, amortised=None):
-        """Site ``name``'s per-point distribution, given its amortised one (needed only for a conditional site)."""
-        family, unconstrained, fixed, event_ndims = self.sites[name]
-        base = base_distribution(amortised) if name in self.conditional else None
+        """Site ``name``'s per-point distribution, given its amortised one in this run of the guide (needed only
+        for a conditional site; another keeps the one it was built from, which depends on the data alone)."""
+        family, unconstrained, fixed, built_from = self.sites[name]
+        shell = amortised if name in self.conditional else built_from
+        base = _innermost(amortised) if name in self.conditional else None
         params = {}
         for k, value in unconstrained.items():
             bijection = transform_to(OPTIMISED[k])
             if base is not None:
                 value = bijection.inv(getattr(base, k)) + value
             params[k] = bijection(value)
-        return family(**params, **fixed).to_event(event_ndims)
+        return _with_base(shell, family(**params, **fixed))
 
 
 class _PerPointSites(poutine.messenger.Messenger):

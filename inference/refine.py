@@ -12,9 +12,10 @@ of stochastic gradient ascent on that point's ELBO refine them,
 the part of the amortisation gap (Cremer, Li & Duvenaud 2018) that S steps close.  This is the per-point
 guide :math:`q^*_x` of :mod:`pyro_vae.inference.gaps`, run for a few steps (Adam, cosine-decayed rate):
 every pair whose latent sites have a location and a scale works (location-scale families, ``lowrank``,
-a full-covariance Normal), a site conditioned on an upstream draw (z2 of the two-layer VAE) is refined
-through per-point offsets on its amortised parameters (see there), and an ``iaf`` guide is refused with
-the reason.  Both ELBOs are mean log importance
+a full-covariance Normal, and a flow such as ``iaf``, whose base distribution is refined under the
+transforms its encoder conditioned), a site conditioned on an upstream draw (z2 of the two-layer VAE) is
+refined through per-point offsets on its amortised parameters (see there), and a family without a
+location and a scale is refused with the reason.  Both ELBOs are mean log importance
 weights of ``draws`` fresh draws per point, so their Monte Carlo errors are those of
 :func:`~pyro_vae.inference.estimators.importance_log_weights`'s draws; the two guides' draws are
 independent, so the gain's variance is the sum of theirs.

@@ -103,13 +103,31 @@ def test_a_lowrank_guide_is_refined_from_exactly_its_amortised_parameters(digits
     assert result["refinement_gain"] >= -2 * result["refinement_gain_mc_se"]
 
 
-def test_a_flow_guide_is_skipped_with_the_reason(digits):
+def test_a_flow_guide_is_refined_from_exactly_its_amortised_flow(digits):
+    """The iaf guide's per-point version keeps the transforms its encoder conditioned and starts at the
+    encoder's base: before any step it draws and scores as the amortised guide."""
+    torch.manual_seed(0)
     vae = VAE((1, 8, 8), latent_dim=2, hidden=(16,), guide="iaf").eval()
     x = digits.test[:20]
-    with pytest.raises(ConfigError, match="a location and a scale"):
-        refine(vae.model, vae.guide, x, steps=1)
-    result = evaluate(vae.model, vae.guide, x, particles=10, elbo_draws=2, refine_steps=1)
-    assert "FlowPosterior" in result["diagnostics"]["skipped"]["refinement"]
+    sites, conditional = _guide_sites(vae.guide, x)
+    assert set(sites["z"][1]) == {"loc", "scale"} and not conditional
+    local = LocalGuide(vae.guide, sites, conditional)
+    traces = []
+    for guide in (vae.guide, local):
+        pyro.set_rng_seed(1)
+        traces.append(pyro.poutine.trace(guide).get_trace(x))
+    with torch.no_grad():
+        amortised, per_point = (trace.nodes["z"] for trace in traces)
+        assert torch.allclose(amortised["value"], per_point["value"])
+        assert torch.allclose(amortised["fn"].log_prob(amortised["value"]), per_point["fn"].log_prob(amortised["value"]),
+                              atol=1e-5)
+    result = evaluate(vae.model, vae.guide, x, particles=10, elbo_draws=2, refine_steps=3)
+    assert "refinement" not in result["diagnostics"]["skipped"]
+    assert result["refinement_gain"] >= -2 * result["refinement_gain_mc_se"]
+
+
+def test_evaluate_reports_the_refined_and_amortised_elbos_per_point(digits):
+    x = digits.test[:20]
     plain = VAE((1, 8, 8), latent_dim=2, hidden=(16,)).eval()
     result = evaluate(plain.model, plain.guide, x, particles=10, elbo_draws=2, refine_steps=2)
     assert math.isfinite(result["elbo_refined"]) and len(result["refinement_gain_per_datapoint"]) == 20
