@@ -209,6 +209,8 @@ def test_a_sweep_that_started_ray_shuts_it_down(tmp_path):
     (in a fresh process, since this one holds the tests' Ray)."""
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    # the timeout guards against a hang, it checks no speed: alone this takes about 20 s, but starting a local
+    # Ray on two cores that a study was also using took over 120 s
     done = subprocess.run([sys.executable, "-c", SWEEP_STARTS_RAY, str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
