@@ -38,7 +38,7 @@ for _name, _study in {
     "compare": Study("compare", "objectives side by side: ELBO, IS log-likelihood, gaps, gradient SNR and a NUTS reference",
                   quick_minutes=1.0, full_minutes=60),
     "guides": Study("guides", "diagonal, low-rank and flow guides and a VampPrior on one- and two-layer models: log p(x), k-hat, gaps (Burda et al. 2016)",
-                  quick_minutes=0.5, full_minutes=95),
+                  quick_minutes=0.5, full_minutes=100),
     "identifiability": Study("identifiability", "split of the data's variance into latent and noise parts across beta and sigma_x, against pPCA",
                   quick_minutes=0.5, full_minutes=3),
     "kl-law": Study("kl_law", "Var(mu) + E[sigma^2] ~ 1 and mean(mu) ~ 0 across beta; the smallest beta that keeps them (seed 000, Sec. 4)",
