@@ -25,10 +25,10 @@ from .model_comparison import compare_runs
 from .objectives import OBJECTIVES, check_objective, make_objective
 from .path_gradients import STL, IWAEDReG
 from .refine import refine
-from .runs import Run, load_run
+from .runs import Run, catalogue_factories, load_run
 
 __all__ = [
     "IWAE", "IWAEDReG", "MeanFieldELBO", "OBJECTIVES", "STL", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
-    "check_objective", "compare_runs", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
+    "catalogue_factories", "check_objective", "compare_runs", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
     "log_likelihood", "reconstruction_gain", "linear_warmup", "load_run", "make_objective", "refine",
 ]

@@ -41,19 +41,20 @@ how much that draw moves the score is in no error bar.
 import math
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyro
 import torch
 
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError, RunDirError
-from pyro_vae.factories import pair_module
-from pyro_vae.files import write_json
+from pyro_vae.factories import ModelFactory, pair_module, recorded_entry
+from pyro_vae.files import check_file_target, write_json
 from pyro_vae.rundir import RunDir
 
 from .estimators import DEFAULT_MAX_MEMORY, importance_log_weights, log_likelihood
 from .plates import find_data_plate, local_pair
-from .runs import Run, load_run
+from .runs import Run, catalogue_factories, load_run
 
 #: The config entries that say which data a run was fitted on, with the default of one left out.
 DATA_ENTRIES = {"data": None, "digit": None, "binarize": "none"}
@@ -162,18 +163,14 @@ def _test_points(names, paths, split, data_dir):
 
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    configs = []
-    for path in paths:
-        if not RunDir(path).path.is_dir():
-            raise RunDirError(f"run directory {path} does not exist")
-        configs.append(RunDir(path).config())
+    configs = [RunDir(path).config() for path in paths]
     data = _same_data(names, configs)
     splits = load_data(data["data"], data_dir or configs[0].get("data_dir"), digit=data["digit"], binarize=data["binarize"])
     return getattr(splits, split)
 
 
 def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test", max_memory=DEFAULT_MAX_MEMORY,
-                 device="cpu", data_dir=None, out=None, progress=None):
+                 device="cpu", data_dir=None, out=None, progress=None, models=()):
     """Score the same points under every run and compare them, paired (module doc for the formulas).
 
     :param runs_or_paths: run directories (or :class:`~pyro_vae.inference.runs.Run` objects, reloaded
@@ -184,13 +181,22 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     :param seed: run number j in the list (from 0) draws its importance samples with seed ``seed + j``.
     :param out: a JSON file to write the result to (atomically); nothing is written without it.
     :param progress: a one-line note on stderr per run (default: when stderr is a terminal).
+    :param models: factories of pairs outside the catalogue (``"path/to/file.py:name"``, ...) that you
+        vouch for: a run directory whose config records one of them is rebuilt with it
+        (:func:`~pyro_vae.inference.runs.load_run`); a run of any other pair is refused.
     :returns: :class:`RunComparison`; ``str()`` of it is the printed table.
+
+    Every refusal (a missing run or checkpoint, an unnamed factory, data that differ, an ``out`` that
+    cannot be written) comes before any run is scored.
     """
     particles, seed = checks.positive_int("particles", particles), checks.seed("seed", seed)
     max_memory, device = checks.positive_int("max_memory", max_memory), checks.device(device)
-    entries = [(run.path, run.factory) if isinstance(run, Run) else (run, None) for run in runs_or_paths]
+    if out is not None:
+        check_file_target(out, "--out")
+    entries = [(run.path, run.factory) if isinstance(run, Run) else (Path(run), None) for run in runs_or_paths]
     if len(entries) < 2:
         raise ConfigError(f"a comparison needs at least two runs, got {len(entries)}")
+    entries = _with_factories(entries, models)
     names = [str(path) for path, _ in entries]
     names = [name if names.count(name) == 1 else f"{name} #{j + 1}" for j, name in enumerate(names)]
     if x is None:
@@ -218,6 +224,31 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     if out is not None:
         write_json(out, result.to_dict())
     return result
+
+
+def _with_factories(entries, models):
+    """``(path, factory)`` per run, the factory the one of ``models`` its config records (or None for a
+    catalogue pair); every run's directory, checkpoint and factory checked without running its code."""
+    named = [m if isinstance(m, ModelFactory) else ModelFactory(m) for m in models]
+    catalogue, used, checked = catalogue_factories(), set(), []
+    for path, factory in entries:
+        run = RunDir(path)
+        if not run.has_checkpoint():
+            raise RunDirError(f"run directory {path} does not exist" if not run.path.is_dir() else
+                              f"{path} holds no checkpoint ({RunDir.CHECKPOINT}); is it a finished run directory?")
+        entry = recorded_entry(run.config().get("model"), path)
+        if factory is None:
+            chosen = next((m for m in named if m.records(entry, catalogue)), None)
+            if chosen is not None:
+                used.add(chosen.identity)
+                factory = ModelFactory(chosen.spec, entry["kwargs"])
+        ModelFactory.from_config(entry, path, catalogue, named=factory)  # refuses an unnamed or other factory
+        checked.append((path, factory))
+    unused = [m.spec for m in named if m.identity not in used]
+    if unused:
+        raise ConfigError(f"--model {unused[0]} is the factory of none of the runs; they record: "
+                          + ", ".join(sorted({recorded_entry(RunDir(p).config().get("model"), p)["factory"] for p, _ in entries})))
+    return checked
 
 
 def _table(header, rows):

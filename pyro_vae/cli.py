@@ -134,6 +134,9 @@ def build_parser():
     evaluate.add_argument("--refine-steps", type=checks.argument_type(checks.positive_int, "refine_steps"), default=None,
                           help="also refine each point's guide by this many gradient steps (semi-amortised; off by default)")
     evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--model", help="the factory of the run's pair when it is not the catalogue's (path/to/file.py:factory "
+                          "or package.module:factory): pyro-vae runs no code that a run directory names, so you name it; "
+                          "it must be the one the run's config.json records")
 
     runs = commands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
                                description="Each run's mean log p(x) (importance-sampled) +- its standard error over test "
@@ -147,6 +150,9 @@ def build_parser():
     runs.add_argument("--device", default="cpu")
     runs.add_argument("--data-dir", help="override the runs' data directory")
     runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")
+    runs.add_argument("--model", action="append", default=[], metavar="FACTORY",
+                      help="the factory of a pair outside the catalogue, for the runs whose config.json records it "
+                      "(repeatable): pyro-vae runs no code that a run directory names, so you name it")
 
     from .analyses import ANALYSES
 
@@ -326,7 +332,7 @@ def _evaluate_command(args):
     from .inference import evaluate, load_run
     from .summaries import format_latent_table, format_summary
 
-    run = load_run(args.run_dir, device=args.device)
+    run = load_run(args.run_dir, device=args.device, model=args.model)
     config = run.config
     data = load_data(config["data"], args.data_dir or config.get("data_dir"), digit=config.get("digit"),
                      binarize=config.get("binarize", "none"))
@@ -347,7 +353,7 @@ def _compare_runs_command(args):
 
     result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
                           max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
-                          progress=True)
+                          progress=True, models=args.model)
     print(result)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)

@@ -5,9 +5,9 @@ importable module, e.g. ``pyro_vae.models:VAE``) and called with keyword argumen
 object with ``model`` and ``guide`` (:class:`pyro_vae.contract.Pair`).  :class:`ModelFactory` holds the
 name and the arguments only, so it pickles into sweep workers and into ``config.json``.
 
-Rebuilding a run runs the factory's code, so it is done only for a factory that lives outside the run
-directory (a received run directory cannot bring the code it runs), and a file whose contents changed
-since the fit is named in a warning.
+Rebuilding a run runs the factory's code, and a run directory may come from anyone: so the factory its
+``config.json`` records is imported only where it is one of the catalogue's (:mod:`pyro_vae.models`);
+any other must be named by the user, and must be the one recorded (:meth:`ModelFactory.from_config`).
 """
 
 import hashlib
@@ -108,33 +108,71 @@ class ModelFactory:
                               f"returns an object with both (an nn.Module, a namespace, a module of functions)")
         return pair
 
+    @property
+    def identity(self):
+        """What names the factory's code: its resolved file and name, or its module and name."""
+        return f"{self.path}:{self.name}" if self.path is not None else self.spec
+
+    def sha256(self):
+        return hashlib.sha256(self.path.read_bytes()).hexdigest() if self.path is not None and self.path.is_file() else None
+
     def to_config(self):
-        entry = {"factory": self.spec if self.path is None else f"{self.path}:{self.name}", "kwargs": self.kwargs}
+        entry = {"factory": self.identity, "kwargs": self.kwargs}
         if self.path is not None:
-            entry["sha256"] = hashlib.sha256(self.path.read_bytes()).hexdigest()
+            entry["sha256"] = self.sha256()
         return entry
 
+    def records(self, entry, catalogue):
+        """Whether ``entry`` (a run's checked ``config["model"]``, :func:`recorded_entry`) records this
+        factory: the same file or module and name; or, for a file moved since, the same name in a file
+        of the same contents; or, for a catalogue factory, the same object under another module path.
+        Nothing that ``entry`` names is imported unless it is in ``catalogue``."""
+        recorded = entry["factory"]
+        if recorded == self.identity:
+            return True
+        if self.path is not None:
+            return self.path.is_file() and recorded.rpartition(":")[2] == self.name and entry.get("sha256") == self.sha256()
+        return recorded in catalogue and self.spec in catalogue and ModelFactory(recorded).load() is self.load()
+
     @classmethod
-    def from_config(cls, entry, run_dir):
-        """The factory a run recorded (``config["model"]``), checked as the module doc says."""
-        if isinstance(entry, dict) and entry.get("class") == "VAE":  # run directories written before factories
-            entry = {"factory": CATALOGUE_VAE, "kwargs": entry.get("kwargs", {})}
-        if not isinstance(entry, dict) or not isinstance(entry.get("factory"), str) or not isinstance(entry.get("kwargs", {}), dict):
-            raise RunDirError(f"{run_dir}/config.json names no model factory (config['model'] = {entry!r}); pass the "
-                              f"factory yourself: load_run(..., model='path/to/file.py:factory')")
-        factory = cls(entry["factory"], entry.get("kwargs"))
-        if factory.path is not None:
-            if Path(run_dir).resolve() in factory.path.parents:
-                raise RunDirError(f"{run_dir}/config.json names a model file inside the run directory ({factory.path}); "
-                                  f"pyro-vae does not run code that came with a run directory: pass model= yourself")
-            if not factory.path.is_file():
-                raise RunDirError(f"the model file of {run_dir} ({factory.path}) does not exist; pass model= to load_run")
-            if entry.get("sha256") and hashlib.sha256(factory.path.read_bytes()).hexdigest() != entry["sha256"]:
-                warnings.warn(f"{factory.path} changed since the run in {run_dir} was fitted")
+    def from_config(cls, entry, run_dir, catalogue, named=None):
+        """The factory that rebuilds the run in ``run_dir``, whose ``config.json`` records ``entry``.
+
+        A run directory may come from anyone, so what its config names is never imported unless it is one
+        of ``catalogue`` (the specs of :mod:`pyro_vae.models`' pairs).  Any other factory must be
+        ``named`` by the user (``--model``, ``load_run(model=...)``); it is then called with the recorded
+        keyword arguments, and refused in one line unless it is the one the config records
+        (:meth:`records`).  A named file whose contents changed since the fit is named in a warning.
+        """
+        entry = recorded_entry(entry, run_dir)
+        if named is None:
+            if entry["factory"] not in catalogue:
+                raise RunDirError(
+                    f"{run_dir}/config.json records the model factory {entry['factory']!r}, which is not one of pyro-vae's "
+                    f"({', '.join(sorted(catalogue))}); pyro-vae runs no code that a run directory names: if you trust "
+                    f"that code, name the factory yourself (--model on the command line, model= in Python)")
+            return cls(entry["factory"], entry["kwargs"])
+        factory = named if isinstance(named, cls) else cls(named, entry["kwargs"])
+        if not factory.records(entry, catalogue):
+            raise RunDirError(f"{run_dir} was fitted with the model factory {entry['factory']!r}, not with {factory.spec!r}; "
+                              f"name the factory its config.json records")
+        if factory.path is not None and entry.get("sha256") not in (None, factory.sha256()):
+            warnings.warn(f"{factory.path} changed since the run in {run_dir} was fitted")
         return factory
 
     def __repr__(self):
         return f"ModelFactory({self.spec!r}, {self.kwargs!r})"
+
+
+def recorded_entry(entry, run_dir):
+    """A run's ``config["model"]``, checked: ``{"factory": str, "kwargs": dict, "sha256": str or absent}``."""
+    if isinstance(entry, dict) and entry.get("class") == "VAE":  # run directories written before factories
+        entry = {"factory": CATALOGUE_VAE, "kwargs": entry.get("kwargs", {})}
+    if (not isinstance(entry, dict) or not isinstance(entry.get("factory"), str)
+            or not isinstance(entry.get("kwargs", {}), dict) or not isinstance(entry.get("sha256", ""), str)):
+        raise RunDirError(f"{run_dir}/config.json names no model factory (config['model'] = {entry!r:.200}); pass the "
+                          f"factory yourself: --model path/to/file.py:factory, load_run(..., model=...)")
+    return {**entry, "kwargs": dict(entry.get("kwargs", {}))}
 
 
 def pair_module(pair):

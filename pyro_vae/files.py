@@ -175,6 +175,18 @@ def check_directory_target(path, what="output directory"):
     return path
 
 
+def check_file_target(path, what="output file"):
+    """Raise :class:`RunDirError` in one line unless ``path`` could be written as a file (its folder is, or
+    could be created as, a directory to write in, and ``path`` is no directory); creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunDirError(f"{what} {path} is a directory; name a file")
+    check_directory_target(path.parent, f"the folder of {what}")
+    if len(os.fsencode(path.name)) > 255:
+        raise RunDirError(f"{what} {path}: the name is longer than the 255 bytes a file system takes")
+    return path
+
+
 def make_directory(path, what="output directory"):
     """Create ``path`` with its parents, or raise :class:`RunDirError` in one line on why it cannot be
     a directory to write in (:func:`check_directory_target`, or a full disk)."""

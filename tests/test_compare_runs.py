@@ -109,7 +109,8 @@ def test_cli_compares_a_users_pairs_and_refuses_different_data(tmp_path, capsys)
     _fit_cli(tmp_path / "other", "robust_fa.py:make_robust_fa", "--model-arg", "factors=2", "--digit", "3")
     capsys.readouterr()
     runs = [str(tmp_path / name) for name in ("a", "b", "mu")]
-    assert main(["compare-runs", *runs, "--particles", "20", "--out", str(tmp_path / "cmp.json")]) == 0
+    named = ["--model", str(PAIRS / "robust_fa.py:make_robust_fa"), "--model", str(PAIRS / "hierarchical.py:make_pair")]
+    assert main(["compare-runs", *runs, *named, "--particles", "20", "--out", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
     assert all(run in out for run in runs) and out.count("conditional on one draw of mu") == 1
     result = json.loads((tmp_path / "cmp.json").read_text())
@@ -118,7 +119,7 @@ def test_cli_compares_a_users_pairs_and_refuses_different_data(tmp_path, capsys)
     twins = next(p for p in result["pairwise"] if {p["a"], p["b"]} == set(runs[:2]))
     assert twins["verdict"] == "no difference"
 
-    assert main(["compare-runs", runs[0], str(tmp_path / "other"), "--particles", "20"]) == 2
+    assert main(["compare-runs", runs[0], str(tmp_path / "other"), *named[:2], "--particles", "20"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pyro-vae: error: ") and "digit None vs [3]" in err
 

@@ -185,15 +185,17 @@ print("skipped:", json.dumps(report["diagnostics"]["skipped"], indent=1))
 # %% [markdown]
 # ## A second run, rebuilt from its directory
 #
-# We fit the same model with $k = 6$ factors, then rebuild the first run from its directory alone.
-# `load_run` imports the recorded factory (it refuses a factory file that lies inside the run
-# directory, and warns when the file changed since the fit), builds the pair and loads its
+# We fit the same model with $k = 6$ factors, then rebuild the first run from its directory.
+# A run directory may come from anyone, so `load_run` imports a factory that its `config.json`
+# records only where it is one of the catalogue's (`pyro_vae.models`); ours we name ourselves
+# (`model=`), and it must be the one the config records (the same file, or a file of the same
+# contents; a file changed since the fit is named in a warning).  It builds the pair and loads the
 # checkpoint.  Because this pair keeps its parameters in Pyro's global store, loading a run
 # *replaces* whatever the store held.
 
 # %%
 result_6 = fit_run(6, runs / "k6")
-run = pyro_vae.load_run(runs / "k2")
+run = pyro_vae.load_run(runs / "k2", model="fa_pair.py:make_pair")
 print(run.config["model"]["kwargs"], "| epochs:", len(run.history))
 print(f"recorded test ELBO {run.metrics['test_elbo']:.3f} +- {run.metrics['test_elbo_mc_se']:.3f}")
 
@@ -209,7 +211,7 @@ print(f"recorded test ELBO {run.metrics['test_elbo']:.3f} +- {run.metrics['test_
 # held-out points scored by importance sampling instead of leave-one-out.
 
 # %%
-comparison = pyro_vae.compare_runs([runs / "k2", runs / "k6"], particles=1000, seed=0)
+comparison = pyro_vae.compare_runs([runs / "k2", runs / "k6"], particles=1000, seed=0, models=["fa_pair.py:make_pair"])
 print(comparison)
 
 # %%
