@@ -23,7 +23,7 @@ import torch
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.factories import pair_module
-from pyro_vae.files import DirectoryLock, make_directory, read_json, write_csv, write_json
+from pyro_vae.files import TEMPORARY_GLOB, DirectoryLock, make_directory, read_json, write_csv, write_json
 from pyro_vae.rundir import RunDir, library_versions
 
 #: Preset options that count something (positive integers) and learning rates (positive finite numbers).
@@ -67,16 +67,44 @@ def _refuse_other_config(out, config):
     """Refuse to restart the study saved in ``out`` with options other than the saved ones.
 
     Every option counts, ``executor`` and ``workers`` too: the studies pass their whole preset to each
-    fit, so the sweep would refuse their finished fits later, after config.json had been rewritten."""
+    fit, so the sweep would refuse their finished fits later, after config.json had been rewritten.  The
+    same study refused before any of its work was done (:func:`unstarted`) holds nothing to keep."""
     if not (out / "config.json").exists():
         return
     saved = read_json(out / "config.json", kind=dict)
+    if unstarted(out) and saved.get("analysis") == config.get("analysis"):
+        return
     differ = sorted(key for key in set(saved) | set(config) if saved.get(key) != config.get(key))
     if differ:
         changes = "; ".join(f"{key} {json.dumps(saved.get(key))} (saved) vs {json.dumps(config.get(key))} (now)"
                             for key in differ)
         raise RunDirError(f"{out} holds a study started with other options ({changes}); restart it with the saved "
                           "options, or choose another --out")
+
+
+#: What a study and its fits write before any work is done: their locks, configs, versions and task settings.
+START_FILES = frozenset({".lock", "config.json", "versions.json", "task.json"})
+
+
+def unstarted(out):
+    """Whether the directory ``out`` holds nothing but :data:`START_FILES` and interrupted writes (a study
+    refused after it started, before any fit finished an epoch)."""
+    return all(path.is_dir() or path.name in START_FILES or path.match(TEMPORARY_GLOB) for path in Path(out).rglob("*"))
+
+
+def discard_unstarted(out, existed):
+    """Remove what a study that was refused before doing anything (:func:`unstarted`) wrote into ``out``,
+    and ``out`` itself unless it ``existed`` before, so that the refused command leaves nothing behind; a
+    directory holding any work is left as it is."""
+    out = Path(out)
+    release(out)
+    if not out.is_dir() or not unstarted(out):
+        return
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in out.iterdir():
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 def start(out, name, config):

@@ -80,6 +80,8 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     log_weights = importance_log_weights(model, guide, x, particles, max_memory, data_plate=data_plate, seed=seed,
                                          checkpoint=partial)
     khat = _add_log_likelihood(result, log_likelihood(log_weights), ran, skipped)
+    # what follows draws from a stream of its own: a resumed evaluation drew fewer chunks of weights above
+    pyro.set_rng_seed((seed * 1_000_003 - 1) % 2**32)
     stats = _add_latents(result, model, guide, x, site, module, ran, skipped)
     if refine_steps is not None:
         _add_refinement(result, model, guide, x, refine_steps, seed, data_plate, ran, skipped)

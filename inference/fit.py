@@ -142,6 +142,7 @@ def fit(
     """
     epochs = checks.positive_int("epochs", epochs)
     batch_size = checks.positive_int("batch_size", batch_size)
+    eval_batch_size = checks.positive_int("eval_batch_size", eval_batch_size)
     lr = checks.positive_float("lr", lr)
     seed = checks.seed("seed", seed)
     if not callable(beta):

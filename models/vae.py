@@ -88,6 +88,7 @@ class VAE(nn.Module):
     ):
         super().__init__()
         event_shape, latent_dim = _checked_event_shape(event_shape), checks.positive_int("latent_dim", latent_dim)
+        hidden = checks.widths("hidden", hidden)
         self.init_kwargs = {
             "event_shape": list(event_shape), "latent_dim": latent_dim, "prior": prior,
             "prior_options": prior_options, "guide": guide, "guide_options": guide_options, "likelihood": likelihood,

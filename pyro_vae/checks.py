@@ -20,6 +20,30 @@ MAX_SEED = 2**32 - 1
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 
+#: The largest file a user names that pyro-vae reads whole (a model file, a JSON of arguments).
+MAX_NAMED_FILE_BYTES = 16 * 2**20
+
+
+def named_file(path, what, limit=MAX_NAMED_FILE_BYTES):
+    """``path`` as a :class:`~pathlib.Path`, refused in one line unless it is a regular file of at most
+    ``limit`` bytes (not a directory, a device such as ``/dev/zero``, a pipe or a huge file)."""
+    import stat
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise ConfigError(f"{what} {path} cannot be read: {error.strerror or error}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{what} {path} is a directory; name a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file (a device, a pipe or a socket); name a file")
+    if info.st_size > limit:
+        raise ConfigError(f"{what} {path} has {info.st_size:,} bytes, more than the {limit:,} pyro-vae reads")
+    return path
+
+
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -28,6 +52,16 @@ def positive_int(name, value):
     if not is_number(value) or not math.isfinite(value) or int(value) != value or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def widths(name, value):
+    """Hidden-layer widths: a non-empty sequence of positive integers, as a tuple."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{name} must be a sequence of positive layer widths such as (256, 64), got {value!r}")
+    value = tuple(value)
+    if not value or not all(is_number(w) and math.isfinite(w) and int(w) == w and w >= 1 for w in value):
+        raise ConfigError(f"{name} must be a non-empty sequence of positive integer widths such as (256, 64), got {value!r}")
+    return tuple(int(w) for w in value)
 
 
 def seed(name, value):
@@ -123,6 +157,9 @@ def as_data(x, name, dtype=None):
         raise DataError(f"{name} data of shape {tuple(x.shape)} are empty (no rows); expected shape (n, ...) with n >= 1")
     if x.is_complex():
         raise DataError(f"{name} data are complex ({x.dtype}); expected real numbers")
+    if x.device.type not in DEVICE_TYPES:
+        raise DataError(f"{name} data on the {x.device.type} device hold no values (shapes only); pass data on "
+                        f"{' or '.join(DEVICE_TYPES[:2])}")
     target = dtype or torch.get_default_dtype()
     x = x if x.dtype == target else x.to(target)
     check_finite(x, f"{name} data")

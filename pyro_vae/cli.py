@@ -4,11 +4,13 @@ Every error a user can cause ends in one line on stderr, ``pyro-vae: error: ...`
 """
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 
-from . import checks
+from . import checks, usercode
 from .errors import PyroVAEError
 from .summaries import format_headline
 
@@ -99,6 +101,7 @@ def build_parser():
     from .inference import OBJECTIVES
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     fit = commands.add_parser("fit", help="fit a VAE and write a run directory")
@@ -201,7 +204,18 @@ def build_parser():
     report = commands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")
     report.add_argument("--out", default="report.html", help="the HTML file to write")
+    for command in commands.choices.values():
+        command.add_argument("--debug", action="store_true", help=f"on an error, print the traceback too (also: {usercode.DEBUG_VARIABLE}=1)")
     return parser
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyro-vae")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 _UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}
@@ -228,10 +242,13 @@ def _model_factory(args, event_shape=None):
         return None
     kwargs = {}
     if args.model_args:
+        path = checks.named_file(args.model_args, "--model-args")
         try:
-            kwargs = json.loads(open(args.model_args).read())
+            kwargs = json.loads(path.read_text())
+        except RecursionError:
+            raise ConfigError(f"--model-args {path}: nested too deeply to read as JSON") from None
         except (OSError, ValueError) as error:
-            raise ConfigError(f"--model-args {args.model_args}: {error}") from None
+            raise ConfigError(f"--model-args {path}: {error}") from None
         if not isinstance(kwargs, dict):
             raise ConfigError(f"--model-args {args.model_args} must hold a JSON object, got {type(kwargs).__name__}")
     kwargs.update(parse_model_arg(text) for text in args.model_arg)
@@ -282,10 +299,14 @@ def _fit(args, reports):
 
     from .contract import missing
     from .data import load_data
+    from .errors import ConfigError
     from .factories import CATALOGUE_VAE, pair_module
     from .inference import fit, linear_warmup
     from .plots import plot_reconstructions_and_samples
 
+    if args.kl_warmup > args.epochs:
+        raise ConfigError(f"--kl-warmup {args.kl_warmup:g} epochs is longer than the fit's {args.epochs}: beta would end at "
+                          f"{args.beta * args.epochs / args.kl_warmup:.3g} instead of {args.beta:g}; ask for at most --epochs")
     if args.model is not None:
         defaults = vars(build_parser().parse_args(["fit"]))
         _refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
@@ -294,8 +315,6 @@ def _fit(args, reports):
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
     data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
-    if reports:
-        print(data.summary(), file=sys.stderr)
     factory = _model_factory(args, data.event_shape)
     pyro.set_rng_seed(args.seed)
     if factory is None:
@@ -323,6 +342,7 @@ def _fit(args, reports):
         plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
                                          title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
     print(format_headline(result.metrics))
+    print(data.summary(), file=sys.stderr)  # after the fit, so that a refusal stays the one line it is
     print(f"run directory: {result.run_dir} (data plate {result.data_plate!r})", file=sys.stderr)
     return 0
 
@@ -364,13 +384,32 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _nothing_left_if_refused(out):
+    """A study refused before it did any work leaves no trace of a ``--out`` that did not exist or was empty
+    (so the corrected command is not refused as "a study started with other options")."""
+    from pathlib import Path
+
+    existed = Path(out).exists()
+    fresh = not existed or (Path(out).is_dir() and not any(Path(out).iterdir()))
+    try:
+        yield
+    except (Exception, SystemExit):
+        if fresh:
+            from .analyses.common import discard_unstarted
+
+            discard_unstarted(out, existed)
+        raise
+
+
 def _analyze_command(args):
     from .analyses import ANALYSES
 
     study = ANALYSES.get(args.name).load()
-    headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                         data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
-                         workers=args.workers)
+    with _nothing_left_if_refused(args.out):
+        headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
+                             data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
+                             workers=args.workers)
     print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0
@@ -386,8 +425,9 @@ def _compare_command(args):
     options["model_kwargs"] = factory.kwargs if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None
-    headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
-                                           progress=False if args.no_progress else None, **options)
+    with _nothing_left_if_refused(args.out):
+        headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
+                                                      progress=False if args.no_progress else None, **options)
     print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
     return 0
@@ -402,31 +442,48 @@ def _report_command(args):
 
 
 def main(argv=None):
-    import signal
+    """Run a command; every error a user can cause is one line on stderr and exit status 2 (module doc).
 
-    from .files import os_error_text
+    A failure in the user's own code (a factory, a model, a guide; :mod:`pyro_vae.usercode`) is one line
+    naming its file and line; ``--debug`` or ``PYRO_VAE_DEBUG=1`` adds the traceback before it."""
+    import signal
 
     if threading_main():
         signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
-    args = None
+    args = build_parser().parse_args(argv)  # a bad option: argparse's one line and exit 2 (_Parser.error)
+    if args.debug:
+        os.environ[usercode.DEBUG_VARIABLE] = "1"  # for a sweep's worker processes too
     try:
-        args = build_parser().parse_args(argv)
         return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
                 "compare": _compare_command, "compare-runs": _compare_runs_command,
                 "report": _report_command}[args.command](args)
-    except PyroVAEError as error:
-        print(f"pyro-vae: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # what the file system refused where no check of ours names it
-        where = f" ({error.filename})" if error.filename else ""
-        print(f"pyro-vae: error: {os_error_text(error)}{where}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print("pyro-vae: error: out of memory; ask for smaller networks, batches or K", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"pyro-vae: interrupted; {_after_interruption(args)}", file=sys.stderr)
         return 130
+    except (Exception, SystemExit) as error:
+        line = _error_line(error)
+        if line is None:
+            raise  # no user code on the stack: a bug of pyro-vae's (or torch's, Pyro's) keeps its traceback
+        if usercode.debugging(args.debug):
+            usercode.print_traceback(error)
+        print(f"pyro-vae: error: {line}", file=sys.stderr)
+        return 2
+
+
+def _error_line(error):
+    """The one line for an error a user can cause, or None for a bug of ours."""
+    from .files import os_error_text
+
+    if isinstance(error, PyroVAEError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return "out of memory; ask for smaller networks, batches or K"
+    user = usercode.as_user_code_error(error)
+    if user is not None:
+        return str(user)
+    if isinstance(error, OSError):  # what the file system refused where no check of ours names it
+        return os_error_text(error) + (f" ({error.filename})" if error.filename else "")
+    return None
 
 
 def _after_interruption(args):

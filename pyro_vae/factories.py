@@ -21,8 +21,10 @@ from pathlib import Path
 
 from torch import nn
 
+from . import checks
 from .contract import Pair, owner_module
 from .errors import ConfigError, RunDirError
+from .usercode import UserCodeError, as_user_code_error, mark_user_module
 
 #: The catalogue VAE as a factory (what ``pyro-vae fit`` without ``--model`` builds).
 CATALOGUE_VAE = "pyro_vae.models:VAE"
@@ -36,6 +38,8 @@ def parse_model_arg(text):
         raise ConfigError(f"--model-arg expects KEY=VALUE with KEY a Python name, e.g. latent_dim=4; got {text!r}")
     try:
         return key.strip(), json.loads(value)
+    except RecursionError:
+        raise ConfigError(f"--model-arg {key.strip()}: the value is nested too deeply to read as JSON") from None
     except ValueError:
         return key.strip(), value
 
@@ -53,35 +57,44 @@ class ModelFactory:
         where, colon, self.name = self.spec.rpartition(":")
         if not colon or not where or not self.name.isidentifier():
             raise ConfigError(f"--model expects path/to/file.py:factory or package.module:factory; got {self.spec!r}")
+        if not where.endswith(".py") and not all(part.isidentifier() for part in where.split(".")):
+            raise ConfigError(f"--model {self.spec!r}: {where!r} is neither a file ending in .py nor a module name "
+                              f"(package.module); expected path/to/file.py:factory or package.module:factory")
         self.path = Path(where).resolve() if where.endswith(".py") else None
         self.module_name = None if self.path else where
 
     def load(self):
-        """The factory callable (imports its module)."""
-        if self.path is not None:
-            if not self.path.is_file():
-                raise ConfigError(f"model file {self.path} does not exist")
-            name = "pyro_vae_user_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
-            module = sys.modules.get(name)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(name, self.path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[name]
-                    raise
-        else:
-            try:
-                module = importlib.import_module(self.module_name)
-            except ImportError as error:
-                raise ConfigError(f"cannot import {self.module_name!r} for --model {self.spec}: {error}") from None
+        """The factory callable (imports its module; what the module raises is the user's, :mod:`pyro_vae.usercode`)."""
+        module = self._load_file() if self.path is not None else self._import_module()
+        mark_user_module(module)
         factory = getattr(module, self.name, None)
         if not callable(factory):
             found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
             raise ConfigError(f"{self.spec}: no callable {self.name!r} there; callables found: {', '.join(found) or 'none'}")
         return factory
+
+    def _load_file(self):
+        checks.named_file(self.path, "model file")
+        name = "pyro_vae_user_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
+        module = sys.modules.get(name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(name, self.path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                _users(spec.loader.exec_module, module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        return module
+
+    def _import_module(self):
+        try:
+            return _users(importlib.import_module, self.module_name)
+        except ModuleNotFoundError as error:
+            if error.name is None or not self.module_name.startswith(error.name):
+                raise  # a module that the user's module imports is missing: the user's code says where
+            raise ConfigError(f"cannot import {self.module_name!r} for --model {self.spec}: {error}") from None
 
     def accepts(self, argument):
         """Whether the factory takes a keyword ``argument`` (e.g. ``event_shape``)."""
@@ -99,13 +112,18 @@ class ModelFactory:
 
     def __call__(self):
         """Build the pair; refuse what is not one (:class:`~pyro_vae.contract.Pair`)."""
+        factory = self.load()
         try:
-            pair = self.load()(**self.kwargs)
+            inspect.signature(factory).bind(**self.kwargs)
         except TypeError as error:
             raise ConfigError(f"{self.spec}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())}): {error}") from None
-        if not isinstance(pair, Pair):
-            raise ConfigError(f"{self.spec} returned a {type(pair).__name__}, which has no model and guide; a factory "
-                              f"returns an object with both (an nn.Module, a namespace, a module of functions)")
+        except ValueError:  # no signature to read (a builtin): the call says
+            pass
+        pair = _users(factory, **self.kwargs)
+        if inspect.isclass(pair) or not isinstance(pair, Pair) or not (callable(pair.model) and callable(pair.guide)):
+            what = f"the class {pair.__name__} itself" if inspect.isclass(pair) else f"a {type(pair).__name__}"
+            raise ConfigError(f"{self.spec} returned {what}, which is no model/guide pair; a factory returns an object "
+                              f"whose model and guide are callables (an nn.Module instance, a namespace, a module of functions)")
         return pair
 
     @property
@@ -162,6 +180,15 @@ class ModelFactory:
 
     def __repr__(self):
         return f"ModelFactory({self.spec!r}, {self.kwargs!r})"
+
+
+def _users(function, *args, **kwargs):
+    """Call the user's ``function``; its ``sys.exit`` becomes a :class:`~pyro_vae.usercode.UserCodeError` that
+    names where, so that a Python session or a fit does not end as if all went well."""
+    try:
+        return function(*args, **kwargs)
+    except SystemExit as error:
+        raise as_user_code_error(error) or UserCodeError(f"your code called sys.exit({error.code!r})") from None
 
 
 def recorded_entry(entry, run_dir):

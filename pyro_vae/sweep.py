@@ -30,7 +30,9 @@ Results are returned in the order of ``tasks``, whichever finished first.
 import functools
 import json
 import os
+import pickle
 import re
+import signal
 import threading
 import time
 import warnings
@@ -38,7 +40,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-from . import checks
+from . import checks, usercode
 from .errors import ConfigError, RunDirError
 from .progress import progress_bar, read_report, reporting_to
 from .files import TEMPORARY_GLOB, write_json
@@ -95,7 +97,9 @@ def _watch_parent(parent):
     A daemon thread polls ``os.getppid()``: when the parent dies, however it dies, the worker is
     re-parented and its parent pid changes, and the thread ends the process with ``os._exit`` (a
     worker blocked on the result pipe, or still fitting, would otherwise live on, holding its memory).
-    A parent that died before this ran is caught by the first poll.  Linux's ``PR_SET_PDEATHSIG`` is
+    A parent that died before this ran is caught by the first poll.  The worker ignores SIGINT: Ctrl-C
+    in a terminal reaches every process of the group, and the parent, which gets it too, terminates
+    the workers (:func:`_end_workers`) and says what happened in one line.  Linux's ``PR_SET_PDEATHSIG`` is
     not used: it fires when the *thread* that started the worker ends, and ProcessPoolExecutor may
     start workers from its manager thread, so it could kill the workers of a live sweep; it is also
     Linux-only.  Comparing parent pids rather than probing ``parent`` avoids reused pids.
@@ -106,6 +110,7 @@ def _watch_parent(parent):
         os._exit(1)
 
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent ends the workers
 
 
 def _end_workers(pool):
@@ -131,9 +136,26 @@ def _run_task(task, run_dir, kwargs, threads):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with reporting_to(run_dir):  # its fit's epochs, for the sweep's bar (pyro_vae.progress)
-        result = task(run_dir, **kwargs)
+        try:
+            result = task(run_dir, **kwargs)
+        except (Exception, SystemExit) as error:  # the user's code failed: one line that crosses processes
+            user = usercode.as_user_code_error(error)
+            if user is None:
+                raise
+            if usercode.debugging():
+                usercode.print_traceback(error)
+            raise user from None
     write_json(run_dir / RESULT, result)
     return result
+
+
+def _run_pickled(arguments):
+    """Worker side of a local sweep: :func:`_run_task` of the arguments the parent pickled by value.
+
+    Plain ``pickle`` copies a task's tensors into the message; the pool's own pickler would put them in
+    shared memory and hand their file descriptors over a socket of the parent's (``resource_sharer``),
+    which prints a traceback whenever a worker is ended, or its parent killed, during that handshake."""
+    return _run_task(*pickle.loads(arguments))
 
 
 def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, address=None):
@@ -174,7 +196,8 @@ def run_sweep(task, tasks, out, executor="local", workers=None, progress=None, a
             pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_watch_parent,
                                        initargs=(os.getpid(),))
             try:
-                running = {pool.submit(_run_task, task, str(out / key), tasks[key], 1): key for key in pending}
+                running = {pool.submit(_run_pickled, pickle.dumps((task, str(out / key), tasks[key], 1))): key
+                           for key in pending}
                 while running:
                     done, _ = wait(running, timeout=PROGRESS_POLL_SECONDS, return_when=FIRST_COMPLETED)
                     for future in done:

@@ -43,6 +43,7 @@ FIT_CASES = [
     (["--kl-warmup", "inf"], "kl_warmup must be >= 0 and finite"),
     (["--kl-warmup", "nan"], "kl_warmup must be >= 0 and finite"),
     (["--kl-warmup", "-5"], "kl_warmup must be >= 0"),
+    (["--kl-warmup", "1e30"], "longer than the fit's 1: beta would end at 1e-30 instead of 1"),
     (["--beta", "nan"], "beta must be >= 0"),
     (["--lr", "inf"], "lr must be a positive number"),
     (["--clip-norm", "0"], "clip_norm must be a positive number"),
@@ -212,6 +213,7 @@ def test_model_and_guide_must_sample_the_same_sites():
     (dict(device=2**63), "unknown device"),  # found by the property-based test: torch raised a ValueError
     (dict(train="abc"), "cannot be read as numbers"), (dict(train=torch.empty(0, 2)), "are empty"),
     (dict(train=torch.full((4, 2), float("nan"))), "non-finite"),
+    (dict(train=torch.randn(4, 2).to("meta")), "meta device hold no values"), (dict(eval_batch_size=0), "eval_batch_size"),
 ])
 def test_bad_fit_arguments_are_a_pyro_vae_error_naming_them(kwargs, pattern):
     model, guide = _pair()
@@ -233,12 +235,36 @@ def test_bad_evaluate_arguments_are_a_pyro_vae_error_naming_them(kwargs, pattern
 
 
 @pytest.mark.parametrize("kwargs", [dict(event_shape=()), dict(event_shape=(0,)), dict(event_shape=(1, 2.5, 8)),
-                                    dict(event_shape=(64,), latent_dim=True), dict(event_shape=(64,), latent_dim=0)])
+                                    dict(event_shape=(64,), latent_dim=True), dict(event_shape=(64,), latent_dim=0),
+                                    dict(event_shape=(64,), hidden=16), dict(event_shape=(64,), hidden=(8, 0)),
+                                    dict(event_shape=(64,), hidden="64")])
 def test_bad_vae_shapes_are_refused(kwargs):
     from pyro_vae.models import VAE
 
-    with pytest.raises(PyroVAEError, match="event_shape|latent_dim"):
+    with pytest.raises(PyroVAEError, match="event_shape|latent_dim|hidden"):
         VAE(**kwargs)
+
+
+def test_files_and_factories_named_on_the_command_line_are_checked_before_they_are_read(tmp_path, capsys):
+    """Issue 38, items 2 and 10: a device, a directory or a huge file as --model-args, a path that is no
+    module name, a directory ending in .py, JSON nested 60,000 deep: one line each, nothing read whole."""
+    (tmp_path / "dir.py").mkdir()
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as stream:
+        stream.truncate(17 * 2**20)  # sparse: no disk spent
+    pair = "tests/pairs/robust_fa.py:make_robust_fa"
+    cases = [
+        (["--model", pair, "--model-args", "/dev/zero"], "/dev/zero is not a regular file"),
+        (["--model", pair, "--model-args", str(tmp_path)], "is a directory; name a file"),
+        (["--model", pair, "--model-args", str(huge)], "has 17,825,792 bytes, more than the 16,777,216"),
+        (["--model", pair, "--model-arg", "factors=" + "[" * 60_000], "nested too deeply"),
+        (["--model", "../../../../etc/passwd:x"], "is neither a file ending in .py nor a module name"),
+        (["--model", f"{tmp_path / 'dir.py'}:make"], "dir.py is a directory; name a file"),
+    ]
+    for argv, pattern in cases:
+        code, ours, err = _run(["fit", "--data", "synthetic-patches", *argv, "--out", str(tmp_path / "run")], capsys)
+        _assert_one_line_of_ours(code, ours, err, re.escape(pattern))
+        assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------- random inputs

@@ -171,8 +171,9 @@ def _snapshot(directory):
 
 def test_a_restart_with_other_options_is_refused_and_changes_nothing(tmp_path, capsys):
     out = tmp_path / "study"
-    common.start(out, kl_law.NAME, _quick_kl_law(epochs=40))  # a study that stopped part-way
+    common.start(out, kl_law.NAME, _quick_kl_law(epochs=40))  # a study that stopped part-way, one fit finished
     common.release(out)
+    write_json(out / "result.json", {})
     before = _snapshot(out)
     assert _cli(["analyze", "kl-law", "--quick", "--epochs", "5", "--out", str(out), "--no-progress"]) == 2
     line = _one_error_line(capsys)
@@ -193,6 +194,7 @@ def test_only_the_same_options_resume_and_leftover_temporary_files_go(tmp_path):
     out = tmp_path / "study"
     common.start(out, kl_law.NAME, _quick_kl_law())
     common.release(out)
+    write_json(out / "fits" / "a" / "result.json", {})  # one finished fit
     (out / ".config.json.abc123.tmp").write_text("half a file")
     with pytest.raises(RunDirError, match=r'\(executor "local" \(saved\) vs "serial" \(now\); workers null \(saved\) vs 2 \(now\)\)'):
         common.start(out, kl_law.NAME, _quick_kl_law(workers=2, executor="serial"))  # the sweep would refuse them
