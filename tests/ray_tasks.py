@@ -12,6 +12,8 @@ from pathlib import Path
 
 import ray
 
+from pyro_vae.files import atomic_write_bytes
+
 WAIT_SECONDS = 60  # how long a task waits for the files it is told to wait for, at most
 
 
@@ -33,7 +35,7 @@ def count_runs(run_dir, value, wait_for=(), fail_marker=None):
     """
     runs = run_dir / "runs.txt"
     runs.write_text(str(int(runs.read_text()) + 1 if runs.exists() else 1))
-    (run_dir / "pid").write_text(str(os.getpid()))
+    atomic_write_bytes(run_dir / "pid", str(os.getpid()).encode())  # never seen empty
     _wait_for_files(wait_for)
     if fail_marker is not None and Path(fail_marker).exists():
         raise RuntimeError(f"task {run_dir.name} fails while {Path(fail_marker).name} exists")
@@ -43,7 +45,7 @@ def count_runs(run_dir, value, wait_for=(), fail_marker=None):
 def sleep_or_fail(run_dir, seconds=0.0, wait_for=(), error=None):
     """Note this process (``pid``), wait for the ``wait_for`` files, then raise ``error`` if given, else
     sleep ``seconds``: a long fit that a failing one must stop, or the failing one."""
-    (run_dir / "pid").write_text(str(os.getpid()))
+    atomic_write_bytes(run_dir / "pid", str(os.getpid()).encode())  # never seen empty
     _wait_for_files(wait_for)
     if error is not None:
         raise RuntimeError(error)
