@@ -207,7 +207,9 @@ def elbo_terms(model, guide, x, batch_size=1000, particles=None, data_plate=None
         data_plate = find_data_plate(model, guide, x[:batch_size])
     has_globals = any(site["type"] == "sample" and not is_local(site, data_plate) for site in model_trace.nodes.values())
     draws = _ElboDraws(model, guide, x, batch_size, data_plate, has_globals)
-    draws.add(PILOT_DRAWS if particles is None else checks.positive_int("particles", particles))
+    if particles is not None:
+        checks.check_work({"points": len(x), "draws a point": checks.positive_int("particles", particles)}, "the ELBO terms")
+    draws.add(PILOT_DRAWS if particles is None else particles)
     needed = draws.draws_for(TARGET_SE) if particles is None else draws.draws
     if needed > draws.draws:
         draws.add(needed - draws.draws)

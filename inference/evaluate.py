@@ -17,7 +17,7 @@ from pyro_vae.files import atomic_write
 from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, log_likelihood
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
-from .refine import refine
+from .refine import OPTIMISATION_PARTICLES, refine
 from .traces import guide_latent_sites
 
 #: Why the analyses of one latent site are skipped for a guide with several (none named).
@@ -68,6 +68,10 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     draws = checks.positive_int("draws", draws)
     alpha, seed = checks.finite_float("alpha", alpha), checks.seed("seed", seed)
     checks.positive_int("max_memory", max_memory)
+    checks.check_work({"points": min(inference_points, len(x)), "draws a point": draws}, "posterior.nc's draws")
+    if refine_steps is not None:
+        checks.check_work({"points": len(x), "steps": checks.positive_int("refine_steps", refine_steps),
+                           "draws a step": OPTIMISATION_PARTICLES}, "--refine-steps")
     pyro.set_rng_seed(seed)
     data_plate = find_data_plate(model, guide, x[:1000], data_plate)
     result = {"num_datapoints": len(x), "particles": particles, "data_plate": data_plate}

@@ -58,6 +58,7 @@ from torch.distributions import Independent, TransformedDistribution, transform_
 from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 
 from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
@@ -225,6 +226,7 @@ def optimised_bounds(model, guide, x, particles, steps, lr, optimisation_particl
     """Per point, for the amortised guide and for ``q*_x`` after ``steps`` steps: :func:`_bound_terms` from
     ``particles`` importance draws, as ``{"amortised": {...}, "optimised": {...}}`` (the caller's random
     state kept; a pair with global latents conditional on one draw of them, :func:`local_pair`)."""
+    checks.check_work({"points": len(x), "steps": steps, "draws a step": optimisation_particles}, "the per-point refinement")
     with random_state_kept(x.device):
         pyro.set_rng_seed(seed)
         data_plate = find_data_plate(model, guide, x[:block_size], data_plate)

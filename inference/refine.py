@@ -26,7 +26,11 @@ from pyro_vae import checks
 from .gaps import optimised_bounds, summarise
 
 
-def refine(model, guide, x, steps=20, lr=0.05, draws=100, optimisation_particles=16, block_size=100, seed=0,
+#: Draws per gradient step of the per-point refinement, by default.
+OPTIMISATION_PARTICLES = 16
+
+
+def refine(model, guide, x, steps=20, lr=0.05, draws=100, optimisation_particles=OPTIMISATION_PARTICLES, block_size=100, seed=0,
            data_plate=None):
     """Refine the amortised guide per data point and report what it gains (module doc).
 

@@ -126,6 +126,23 @@ def check_memory(nbytes, what, where="cpu"):
         raise ConfigError(f"{what} needs about {_human(nbytes)}, more than the {_human(available)} of memory here")
 
 
+#: The most draws through the model one request may ask for: at a microsecond each, 10^12 take 11.6 days.
+MAX_MODEL_DRAWS = 10**12
+
+
+def check_work(factors, what):
+    """Refuse, before anything runs, a request whose draws through the model, the product of ``factors``
+    (``{"points": N, "steps": S, ...}``), pass :data:`MAX_MODEL_DRAWS`: no machine finishes it."""
+    total = math.prod(int(v) for v in factors.values())
+    if total > MAX_MODEL_DRAWS:
+        days = total * 1e-6 / 86400
+        raise ConfigError(f"{what} would draw through the model {total:.3g} times ("
+                          + " x ".join(f"{v:,} {k}" for k, v in factors.items())
+                          + f"), more than the {MAX_MODEL_DRAWS:.0e} pyro-vae takes on (at a microsecond a draw, "
+                          f"{days:.3g} days); ask for fewer")
+    return total
+
+
 def check_finite(x, what="data"):
     """Raise :class:`DataError` if ``x`` is empty or holds NaN or infinity (where bad data enter)."""
     if x.numel() == 0 or len(x) == 0:

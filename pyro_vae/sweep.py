@@ -52,6 +52,7 @@ _KEY = re.compile(r"[A-Za-z0-9_.=,+-]+")
 PARENT_POLL_SECONDS = 0.5
 CANCEL_WAIT_SECONDS = 30  # how long a failed Ray sweep waits for its cancelled tasks to end
 PROGRESS_POLL_SECONDS = 1.0  # how often the sweep's bar reads its running fits' epochs
+RAY_CONNECT_SECONDS = 10  # how long a Ray address may take to accept a connection
 CANCEL_RETRY_SECONDS = 0.5  # how often it cancels again those Ray does not yet report ended (_run_on_ray)
 
 
@@ -253,6 +254,7 @@ def _run_on_ray(task, tasks, out, address, bar):
         raise ConfigError('executor "ray" needs Ray: pip install "pyro-vae[ray]" (or pip install ray)') from None
     initialised_here = not ray.is_initialized()
     if initialised_here:
+        _check_reachable(address)
         ray.init(address=address)  # None: ray.init reads RAY_ADDRESS itself
     try:
         remote = ray.remote(num_cpus=1, retry_exceptions=False)(_run_task)
@@ -270,6 +272,25 @@ def _run_on_ray(task, tasks, out, address, bar):
     finally:
         if initialised_here:
             ray.shutdown()
+
+
+def _check_reachable(address, seconds=RAY_CONNECT_SECONDS):
+    """Refuse in one line a Ray address (``address`` or ``RAY_ADDRESS``: ``host:port``, ``ray://host:port``)
+    that accepts no connection within ``seconds``: ``ray.init`` would retry it for ever."""
+    import socket
+
+    named = address or os.environ.get("RAY_ADDRESS")
+    where = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", named or "")
+    if where is None:  # None, "auto", "local": Ray finds or starts its own
+        return
+    host, port = where.group(1), int(where.group(2))
+    origin = "address=" if address else "RAY_ADDRESS"
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except (OSError, ValueError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ConfigError(f"no Ray cluster answers at {named} ({origin}): {reason}; start one (ray start --head) or "
+                          f"leave {origin} unset to start a local Ray") from None
 
 
 def _cancel_on_ray(ray, refs):

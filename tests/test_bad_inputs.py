@@ -103,6 +103,8 @@ def fitted_run(tmp_path_factory):
     (["--alpha", "inf"], "alpha must be a finite number"),
     (["--particles", "0"], "particles must be a positive integer"),
     (["--particles", "1000000000000000"], "log importance weights .* needs about .* more than"),
+    (["--refine-steps", "100000000000000000000"], "--refine-steps would draw through the model 2.86e\\+23 times"),
+    (["--elbo-draws", "100000000000"], "the ELBO terms would draw through the model 1.79e\\+13 times"),
     (["--max-memory", "0"], "memory size"),
     (["--device", "foo"], "unknown device 'foo'"),
     (["--device", "meta"], "holds no data"),

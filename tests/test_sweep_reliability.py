@@ -328,3 +328,20 @@ def test_a_study_fit_interrupted_in_its_task_directory_resumes_bit_for_bit(tmp_p
     write_json(tmp_path / "early" / "config.json", {"stopped": "before its first epoch"})
     _, again = common.fit_fresh(build, train, 0, out=tmp_path / "early", **options)
     assert len(again.history) == 3
+
+
+@pytest.mark.parametrize("given", ["env", "argument"])
+def test_a_ray_address_nobody_answers_is_one_line_not_endless_retries(tmp_path, monkeypatch, given):
+    """Issue 38, item 2: RAY_ADDRESS=127.0.0.1:1 made ray.init retry for ever (killed at 400 s)."""
+    import socket
+
+    with socket.socket() as probe:  # a port on loopback that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    if given == "env":
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at {address} .*(RAY_ADDRESS|address=).*refused"):
+        run_sweep(nothing, {"a": {}}, tmp_path, executor="ray", progress=False, address=None if given == "env" else address)
+    assert time.monotonic() - started < 60  # bounded by the connect timeout, not by Ray's retries
