@@ -36,6 +36,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError, PyroVAEError
 
 
@@ -140,7 +141,7 @@ def init_from_environment(device):
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return device
-    kind = torch.device(device).type
+    kind = checks.device(device).type
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda under torchrun, but CUDA is not available here")

@@ -12,6 +12,7 @@ import time
 
 from . import checks, usercode
 from .errors import PyroVAEError
+from .launch import launched_rank, leave_crash, leave_error_line
 from .summaries import format_headline
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
@@ -40,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws")}
+          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws",
+           "nproc")}
 _SEED = checks.argument_type(checks.seed, "seed")
 _POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
              ("prior_scale", "prior_df", "lr", "clip_norm")}
@@ -119,6 +121,8 @@ def build_parser():
     group.add_argument("--on-nan", default="raise", help="raise, or rollback: retry the epoch from its start with half the lr")
     group.add_argument("--seed", type=_SEED, default=0)
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    group.add_argument("--nproc", type=_COUNT["nproc"], default=1, help="fit data-parallel in this many local processes "
+                       "(gloo on cpu; nccl on cuda, one GPU each); across machines use torchrun")
     group.add_argument("--out", default="runs/latest", help="run directory")
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -282,10 +286,15 @@ def _catalogue_vae(args, data):
 
 
 def _fit_command(args):
-    """``pyro-vae fit``; under ``torchrun`` every process runs it and the fit is data-parallel
-    (:mod:`pyro_vae.inference.distributed`): rank 0 alone reports and draws."""
+    """``pyro-vae fit``; with ``--nproc P`` (:mod:`pyro_vae.launch`) or under ``torchrun`` every process runs
+    it and the fit is data-parallel (:mod:`pyro_vae.inference.distributed`): rank 0 alone reports and draws."""
     from .inference import distributed
 
+    if args.nproc > 1:
+        from .launch import launch
+
+        checks.device(args.device)  # what every rank would refuse, refused once
+        return launch(args.nproc, [*args.argv, "--nproc", "1"])  # the last --nproc counts: each rank fits
     args.device = distributed.init_from_environment(args.device)
     try:
         parallel = distributed.DataParallel.current()
@@ -450,7 +459,9 @@ def main(argv=None):
 
     if threading_main():
         signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)  # a bad option: argparse's one line and exit 2 (_Parser.error)
+    args.argv = argv
     if args.debug:
         os.environ[usercode.DEBUG_VARIABLE] = "1"  # for a sweep's worker processes too
     try:
@@ -458,15 +469,19 @@ def main(argv=None):
                 "compare": _compare_command, "compare-runs": _compare_runs_command,
                 "report": _report_command}[args.command](args)
     except KeyboardInterrupt:
-        print(f"pyro-vae: interrupted; {_after_interruption(args)}", file=sys.stderr)
+        if launched_rank() is None:  # a rank that pyro-vae fit --nproc started was stopped by the launcher
+            print(f"pyro-vae: interrupted; {_after_interruption(args)}", file=sys.stderr)
         return 130
     except (Exception, SystemExit) as error:
         line = _error_line(error)
+        if line is None and leave_crash(error):
+            return 1
         if line is None:
             raise  # no user code on the stack: a bug of pyro-vae's (or torch's, Pyro's) keeps its traceback
         if usercode.debugging(args.debug):
             usercode.print_traceback(error)
-        print(f"pyro-vae: error: {line}", file=sys.stderr)
+        if not leave_error_line(f"pyro-vae: error: {line}"):
+            print(f"pyro-vae: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -114,3 +114,59 @@ def test_torchrun_fits_from_the_command_line(tmp_path):
     assert config["processes"] == PROCESSES and config["batch_size"] == 128
     assert sum(line.startswith("test_elbo ") for line in finished.stdout.splitlines()) == 1  # one process reports
     assert Path(tmp_path / "run" / "figures" / "reconstructions_samples.png").is_file()
+
+
+FAILS_ON_A_RANK = '''
+import os
+import pyro, pyro.distributions as dist, torch
+
+def make(fails_on, when):
+    def model(x):
+        x = x.reshape(len(x), -1)
+        w = pyro.param("w", torch.zeros(x.shape[-1]))
+        if os.environ.get("RANK") == str(fails_on) and (when == "build" or pyro.param("w").abs().sum() > 0):
+            raise ArithmeticError(f"rank {fails_on} fails at {when}")
+        with pyro.plate("rows", len(x)):
+            pyro.sample("x", dist.Normal(w, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pass
+
+    if os.environ.get("RANK") == str(fails_on) and when == "factory":
+        raise ArithmeticError(f"rank {fails_on} fails at {when}")
+    return type("Pair", (), {"model": staticmethod(model), "guide": staticmethod(guide)})()
+'''
+
+
+def _nproc_fit(tmp_path, *argv):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    command = [sys.executable, "-m", "pyro_vae", "fit", "--nproc", str(PROCESSES), "--data", "digits", "--epochs", "2",
+               "--batch-size", "128", "--no-progress", "--out", str(tmp_path / "run"), *argv]
+    return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+
+
+def test_nproc_fits_data_parallel_as_torchrun_does(tmp_path):
+    finished = _nproc_fit(tmp_path, "--latent-dim", "2", "--hidden", "16")
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["processes"] == PROCESSES and config["batch_size"] == 128
+    assert sum(line.startswith("test_elbo ") for line in finished.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("fails_on, when", [(0, "factory"), (1, "factory"), (0, "a later step"), (1, "a later step")])
+def test_a_failure_on_any_rank_ends_nproc_in_one_line(tmp_path, fails_on, when):
+    """Issue 38, item 4: a failure in one process of a data-parallel fit is one line and exit 2, as in a
+    single-process fit; the other ranks' collateral errors (gloo's "connection closed") are not shown."""
+    (tmp_path / "pair.py").write_text(FAILS_ON_A_RANK)
+    finished = _nproc_fit(tmp_path, "--model", f"{tmp_path / 'pair.py'}:make", "--model-arg", f"fails_on={fails_on}",
+                          "--model-arg", f"when={when}")
+    lines = finished.stderr.strip().splitlines()
+    assert finished.returncode == 2 and len(lines) == 1, finished.stderr[-3000:]
+    assert f"your code raised ArithmeticError: rank {fails_on} fails at {when}" in lines[0] and "pair.py:" in lines[0]
+
+
+def test_nproc_refuses_bad_options_once(tmp_path):
+    for argv, said in ((["--device", "foo"], "unknown device 'foo'"), (["--optimizer", "sgd"], "unknown optimizer 'sgd'")):
+        finished = _nproc_fit(tmp_path, *argv)
+        assert finished.returncode == 2 and finished.stderr.count("\n") == 1 and said in finished.stderr, finished.stderr
+        assert not (tmp_path / "run").exists()
