@@ -23,21 +23,14 @@ from pathlib import Path
 import jinja2
 
 from pyro_vae.errors import RunDirError
-from pyro_vae.files import atomic_write_bytes, os_error_text, read_json
+from pyro_vae.files import atomic_write_bytes, os_error_text, read_json, read_received
 
 from .report_content import FIGURES, evaluation_tables, headline_tables, table
-
-def _read_bytes(path):
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise RunDirError(f"cannot read {path}: {os_error_text(error)}") from None
-
 
 def _read_text(path):
     """The UTF-8 text of ``path``; one :class:`RunDirError` line if it is binary or unreadable."""
     try:
-        return _read_bytes(path).decode("utf-8")
+        return read_received(path).decode("utf-8")
     except UnicodeDecodeError as error:
         raise RunDirError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
                           "expected the text file pyro-vae writes") from None
@@ -145,7 +138,7 @@ def _figures(inputs):
     images = sorted(inputs.images(), key=lambda path: (len(path.relative_to(inputs.directory).parts) > 2,
                                                        order.get(path.name, len(order)), str(path)))
     return [{"name": str(path.relative_to(inputs.directory)), "caption": FIGURES.get(path.name, ""),
-             "data": base64.b64encode(_read_bytes(path)).decode()} for path in images]
+             "data": base64.b64encode(read_received(path)).decode()} for path in images]
 
 
 def _documents(inputs, notes):

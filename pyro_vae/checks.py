@@ -24,23 +24,23 @@ DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 MAX_NAMED_FILE_BYTES = 16 * 2**20
 
 
-def named_file(path, what, limit=MAX_NAMED_FILE_BYTES):
-    """``path`` as a :class:`~pathlib.Path`, refused in one line unless it is a regular file of at most
-    ``limit`` bytes (not a directory, a device such as ``/dev/zero``, a pipe or a huge file)."""
+def named_file(path, what, limit=MAX_NAMED_FILE_BYTES, error=ConfigError):
+    """``path`` as a :class:`~pathlib.Path`, refused in one line (an ``error``) unless it is a regular file of
+    at most ``limit`` bytes (not a directory, a device such as ``/dev/zero``, a pipe or a huge file)."""
     import stat
     from pathlib import Path
 
     path = Path(path)
     try:
         info = path.stat()
-    except OSError as error:
-        raise ConfigError(f"{what} {path} cannot be read: {error.strerror or error}") from None
+    except OSError as failure:
+        raise error(f"{what} {path} cannot be read: {failure.strerror or failure}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"{what} {path} is a directory; name a file")
+        raise error(f"{what} {path} is a directory; name a file")
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file (a device, a pipe or a socket); name a file")
+        raise error(f"{what} {path} is not a regular file (a device, a pipe or a socket); name a file")
     if info.st_size > limit:
-        raise ConfigError(f"{what} {path} has {info.st_size:,} bytes, more than the {limit:,} pyro-vae reads")
+        raise error(f"{what} {path} has {info.st_size:,} bytes, more than the {limit:,} pyro-vae reads")
     return path
 
 

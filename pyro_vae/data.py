@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checks
 from .errors import ConfigError, DataError
 from .registry import Registry
 
@@ -77,6 +78,10 @@ def _split(x, labels, split_seed, fractions=SPLIT_FRACTIONS):
 _IDX_DTYPES = {0x08: np.uint8}
 
 
+#: The largest IDX file read (full MNIST's training images take 47 MB).
+MAX_IDX_BYTES = 2**30
+
+
 def read_idx(path):
     """Read an IDX file (optionally gzipped) into a NumPy array.
 
@@ -85,13 +90,15 @@ def read_idx(path):
     torchvision's reader sits behind a data-set class that refuses folders without the training
     files.
     """
-    path = Path(path)
+    path = checks.named_file(path, "IDX file", MAX_IDX_BYTES, error=DataError)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_IDX_BYTES + 1)  # a gzip file's contents are bounded too, not only its size
     except (OSError, EOFError) as error:
         raise DataError(f"cannot read IDX file {path}: {error}") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path} holds more than the {MAX_IDX_BYTES:,} bytes pyro-vae reads from an IDX file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (bad magic number {raw[:4].hex()})")
     ndim = raw[3]

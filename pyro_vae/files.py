@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from . import checks
 from .errors import RunDirError, UnsafeFileError
 
 LOCK = ".lock"
@@ -100,12 +101,28 @@ def write_csv(path, rows):
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+#: The largest JSON, CSV or figure file read from a run or analysis directory.
+MAX_RECEIVED_FILE_BYTES = 256 * 2**20
+
+
+def read_received(path, limit=MAX_RECEIVED_FILE_BYTES):
+    """The bytes of a file of a run or analysis directory: a regular file of at most ``limit`` bytes (a
+    received directory may hold a link to ``/dev/zero`` or a huge file), or one :class:`RunDirError` line."""
+    if not os.path.lexists(path):
+        raise RunDirError(f"{path} is missing")
+    checks.named_file(path, "file", limit, error=RunDirError)
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise RunDirError(f"cannot read {path}: {os_error_text(error)}") from None
+
+
 def read_json(path, kind=None):
     """A JSON file; with ``kind`` (``dict``, ``list``) the top level must be of that type."""
     try:
-        value = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RunDirError(f"{path} is missing") from None
+        value = json.loads(read_received(path))
+    except RecursionError:
+        raise RunDirError(f"{path} cannot be read: nested too deeply") from None
     except (OSError, ValueError) as error:
         raise RunDirError(f"{path} cannot be read: {error}") from None
     if kind is not None and not isinstance(value, kind):
@@ -139,6 +156,8 @@ def load_tensors(path, map_location="cpu"):
     """
     import pickle
 
+    if os.path.lexists(path):  # a device or a file larger than the memory here is refused before it is read
+        checks.named_file(path, "tensor file", checks.memory_available(), error=RunDirError)
     try:
         with torch.serialization.safe_globals(_constraint_classes()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's note on a foreign pickle protocol: the refusal below says more

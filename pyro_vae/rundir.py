@@ -157,7 +157,7 @@ class RunDir:
         path = self.path / self.CHECKPOINT
         if not self.path.is_dir():
             raise RunDirError(f"run directory {self.path} does not exist")
-        if not path.is_file():
+        if not path.is_file() and not path.is_symlink():  # a link to a device is refused by load_tensors
             raise RunDirError(f"{path} is missing: {self.path} holds no checkpoint")
         state = load_tensors(path, map_location)
         if not isinstance(state, dict) or state.get("format") != FORMAT:

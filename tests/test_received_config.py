@@ -145,3 +145,33 @@ def test_any_config_entry_outside_the_catalogue_is_refused_in_one_line_before_an
         with pytest.raises(RunDirError) as refused:
             ModelFactory.from_config(entry, tmp_path, catalogue_factories())
     assert "\n" not in str(refused.value) and not load.called
+
+
+@pytest.mark.parametrize("planted", ["config.json", "metrics.json", "checkpoint.pt"])
+def test_a_received_file_that_is_a_device_is_refused_before_it_is_read(fitted, tmp_path, planted, capsys):
+    """Issue 38, item 2: a link to /dev/zero in a run directory would be read until memory runs out."""
+    run = tmp_path / "received"
+    shutil.copytree(fitted / "catalogue", run)
+    (run / planted).unlink()
+    (run / planted).symlink_to("/dev/zero")
+    assert main(["evaluate", str(run), "--particles", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a regular file" in err, err
+    if planted != "checkpoint.pt":
+        assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) in (0, 2)
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_idx_file_is_read_within_its_bound(tmp_path, monkeypatch):
+    import gzip
+
+    from pyro_vae import data
+    from pyro_vae.errors import DataError
+
+    with pytest.raises(DataError, match="is not a regular file"):
+        data.read_idx("/dev/zero")
+    with gzip.open(tmp_path / "big-idx3-ubyte.gz", "wb") as stream:  # a small file that unpacks to more than the bound
+        stream.write(bytes([0, 0, 8, 1]) + (4000).to_bytes(4, "big") + bytes(4000))
+    monkeypatch.setattr(data, "MAX_IDX_BYTES", 1000)
+    with pytest.raises(DataError, match="holds more than the 1,000 bytes"):
+        data.read_idx(tmp_path / "big-idx3-ubyte.gz")
