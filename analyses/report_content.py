@@ -121,14 +121,22 @@ def _likelihood_flag(share):
     return HIGH_KHAT if share is not None and share > HIGH_KHAT_SHARE else ""
 
 
+#: The flag of a number whose Monte Carlo error is NaN.
+NO_ERROR = "no Monte Carlo error could be estimated for it (from one draw, or from draws that were not finite)"
+
+
 def _cell(name, value, error, khat_flag):
     if isinstance(value, float):
         text = significant(value)
-        if isinstance(error, float):  # an error below float32 rounding is a closed form's: shown as 0
+        if isinstance(error, float) and math.isnan(error):
+            text += " ± ?"
+        elif isinstance(error, float):  # an error below float32 rounding is a closed form's: shown as 0
             text += f" ± {significant(error, 2) if error > 1e-7 * max(1.0, abs(value)) else 0}"
         flag = (NEGATIVE_KL if _is_kl(name) else NEGATIVE_GAP if _is_gap(name) else "") if value < 0 else ""
         if "log_likelihood" in str(name) and not flag:
             flag = khat_flag
+        if not flag and isinstance(error, float) and math.isnan(error):
+            flag = NO_ERROR
         return Cell(text, flag, numeric=True)
     return Cell(significant(value), numeric=isinstance(value, int) and not isinstance(value, bool))
 

@@ -23,6 +23,7 @@ is data-parallel: each process takes its shard of every minibatch and the gradie
 (:mod:`~pyro_vae.inference.distributed`).
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,7 @@ def fit(
     }
     if "model" not in run_config and hasattr(module, "init_kwargs"):  # a module that can say how it was built
         run_config["model"] = {"factory": f"{type(module).__module__}:{type(module).__qualname__}", "kwargs": module.init_kwargs}
+    run_config = json.loads(json.dumps(run_config, default=str))  # what config.json holds (an object: its text), also in the checkpoint
     run_dir = RunDir(out) if out is not None else None
     checkpoint = _start(run_dir, run_config, resume, parallel)
     try:

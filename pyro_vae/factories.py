@@ -78,6 +78,8 @@ class ModelFactory:
         name = "pyro_vae_user_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
         module = sys.modules.get(name)
         if module is None:
+            if str(self.path.parent) not in sys.path:  # as `python file.py` does: it may import modules beside it
+                sys.path.insert(0, str(self.path.parent))
             spec = importlib.util.spec_from_file_location(name, self.path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module

@@ -142,9 +142,23 @@ def _constraint_classes():
 
 def save_tensors(path, state):
     """``state`` (tensors and plain data) to ``path`` atomically.  Serialised in memory first, so a full
-    disk surfaces as the ``OSError`` it is rather than as torch's ``inline_container`` error."""
+    disk surfaces as the ``OSError`` it is rather than as torch's ``inline_container`` error, and read back
+    as :func:`load_tensors` will read it: a state holding any other object (a user's class) is refused
+    here, in one line, rather than written as a file pyro-vae would then refuse to load."""
+    import pickle
+
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        with torch.serialization.safe_globals(_constraint_classes()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(buffer, weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = str(error).split("Unsupported global: GLOBAL ")[-1].split(" ")[0] if "GLOBAL" in str(error) else "an object"
+        raise RunDirError(f"cannot write {path}: it would hold {found}, which is no tensor or plain data and which "
+                          f"pyro-vae could not read back safely; keep such objects out of parameters, buffers and "
+                          f"the optimiser state") from None
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -101,7 +101,11 @@ def headline_rows(mapping, prefix=""):
             continue
         se = mapping.get(f"{key}_se", mapping.get(f"{key}_mc_se"))
         text = _number(value) if not isinstance(value, (list, tuple)) else ", ".join(_number(v) for v in value)
-        rows.append((name, f"{text} +- {se:.2g}" if isinstance(se, float) else text, ""))
+        if isinstance(se, float) and math.isnan(se):
+            text += " (no error estimate)"
+        elif isinstance(se, float):
+            text += f" +- {se:.2g}"
+        rows.append((name, text, ""))
     return rows
 
 

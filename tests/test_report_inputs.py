@@ -164,3 +164,13 @@ def test_out_that_is_a_directory_is_one_line(tmp_path, capsys):
     err = _cli_error(capsys, ["report", str(run), "--out", str(folder)])
     assert err == f"pyro-vae: error: --out {folder} is a directory; expected an HTML file path\n"
     assert list(folder.iterdir()) == []  # nothing written into it, no temporary file left
+
+
+def test_a_nan_monte_carlo_error_is_shown_as_unknown_and_flagged_not_as_zero():
+    """Issue 35, item 7: an error that is NaN (one draw) printed as "± 0", which reads as exact."""
+    from pyro_vae.analyses.report_content import NO_ERROR, table
+
+    shown = table("fit", ["test_elbo", "test_elbo_mc_se", "kl", "kl_mc_se"], [[-101.5, float("nan"), 3.25, 0.0]])
+    elbo, kl = shown.rows[0]
+    assert elbo.text == "-101.5 ± ?" and elbo.flag == NO_ERROR
+    assert kl.text == "3.25 ± 0" and not kl.flag  # a closed form's error is 0, and says so

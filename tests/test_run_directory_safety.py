@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pyro_vae.data import load_data
-from pyro_vae.errors import RunDirError, UnsafeFileError
+from pyro_vae.errors import PyroVAEError, RunDirError, UnsafeFileError
 from pyro_vae.files import DirectoryLock, load_tensors, save_tensors
 from pyro_vae.inference import evaluate, fit, load_run
 from pyro_vae.models import VAE
@@ -154,3 +154,36 @@ def test_a_checkpoint_missing_an_entry_is_named(digits, tmp_path):
     torch.save(state, path)
     with pytest.raises(RunDirError, match="entry 'param_store' is missing"):
         load_run(tmp_path / "run")
+
+
+class StudentTLikelihood(torch.nn.Module):
+    """A user's own likelihood object, as issue 35 item 11 fitted it (a class of the user's module)."""
+
+    num_params = 1
+
+    def __init__(self, event_shape):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+
+    def forward(self, location):
+        import pyro.distributions as dist
+
+        return dist.StudentT(4.0, location, 1.0).to_event(len(self.event_shape))
+
+
+def test_a_fit_with_a_users_likelihood_object_writes_a_checkpoint_pyro_vae_reads_back(digits, tmp_path):
+    vae = VAE(digits.event_shape, latent_dim=2, likelihood=StudentTLikelihood(digits.event_shape), hidden=(16,))
+    fit(vae.model, vae.guide, digits.train[:64], epochs=1, batch_size=64, out=tmp_path / "run", progress=False)
+    from pyro_vae.rundir import RunDir
+
+    checkpoint = RunDir(tmp_path / "run").load_checkpoint()  # the suite reads what it wrote (it refused it)
+    assert checkpoint["config"]["model"]["kwargs"]["likelihood"] == "StudentTLikelihood()"  # its text, as config.json
+    with pytest.raises(PyroVAEError) as refused:  # the object cannot be rebuilt from text: one line, no pickle
+        load_run(tmp_path / "run")
+    assert not isinstance(refused.value, UnsafeFileError) and "\n" not in str(refused.value)
+
+
+def test_a_state_holding_another_object_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(RunDirError, match="cannot write .*StudentTLikelihood.*could not read back"):
+        save_tensors(tmp_path / "state.pt", {"weights": torch.zeros(2), "likelihood": StudentTLikelihood((2,))})
+    assert not list(tmp_path.iterdir())

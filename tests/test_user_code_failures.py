@@ -123,3 +123,14 @@ def test_random_model_arguments_fit_or_end_in_one_line_and_run_no_code(arguments
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("pyro-vae: error: "), err
         assert not (out / "checkpoint.pt").exists()
+
+
+def test_a_model_file_imports_a_module_beside_it(tmp_path, capsys):
+    """Issue 35, item 10: Pyro's examples import ``utils/custom_mlp.py`` from beside the model file."""
+    (tmp_path / "helpers_of_the_user").mkdir()
+    (tmp_path / "helpers_of_the_user" / "__init__.py").write_text("")
+    (tmp_path / "helpers_of_the_user" / "pairs.py").write_text(PAIR + "\nimport types\ndef make():\n"
+                                                            "    return types.SimpleNamespace(model=model, guide=guide)\n")
+    source = "from helpers_of_the_user.pairs import make\n"
+    assert _fit(tmp_path, source) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
