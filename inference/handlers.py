@@ -5,6 +5,8 @@ model/guide pair alike, under any ELBO (written by hand because Pyro's ``poutine
 every site, and these must scale only some).
 """
 
+import functools
+
 from pyro.poutine.messenger import Messenger
 
 from pyro_vae.errors import ConfigError
@@ -17,13 +19,27 @@ class DataSubsampleMessenger(Messenger):
     ``pyro.plate(name, N, subsample=...)`` would, and the plate's frame records ``full_size = N``
     so that estimators that must undo the scale before a non-linearity (the importance-weighted
     bound, see :class:`~pyro_vae.inference.iwae.IWAE`) can.  Sites outside the plate (global
-    latents) are left unscaled.  A plate the model already subsamples itself is left alone.
+    latents) are left unscaled.  A plate the model already subsamples itself is left alone.  A plate
+    written without a size (``pyro.plate("data")``) takes the rows of the data it is called with; its
+    frame (size -1 in Pyro) is given that size, so that the scale is N/B and never N/(-1).
     """
 
     def __init__(self, plate_name, full_size):
         super().__init__()
         self.plate_name = plate_name
         self.full_size = int(full_size)
+        self.batch_size = None
+
+    def __call__(self, fn):
+        """``fn`` under this handler, which notes the rows B of each call's data (its first argument): a
+        plate written without a size (``pyro.plate("data")``, as Pyro's examples do) has size B."""
+        @functools.wraps(fn)
+        def handled(*args, **kwargs):
+            self.batch_size = len(args[0]) if args and hasattr(args[0], "__len__") else None
+            with self:
+                return fn(*args, **kwargs)
+
+        return handled
 
     def _process_message(self, msg):
         if msg["type"] != "sample":
@@ -32,11 +48,25 @@ class DataSubsampleMessenger(Messenger):
         for i, frame in enumerate(stack):
             if frame.name != self.plate_name:
                 continue
-            if frame.full_size not in (None, frame.size):
+            if frame.size == -1:
+                frame = frame._replace(size=self._unsized_plate_rows(msg, frame))
+            elif frame.full_size not in (None, frame.size):
                 return
             msg["cond_indep_stack"] = stack[:i] + (frame._replace(full_size=self.full_size),) + stack[i + 1 :]
             msg["scale"] = msg["scale"] * (self.full_size / frame.size)
             return
+
+    def _unsized_plate_rows(self, msg, frame):
+        """B for a site of a plate without a size, checked to be the site's extent along the plate's dim
+        (Pyro leaves such a dim unbroadcast: a site without it would be scaled as if it had B rows)."""
+        shape = getattr(msg["fn"], "batch_shape", ())
+        extent = shape[frame.dim] if len(shape) >= -frame.dim else 1
+        if self.batch_size is None or extent != self.batch_size:
+            raise ConfigError(
+                f"site {msg['name']!r} lies in plate {frame.name!r}, which has no size, but has {extent} row(s) along "
+                f"its dim {frame.dim} where the data have {self.batch_size}; give the plate its size, "
+                f"pyro.plate({frame.name!r}, len(x))")
+        return extent
 
 
 class LatentScaleMessenger(Messenger):

@@ -6,7 +6,8 @@ per data point along it, and evaluation counts each site outside it (a *global* 
 hierarchical prior, a learned global scale) once per data set rather than once per batch.
 
 The data plate is the plate that encloses every observed site of the model and whose size is the
-leading dimension of ``x`` (the minibatch's size); ``data_plate=`` names it instead.  A model that
+leading dimension of ``x`` (the minibatch's size; a plate written without a size, ``pyro.plate("data")``,
+has the observed site's extent along its dim); ``data_plate=`` names it instead.  A model that
 subsamples that plate itself (``pyro.plate(name, N, subsample=...)``) is refused: ``fit`` draws the
 minibatches, and two subsamplers would compose to the wrong scale.
 """
@@ -47,7 +48,7 @@ def _data_frame(model_trace, batch_size, name):
         if not chosen:
             raise ConfigError(f"data_plate {name!r} does not enclose every observed site of the model; plates seen: {listed}")
     else:
-        chosen = [frame for frame in enclosing if frame.size == batch_size]
+        chosen = [frame for frame in enclosing if _rows(frame, observed[0]) == batch_size]
         if len(chosen) > 1:  # e.g. a feature plate as wide as the batch: keep the one indexing the rows of x
             chosen = [frame for frame in chosen if _indexes_rows(frame, observed[0])] or chosen
         if len(chosen) != 1:
@@ -57,6 +58,14 @@ def _data_frame(model_trace, batch_size, name):
                 f"plates seen: {listed}; name it with data_plate=... (--data-plate)"
             )
     return chosen[0]
+
+
+def _rows(frame, site):
+    """The plate's size; for a plate written without one (size -1), the site's extent along its dim."""
+    if frame.size != -1:
+        return frame.size
+    shape = site["fn"].batch_shape
+    return shape[frame.dim] if len(shape) >= -frame.dim else 1
 
 
 def _indexes_rows(frame, site):

@@ -241,3 +241,45 @@ def test_cli_compare_takes_a_users_pair(tmp_path):
     assert "gradient SNR per network" in headline["skipped"] and "skipped: gradient SNR per network" in done.stdout
     config = json.loads((tmp_path / "cmp" / "config.json").read_text())
     assert config["model"].endswith("robust_fa.py:make_robust_fa") and config["model_kwargs"] == {"factors": 2}
+
+
+def _normal_pair(sized):
+    """A linear-Gaussian pair whose data plate has a size or, as Pyro's semi-supervised VAE example writes it
+    (``examples/vae/ss_vae_M2.py``), none."""
+    def plate(x):
+        return pyro.plate("data", len(x)) if sized else pyro.plate("data")
+
+    def model(x):
+        w = pyro.param("w", torch.ones(x.shape[-1]))
+        with plate(x):
+            z = pyro.sample("z", dist.Normal(torch.zeros(len(x)), 1.0))
+            pyro.sample("x", dist.Normal(z.unsqueeze(-1) * w, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        a = pyro.param("a", torch.tensor(0.1))
+        with plate(x):
+            pyro.sample("z", dist.Normal(a * x.sum(-1), 1.0))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae:3"])
+def test_a_plate_without_a_size_fits_as_the_sized_plate_does(objective):
+    """Issue 35, item 3: with --data-plate naming an unsized plate, the scale was N/(-1): a run trained the
+    negated objective (+2.99e21) and reported success.  Now the plate takes the rows of x."""
+    x = torch.randn(100, 3, generator=torch.Generator().manual_seed(0))
+    results = {}
+    for sized in (True, False):
+        pyro.clear_param_store()
+        model, guide = _normal_pair(sized)
+        results[sized] = fit(model, guide, x, objective=objective, epochs=3, batch_size=10, lr=0.01, seed=1,
+                             progress=False, data_plate=None if sized else "data")
+    assert results[False].data_plate == "data"
+    assert [r["train_objective"] for r in results[False].history] == [r["train_objective"] for r in results[True].history]
+    assert all(r["train_objective"] < 0 for r in results[False].history)
+
+
+def test_an_unsized_plate_is_found_without_naming_it():
+    model, guide = _normal_pair(sized=False)
+    result = fit(model, guide, torch.randn(40, 3), epochs=1, batch_size=8, progress=False)
+    assert result.data_plate == "data" and result.history[0]["train_objective"] < 0
