@@ -49,17 +49,21 @@ class Capabilities:
         (the guide's sites must be reparameterisable transforms of a parameter-free base).
     :ivar kl: how the KL term is computed: ``monte-carlo``, ``analytic-where-registered``,
         ``inside-weights`` or ``enumerated``.
+    :ivar reparameterised_only: the gradient has no score-function term, so it is right only when every
+        latent site of the guide is reparameterised (Pyro's ``TraceMeanField_ELBO`` checks this only with
+        validation on; with it off it returns the gradient of the KL term alone).
     """
 
     importance_weighted: bool = False
     default_particles: int = 1
     path_derivative: bool = False
     kl: str = "monte-carlo"
+    reparameterised_only: bool = False
 
 
 #: Pyro's own estimators cannot carry our attributes; their capabilities, by class (subclasses included).
 _PYRO_CAPABILITIES = {
-    pyro.infer.TraceMeanField_ELBO: {"kl": "analytic-where-registered"},
+    pyro.infer.TraceMeanField_ELBO: {"kl": "analytic-where-registered", "reparameterised_only": True},
     pyro.infer.TraceEnum_ELBO: {"kl": "enumerated"},
 }
 
@@ -159,6 +163,12 @@ def check_objective(elbo, model, guide, x, data_plate):
                     f"{name}: latent site {outside[0]!r} is outside the data plate {data_plate!r}; an importance-weighted "
                     f"bound needs every latent local to a data point (a global latent couples them): use elbo, meanfield or stl"
                 )
+        if able.reparameterised_only:
+            for site_name, site in guide_trace.nodes.items():
+                if site["type"] == "sample" and not site["is_observed"] and not getattr(site["fn"], "has_rsample", False):
+                    raise ConfigError(
+                        f"{name}: guide site {site_name!r} ({_family(site['fn'])}) is not reparameterised, and {name}'s "
+                        f"gradient has no score-function term for it; use elbo, which has one")
         paths = {}
         closed_form = mean_field_valid(model_trace, guide_trace)
         for site, q, p in _latent_pairs(model_trace, guide_trace):

@@ -138,3 +138,26 @@ def test_a_guide_out_of_the_models_order_is_not_warned_about():
         assert pyro.infer.util.is_validation_enabled()  # Pyro's own trace path, which warns, runs
         loss = make_objective("meanfield", 1).differentiable_loss(chain.model, chain.guide, x)
     assert torch.isfinite(loss)
+
+
+def test_meanfield_refuses_a_guide_that_is_not_reparameterised_before_training():
+    """Issue 35, item 4: with validation off (fit's default) meanfield returned the KL term's gradient alone
+    for a Bernoulli guide site (loc gradient [0.30, -0.20] against the ELBO's [1.10, -2.40])."""
+    import pyro.distributions as dist
+
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference import fit
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            b = pyro.sample("b", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(b, 1.0), obs=x)
+
+    def guide(x):
+        p = pyro.param("p", torch.tensor(0.3), constraint=dist.constraints.unit_interval)
+        with pyro.plate("data", len(x)):
+            pyro.sample("b", dist.Bernoulli(p))
+
+    with pytest.raises(ConfigError, match="meanfield: guide site 'b' \\(Bernoulli\\) is not reparameterised.*use elbo"):
+        fit(model, guide, torch.randn(20), objective="meanfield", epochs=1, progress=False)
+    assert len(fit(model, guide, torch.randn(20), objective="elbo", epochs=1, progress=False).history) == 1
