@@ -77,7 +77,8 @@ def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None,
     site ``posterior`` holds; ``khat`` is :func:`psis` of them (inf for one draw, as ``az.psislw`` gives
     for a tail too short to fit), so it can differ from an evaluation's k-hat of other draws.
     ``datapoint`` has ``indices`` as coordinates (default 0..P-1); a latent event of several dims gets
-    ``latent_0, latent_1, ...``.  Data dims are ``feature`` (vectors), ``height, width`` or ``channel,
+    ``latent_0, latent_1, ...``; a dim named as a variable (a latent site named ``latent``) is renamed
+    ``<dim>_dim``, since ArviZ would drop that variable.  Data dims are ``feature`` (vectors), ``height, width`` or ``channel,
     height, width`` (images), ``axis_<i>`` otherwise, prefixed by the site's name (``x_feature``) when
     the model has several observed sites with such dims.  There are no fitted parameters (no
     ``constant_data``) and no ``log_likelihood`` group: leave-one-out over draws of q estimates nothing,
@@ -105,6 +106,11 @@ def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None,
     latent_dims = ["latent"] if len(latent_shape) == 1 else [f"latent_{i}" for i in range(len(latent_shape))]
     dims = {node["name"]: ["datapoint", *latent_dims], "log_joint": ["datapoint"], "log_q": ["datapoint"],
             **_data_dims({name: value.shape[1:] for name, (_, value) in predictive.items()})}
+    # ArviZ drops a variable named as a dim (Pyro's examples/vae/vae.py names its latent site "latent"):
+    # such a dim is renamed "<dim>_dim"
+    renamed = {dim: f"{dim}_dim" for names in dims.values() for dim in names if dim in {*dims, "khat"}}
+    dims = {name: [renamed.get(dim, dim) for dim in names] for name, names in dims.items()}
+    datapoint = renamed.get("datapoint", "datapoint")
     weights = {"log_importance_weight": "log_joint - log_q, per draw and datapoint",
                "khat": "PSIS k-hat (pyro_vae.inference.diagnostics.psis) of these draws' log importance weights"}
     idata = az.from_dict(
@@ -112,14 +118,14 @@ def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None,
         sample_stats={"log_joint": _numpy(log_joint, np.float64)[None], "log_q": _numpy(log_q, np.float64)[None]},
         posterior_predictive={name: _numpy(sample)[None] for name, (sample, _) in predictive.items()},
         observed_data={name: _numpy(value) for name, (_, value) in predictive.items()},
-        coords={"datapoint": indices}, dims=dims,
+        coords={datapoint: indices}, dims=dims,
         posterior_attrs={"draws": DRAWS_NOTE}, sample_stats_attrs=weights,
         attrs={**{key: str(value) for key, value in (attrs or {}).items()}, "draws": DRAWS_NOTE,
                "latent_site": node["name"], **{f"sample_stats.{key}": note for key, note in weights.items()}},
     )
     # psislw needs 2 draws or more; like it does for any tail too short to fit, one draw gets k-hat = inf
     khat = psis((log_joint - log_q).T)["khat"] if draws > 1 else np.full(len(x), np.inf)
-    idata.sample_stats["khat"] = (("datapoint",), khat)
+    idata.sample_stats["khat"] = ((datapoint,), khat)
     return idata
 
 

@@ -193,3 +193,26 @@ def test_a_global_latent_is_refused_with_the_way_out():
 
     with pytest.raises(ConfigError, match="outside the data plate.*local_pair"):
         posterior_inference_data(model, guide, torch.randn(5), draws=10, site="z")
+
+
+def test_a_latent_site_named_latent_keeps_its_posterior_group_through_netcdf(tmp_path):
+    """Issue 35, item 5: Pyro's ``examples/vae/vae.py`` names its latent site ``latent``; ArviZ dropped a
+    variable named as a dim, so posterior.nc had no ``posterior`` group and az.summary summarised pixels."""
+    az = arviz()
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("latent", dist.Normal(torch.zeros(len(x), 2), 1.0).to_event(1))
+            pyro.sample("obs", dist.Normal(z.sum(-1, keepdim=True), 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("latent", dist.Normal(x.expand(len(x), 2) / 3, 0.8).to_event(1))
+
+    x = torch.randn(POINTS, 1)
+    idata = posterior_inference_data(model, guide, x, draws=200)
+    idata.to_netcdf(str(tmp_path / "posterior.nc"))
+    loaded = az.from_netcdf(str(tmp_path / "posterior.nc"))
+    assert "posterior" in loaded.groups() and loaded.posterior["latent"].dims == ("chain", "draw", "datapoint", "latent_dim")
+    summary = az.summary(loaded, var_names=["latent"], kind="stats")
+    assert len(summary) == POINTS * 2 and all(name.startswith("latent[") for name in summary.index)
