@@ -10,9 +10,9 @@ the two finite ones it lacks, so that ``TraceMeanField_ELBO`` uses them:
     \mathrm{KL}(\mathcal N(\mu,\sigma^2) \,\|\, p)
         = -\tfrac12 \log(2\pi e \sigma^2) - E_{z \sim \mathcal N(\mu,\sigma^2)}[\log p(z)],
 
-for ``p`` Cauchy or Student-t, whose expectation has no closed form and is computed by
-Gauss-Hermite quadrature with :data:`QUADRATURE_NODES` nodes (``log p`` grows only like
-:math:`\log z^2`, so the quadrature converges fast; tested against Monte Carlo).  It also registers
+for ``p`` Cauchy or Student-t, whose expectation reduces to :math:`E \log(1 + y^2)` for a Gaussian y,
+a one-dimensional integral computed to 1e-13 whatever the ratio of the two scales
+(:func:`expected_log1p_square`; tested against adaptive quadrature from 1e-3 to 1e4).  It also registers
 the ``lowrank`` guide's KL to a diagonal Normal prior, which torch has only against a (low-rank)
 multivariate normal, in closed form:
 
@@ -38,48 +38,57 @@ only as bad as the best of them: Cauchy guide + Normal prior needs K >= 3, + Lap
 
 import math
 
-import numpy as np
 import torch
 from torch.distributions import (Cauchy, Independent, Laplace, LowRankMultivariateNormal, MixtureSameFamily,
                                  MultivariateNormal, Normal, StudentT)
 from torch.distributions.kl import kl_divergence, register_kl
 
-QUADRATURE_NODES = 64
+#: The trapezoidal rule in v = log t of :func:`expected_log1p_square`: from, to, step.
+LOG_T_RULE = (-60.0, 4.0, 0.25)
 
 
-def _hermite_rule(like):
-    nodes, weights = np.polynomial.hermite.hermgauss(QUADRATURE_NODES)
-    return (
-        torch.as_tensor(nodes, dtype=like.dtype, device=like.device),
-        torch.as_tensor(weights / math.sqrt(math.pi), dtype=like.dtype, device=like.device),
-    )
+def expected_log1p_square(loc, scale):
+    r""":math:`E \log(1 + y^2)` for :math:`y \sim \mathcal N(m, s^2)`, elementwise (``loc`` m, ``scale`` s).
+
+    Frullani's integral :math:`\log(1 + y^2) = \int_0^\infty (e^{-t} - e^{-t(1 + y^2)})\,dt/t` and the
+    Gaussian's :math:`E e^{-t y^2} = (1 + 2ts^2)^{-1/2} \exp(-t m^2 / (1 + 2ts^2))` give
+
+    .. math:: E \log(1 + y^2) = \int_{-\infty}^{\infty} e^{-t}
+              \big[1 - (1 + 2ts^2)^{-1/2} e^{-t m^2/(1 + 2ts^2)}\big]\,dv, \quad t = e^v,
+
+    an integrand that is smooth and decays on both sides (like :math:`t (m^2 + s^2)` as
+    :math:`v \to -\infty`, like :math:`e^{-t}` as :math:`v \to \infty`), whose features sit where
+    :math:`t \approx 1/s^2` and :math:`1/m^2` and are as wide in v whatever s and m are: the
+    trapezoidal rule in v (:data:`LOG_T_RULE`, 257 nodes) is accurate to 1e-13 against adaptive
+    quadrature for :math:`s` from 1e-3 to 1e4 and any m (``tests/test_kl.py``).  Fixed-node
+    Gauss-Hermite in y, used before, cannot see the narrow dip of :math:`\log(1 + y^2)` when
+    :math:`s \gg 1` (a guide much wider than the prior): it was 6% off at s = 10, 0.3 nats at s = 100.
+    The bracket is taken as ``-expm1`` so that it keeps its digits where it is small.
+    """
+    start, stop, step = LOG_T_RULE
+    t = torch.arange(start, stop + step / 2, step, dtype=loc.dtype, device=loc.device).exp()
+    s2, m2 = (scale * scale).unsqueeze(-1), (loc * loc).unsqueeze(-1)
+    log_moment = -0.5 * torch.log1p(2 * t * s2) - t * m2 / (1 + 2 * t * s2)
+    return step * (torch.exp(-t) * -torch.expm1(log_moment)).sum(-1)
 
 
-def normal_expectation(normal, log_density):
-    r""":math:`E_{z \sim \mathcal N(\mu, \sigma^2)} f(z)` by Gauss-Hermite quadrature, elementwise."""
-    nodes, weights = _hermite_rule(normal.loc)
-    z = normal.loc.unsqueeze(-1) + math.sqrt(2.0) * normal.scale.unsqueeze(-1) * nodes
-    return (weights * log_density(z)).sum(-1)
-
-
-def _broadcast_log_prob(p):
-    """``z -> p.log_prob(z)`` for ``z`` with one extra trailing quadrature axis."""
-    params = {name: getattr(p, name).unsqueeze(-1) for name in ("loc", "scale")}
-    if isinstance(p, StudentT):
-        family = StudentT(p.df.unsqueeze(-1), validate_args=False, **params)
-    else:
-        family = type(p)(validate_args=False, **params)
-    return family.log_prob
+def _kl_normal_student(q, df, loc, scale):
+    r""":math:`\mathrm{KL}(\mathcal N(\mu, \sigma^2) \,\|\, t_\nu(m, s)) = -H(q) - \log C + \frac{\nu + 1}2
+    E \log(1 + y^2)`, :math:`y = (z - m)/(s\sqrt\nu) \sim \mathcal N((\mu - m)/(s\sqrt\nu), \sigma^2/(s^2\nu))`,
+    :math:`\log C = \log\Gamma(\frac{\nu+1}2) - \log\Gamma(\frac\nu2) - \frac12\log(\nu\pi) - \log s`."""
+    width = scale * df.sqrt()
+    log_c = torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi) - scale.log()
+    return -q.entropy() - log_c + (df + 1) / 2 * expected_log1p_square((q.loc - loc) / width, q.scale / width)
 
 
 @register_kl(Normal, Cauchy)
 def _kl_normal_cauchy(q, p):
-    return -q.entropy() - normal_expectation(q, _broadcast_log_prob(p))
+    return _kl_normal_student(q, torch.ones_like(p.scale), p.loc, p.scale)
 
 
 @register_kl(Normal, StudentT)
 def _kl_normal_studentt(q, p):
-    return -q.entropy() - normal_expectation(q, _broadcast_log_prob(p))
+    return _kl_normal_student(q, p.df, p.loc, p.scale)
 
 
 @register_kl(LowRankMultivariateNormal, Independent)
