@@ -35,7 +35,7 @@ from .iwae import IWAE
 from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
 from .plates import global_latents
-from .traces import mean_field_valid, random_state_kept, trace_pair
+from .traces import guide_dependences, mean_field_valid, random_state_kept, trace_pair
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class Capabilities:
     :ivar reparameterised_only: the gradient has no score-function term, so it is right only when every
         latent site of the guide is reparameterised (Pyro's ``TraceMeanField_ELBO`` checks this only with
         validation on; with it off it returns the gradient of the KL term alone).
+    :ivar independent_guide_sites: the gradient is unbiased only when no latent site of the guide takes
+        another latent draw as input (a guide q(z2 | z1, x) is refused, :func:`~.traces.guide_dependences`).
     """
 
     importance_weighted: bool = False
@@ -59,6 +61,7 @@ class Capabilities:
     path_derivative: bool = False
     kl: str = "monte-carlo"
     reparameterised_only: bool = False
+    independent_guide_sites: bool = False
 
 
 #: Pyro's own estimators cannot carry our attributes; their capabilities, by class (subclasses included).
@@ -169,6 +172,14 @@ def check_objective(elbo, model, guide, x, data_plate):
                     raise ConfigError(
                         f"{name}: guide site {site_name!r} ({_family(site['fn'])}) is not reparameterised, and {name}'s "
                         f"gradient has no score-function term for it; use elbo, which has one")
+        if able.independent_guide_sites:
+            dependent = guide_dependences(guide, x)
+            if dependent:
+                site, inputs = next(iter(dependent.items()))
+                raise ConfigError(
+                    f"{name}: guide site {site!r} takes the draw of {inputs[0]!r} as input, and {name}'s gradient holds only "
+                    f"for guide sites independent given x (it is biased here); use iwae:{elbo.num_particles} (the same bound, "
+                    f"its plain gradient) or stl")
         paths = {}
         closed_form = mean_field_valid(model_trace, guide_trace)
         for site, q, p in _latent_pairs(model_trace, guide_trace):

@@ -33,9 +33,12 @@ falls as K grows (Rainforth et al. 2018).  With a KL weight :math:`\beta \ne 1` 
 
 Both estimators report the same loss *value* as the plain estimator; only the gradient changes.
 They treat each guide site's distribution parameters as constants given x, which is exact when the
-guide's latent sites are conditionally independent given x (every guide of the catalogue, and any
-amortised mean-field guide); a guide whose later sites take earlier draws as input loses the
-path derivative through those inputs.
+guide's latent sites are conditionally independent given x (the one-layer VAE's guides, any amortised
+mean-field guide).  For a guide whose later sites take earlier draws as input (the two-layer VAE's
+q(z2 | z1, x)), ``IWAEDReG``'s gradient is biased: at K = 20 the gradient of z1's loc was
+[0.2494, -4.1919] against a 10^6-draw reference of the bound's gradient [0.2429, -4.1747] (z = 6.5), so
+it declares ``independent_guide_sites`` and ``check_objective`` refuses such a guide before training,
+naming ``iwae`` and ``stl`` instead (both measured unbiased on that problem).
 """
 
 import math
@@ -127,6 +130,7 @@ class IWAEDReG(IWAE):
     """
 
     path_derivative = True
+    independent_guide_sites = True  # Tucker et al.'s eq. 7, per site: biased for q(z2 | z1, x) (module doc)
 
     def _guide_log_prob(self, site):
         return _path_log_prob(site, "iwae-dreg")

@@ -43,6 +43,31 @@ def guide_latent_sites(guide, x):
         return latent_sites(prune_subsample_sites(poutine.trace(guide).get_trace(x[:2])))
 
 
+def guide_dependences(guide, x):
+    """``{site: [latent sites its distribution depends on]}`` for the guide's latent sites whose distribution
+    takes another latent draw as input (q(z2 | z1, x)); empty for a guide whose sites are independent given x.
+
+    Found by autograd, not by reading the code: the guide is replayed with each draw a leaf tensor, and a
+    site depends on the draws its log-density's parameters have a gradient in (random streams kept)."""
+    with random_state_kept(x.device), poutine.block(), torch.enable_grad():
+        first = poutine.trace(guide).get_trace(x)
+        names = latent_sites(prune_subsample_sites(first))
+        for name in names:
+            first.nodes[name]["value"] = first.nodes[name]["value"].detach().requires_grad_()
+        again = poutine.trace(poutine.replay(guide, trace=first)).get_trace(x)
+        found = {}
+        for name in names:
+            others = [other for other in names if other != name]
+            log_prob = again.nodes[name]["fn"].log_prob(again.nodes[name]["value"].detach()).sum()
+            if not others or not log_prob.requires_grad:
+                continue
+            grads = torch.autograd.grad(log_prob, [first.nodes[o]["value"] for o in others], allow_unused=True)
+            depends = [other for other, grad in zip(others, grads) if grad is not None]
+            if depends:
+                found[name] = depends
+    return found
+
+
 def latent_site(guide_trace, site=None):
     """The guide's latent site named ``site``, or its only latent site when ``site`` is None."""
     latents = latent_sites(guide_trace)

@@ -129,3 +129,22 @@ def test_iwae_encoder_snr_falls_with_k_and_dreg_does_not(problem):
            for name in ("iwae", "iwae-dreg") for k in (1, 50)}
     assert snr["iwae", 50] < snr["iwae", 1]
     assert snr["iwae-dreg", 50] > snr["iwae", 50]
+
+
+def test_dreg_refuses_a_guide_whose_site_takes_another_draw_and_serves_an_independent_one():
+    """Issue 35, item 1: iwae-dreg was biased (z = 6.5) on the two-layer VAE's q(z2 | z1, x), and accepted."""
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference import fit
+    from pyro_vae.inference.traces import guide_dependences
+    from pyro_vae.models import TwoLayerVAE, VAE
+
+    x = torch.bernoulli(torch.full((32, 1, 4, 4), 0.4), generator=torch.Generator().manual_seed(0))
+    two = TwoLayerVAE((1, 4, 4), latent_dims=(3, 2), hidden=((8, 8), (8, 8)))
+    assert guide_dependences(two.guide, x) == {"z2": ["z1"]}
+    with pytest.raises(ConfigError, match="iwae-dreg:5: guide site 'z2' takes the draw of 'z1' as input.*use iwae:5"):
+        fit(two.model, two.guide, x, objective="iwae-dreg:5", epochs=1, progress=False)
+    for objective in ("iwae:5", "stl"):
+        assert len(fit(two.model, two.guide, x, objective=objective, epochs=1, progress=False).history) == 1
+    one = VAE((1, 4, 4), latent_dim=2, hidden=(8,))
+    assert guide_dependences(one.guide, x) == {}
+    assert len(fit(one.model, one.guide, x, objective="iwae-dreg:5", epochs=1, progress=False).history) == 1
