@@ -77,7 +77,7 @@ def test_interrupted_cli_fit_keeps_a_valid_checkpoint_and_resumes_to_the_same_re
         assert time.time() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.05)
     process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=600)
     assert process.returncode == code, err
     assert re.search(r"keeps the checkpoint of epoch [0-9]+ \(continue with --resume\)", err), err
     done = load_run(interrupted).history[-1]["epoch"]

@@ -122,8 +122,8 @@ def test_a_failing_fit_on_ray_leaves_none_of_the_sweeps_fits_running(ray_runtime
     few seconds.  The worker that ran bad itself may stay alive, idle in Ray's worker pool, until
     ``ray.shutdown()``: that is Ray reusing processes, not a fit running on.
     """
-    monkeypatch.setattr(sweep, "CANCEL_WAIT_SECONDS", 10)  # a cancel that fails shows in 10 s, not 30
-    slow = {"seconds": 120}
+    monkeypatch.setattr(sweep, "CANCEL_WAIT_SECONDS", 120)  # a hang guard: a cancel that fails shows in 120 s
+    slow = {"seconds": 600}  # longer than every wait below: a fit whose cancel failed is still running at the checks
     tasks = {"slow0": slow, "bad": {"wait_for": [str(tmp_path / "slow0" / "pid")], "error": "fit bad fails on purpose"},
              "slow1": slow, "slow2": slow}
     with warnings.catch_warnings(record=True) as caught, pytest.raises(RuntimeError, match="fit bad fails on purpose"):
@@ -133,7 +133,7 @@ def test_a_failing_fit_on_ray_leaves_none_of_the_sweeps_fits_running(ray_runtime
     pids = {int((tmp_path / key / "pid").read_text()) for key in ("slow0", "slow1", "slow2")
             if (tmp_path / key / "pid").exists()}
     assert pids  # slow0 at least had started
-    assert _wait_until(lambda: not any(_alive(pid) for pid in pids), 5), \
+    assert _wait_until(lambda: not any(_alive(pid) for pid in pids), 60), \
         f"fits of the stopped sweep still run: {sorted(pid for pid in pids if _alive(pid))}"
     assert not any((tmp_path / key / "result.json").exists() for key in tasks)
 
@@ -198,7 +198,7 @@ else:
     raise AssertionError("the sweep did not raise")
 assert not ray.is_initialized(), "the sweep left the Ray it started running"
 pids = {int((out / key / "pid").read_text()) for key in tasks}
-assert _wait_until(lambda: not any(_alive(pid) for pid in pids), 10), f"workers outlived the sweep: {pids}"
+assert _wait_until(lambda: not any(_alive(pid) for pid in pids), 60), f"workers outlived the sweep: {pids}"
 print("ok")
 """
 

@@ -163,7 +163,7 @@ def test_a_reader_in_chromium_sees_contents_tables_and_figures(directories, tmp_
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1024,768",
                           "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+                         capture_output=True, text=True, timeout=600).stdout
     start = dom.index('<pre id="probe">') + len('<pre id="probe">')
     probe = json.loads(html.unescape(dom[start:dom.index("</pre>", start)]))
     assert probe["page_width"] <= probe["viewport"]  # nothing pushes the page sideways
