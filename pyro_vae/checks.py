@@ -55,12 +55,12 @@ def positive_int(name, value):
 
 
 def widths(name, value):
-    """Hidden-layer widths: a non-empty sequence of positive integers, as a tuple."""
+    """Hidden-layer widths: a sequence of positive integers (empty for none, as the linear network has), as a tuple."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ConfigError(f"{name} must be a sequence of positive layer widths such as (256, 64), got {value!r}")
     value = tuple(value)
-    if not value or not all(is_number(w) and math.isfinite(w) and int(w) == w and w >= 1 for w in value):
-        raise ConfigError(f"{name} must be a non-empty sequence of positive integer widths such as (256, 64), got {value!r}")
+    if not all(is_number(w) and math.isfinite(w) and int(w) == w and w >= 1 for w in value):
+        raise ConfigError(f"{name} must be a sequence of positive integer widths such as (256, 64), got {value!r}")
     return tuple(int(w) for w in value)
 
 
