@@ -61,6 +61,7 @@ class IWAE(ELBO):
     importance_weighted = True
     default_particles = 5
     kl = "inside-weights"
+    name = "iwae"  # what its messages call it
 
     def __init__(self, num_particles=5, data_plate=None, max_plate_nesting=float("inf")):
         if int(num_particles) != num_particles or num_particles < 1:
@@ -83,6 +84,9 @@ class IWAE(ELBO):
 
     def _log_weights(self, model, guide, args, kwargs):
         """``(log_w, data_scale, guide_sites)``, with ``(site, particle_dim, data_dim)`` per guide site."""
+        if not args or not hasattr(args[0], "__len__"):
+            raise ConfigError(f"{self.name}: the model and guide take no data as their first argument; an importance-weighted "
+                              f"bound is a log-mean over each data point's particles, so it needs model(x) and guide(x)")
         model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
         data_plate = self.data_plate or data_plate_of(model_trace, len(args[0]))
         log_w, data_scale, guide_sites = 0.0, None, []
@@ -93,16 +97,16 @@ class IWAE(ELBO):
                 frame = _frame(site, data_plate)
                 if frame is None:
                     raise ConfigError(
-                        f"iwae: site {name!r} is outside the data plate {data_plate!r}; the importance-weighted "
+                        f"{self.name}: site {name!r} is outside the data plate {data_plate!r}; the importance-weighted "
                         f"bound needs every sample site to be local to a data point"
                     )
                 if sign < 0 and not site["fn"].has_rsample:
-                    raise ConfigError(f"iwae: guide site {name!r} ({type(site['fn']).__name__}) is not reparameterisable")
+                    raise ConfigError(f"{self.name}: guide site {name!r} ({type(site['fn']).__name__}) is not reparameterisable")
                 scale = frame.full_size / frame.size if frame.full_size else 1.0
                 if data_scale is None:
                     data_scale = scale
                 elif not math.isclose(scale, data_scale):
-                    raise ConfigError(f"iwae: site {name!r} is subsampled by {scale}, others by {data_scale}")
+                    raise ConfigError(f"{self.name}: site {name!r} is subsampled by {scale}, others by {data_scale}")
                 particles = _frame(site, PARTICLE_PLATE)
                 if particles is not None:
                     particle_dim = particles.dim

@@ -129,11 +129,12 @@ class IWAEDReG(IWAE):
     :param str data_plate: name of the plate over data points (None: found in each call's model trace).
     """
 
+    name = "iwae-dreg"
     path_derivative = True
     independent_guide_sites = True  # Tucker et al.'s eq. 7, per site: biased for q(z2 | z1, x) (module doc)
 
     def _guide_log_prob(self, site):
-        return _path_log_prob(site, "iwae-dreg")
+        return _path_log_prob(site, self.name)
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         log_w, data_scale, guide_sites = self._log_weights(model, guide, args, kwargs)

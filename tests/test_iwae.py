@@ -102,3 +102,33 @@ def test_iwae_refuses_global_latent_sites():
 def test_iwae_rejects_a_non_positive_particle_count():
     with pytest.raises(ConfigError, match="particles"):
         IWAE(0)
+
+
+@pytest.mark.parametrize("name", ["iwae", "iwae-dreg"])
+def test_a_pair_without_data_or_with_a_global_site_is_one_line_naming_the_estimator(name):
+    """Issue 35, item 9: Pyro's test_valid_models.py pairs take no data; iwae raised a bare IndexError at
+    len(args[0]), and iwae-dreg's messages said "iwae:"."""
+    import pyro.distributions as dist
+
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference import make_objective
+
+    def model():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def guide():
+        pyro.sample("z", dist.Normal(pyro.param("loc", torch.tensor(0.0)), 1.0))
+
+    with pytest.raises(ConfigError, match=f"^{name}: the model and guide take no data"):
+        make_objective(name).differentiable_loss(model, guide)
+
+    def model_x(x):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide_x(x):
+        pyro.sample("z", dist.Normal(pyro.param("loc", torch.tensor(0.0)), 1.0))
+
+    with pytest.raises(ConfigError, match=f"^{name}: site 'z' is outside the data plate"):
+        make_objective(name).differentiable_loss(model_x, guide_x, torch.randn(5))
