@@ -27,7 +27,6 @@ This is the one place these numbers are computed: ``fit``'s validation and final
 import math
 from pathlib import Path
 
-import numpy as np
 import pyro
 import torch
 from pyro.infer.util import is_validation_enabled

@@ -41,7 +41,7 @@ from pyro_vae.rundir import RunDir
 
 from .distributed import DataParallel
 from .estimators import elbo_terms
-from .objectives import capabilities, check_objective, make_objective, parse_objective
+from .objectives import check_objective, make_objective, parse_objective
 from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
 from .optimizers import describe_optimizer

@@ -4,16 +4,12 @@ Every error a user can cause ends in one line on stderr, ``pyro-vae: error: ...`
 """
 
 import argparse
-import contextlib
-import json
 import os
 import sys
-import time
 
-from . import checks, usercode
+from . import checks, commands, usercode
 from .errors import PyroVAEError
 from .launch import launched_rank, leave_crash, leave_error_line
-from .summaries import format_headline
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
 
@@ -104,9 +100,9 @@ def build_parser():
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    subcommands = parser.add_subparsers(dest="command", required=True)
 
-    fit = commands.add_parser("fit", help="fit a VAE and write a run directory")
+    fit = subcommands.add_parser("fit", help="fit a VAE and write a run directory")
     _add_model_options(fit)
     group = fit.add_argument_group("inference")
     group.add_argument("--objective", default="elbo", help=f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}")
@@ -127,7 +123,7 @@ def build_parser():
     group.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures")
+    evaluate = subcommands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures")
     evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
     evaluate.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
     evaluate.add_argument("--elbo-draws", type=_COUNT["elbo_draws"], default=None,
@@ -145,7 +141,7 @@ def build_parser():
                           "or package.module:factory): pyro-vae runs no code that a run directory names, so you name it; "
                           "it must be the one the run's config.json records")
 
-    runs = commands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
+    runs = subcommands.add_parser("compare-runs", help="score fitted runs on the same test points and compare them, paired",
                                description="Each run's mean log p(x) (importance-sampled) +- its standard error over test "
                                "points, and every difference with its paired standard error, as az.compare does "
                                "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.")
@@ -164,7 +160,7 @@ def build_parser():
     from .analyses import ANALYSES
 
     width = max(len(name) for name in ANALYSES.names())
-    analyze = commands.add_parser(
+    analyze = subcommands.add_parser(
         "analyze", help="run one of the seed studies",
         description="Studies, with their minutes on 2 CPU cores (full preset / --quick; ~ an estimate):\n" + "\n".join(
             f"  {name:<{width}}  {'~' if ANALYSES.get(name).full_minutes_estimated else ' '}"
@@ -181,7 +177,7 @@ def build_parser():
     analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
     analyze.add_argument("--no-progress", action="store_true")
 
-    compare = commands.add_parser(
+    compare = subcommands.add_parser(
         "compare", help="compare inference objectives on one model (fits in parallel, resumable)",
         description="Fits the model once per objective and seed, then writes the comparison table, gradient SNR, the "
                     "inference gap split and a NUTS reference (see pyro_vae.analyses.compare). Without --quick: the full "
@@ -205,10 +201,10 @@ def build_parser():
     compare.add_argument("--no-progress", action="store_true")
     _add_pair_options(compare)
 
-    report = commands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
+    report = subcommands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")
     report.add_argument("--out", default="report.html", help="the HTML file to write")
-    for command in commands.choices.values():
+    for command in subcommands.choices.values():
         command.add_argument("--debug", action="store_true", help=f"on an error, print the traceback too (also: {usercode.DEBUG_VARIABLE}=1)")
     return parser
 
@@ -234,220 +230,8 @@ def _memory(text):
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _model_factory(args, event_shape=None):
-    """The user's factory named by ``--model`` with its arguments (and ``event_shape``, when given, where
-    the factory takes it), or None for the catalogue VAE."""
-    from .errors import ConfigError
-    from .factories import ModelFactory, parse_model_arg
-
-    if args.model is None:
-        if args.model_arg or args.model_args:
-            raise ConfigError("--model-arg and --model-args need --model path/to/file.py:factory")
-        return None
-    kwargs = {}
-    if args.model_args:
-        path = checks.named_file(args.model_args, "--model-args")
-        try:
-            kwargs = json.loads(path.read_text())
-        except RecursionError:
-            raise ConfigError(f"--model-args {path}: nested too deeply to read as JSON") from None
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"--model-args {path}: {error}") from None
-        if not isinstance(kwargs, dict):
-            raise ConfigError(f"--model-args {args.model_args} must hold a JSON object, got {type(kwargs).__name__}")
-    kwargs.update(parse_model_arg(text) for text in args.model_arg)
-    factory = ModelFactory(args.model, kwargs)
-    return factory.fill_event_shape(event_shape) if event_shape is not None else factory
-
-
-def _refuse_vae_options(args, defaults):
-    """With ``--model``, options of the catalogue VAE set away from their ``{name: default}`` are a mistake."""
-    from .errors import ConfigError
-
-    given = [name for name, default in defaults.items() if getattr(args, name) != default]
-    if args.model is not None and given:
-        raise ConfigError(f"--{given[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
-                          f"arguments as --model-arg KEY=VALUE")
-
-
-def _catalogue_vae(args, data):
-    from .likelihoods import parse_sigma_x
-    from .models import VAE
-
-    prior_options = {"scale": args.prior_scale}
-    if args.prior == "studentt":
-        prior_options["df"] = args.prior_df
-    if args.prior in ("mixture", "vamp"):
-        prior_options = {"components": args.prior_components}
-    guide_options = {"lowrank": {"rank": args.guide_rank}, "iaf": {"layers": args.guide_layers}}.get(args.guide)
-    return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
-               guide=args.guide, guide_options=guide_options, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
-               network=args.encoder, hidden=args.hidden)
-
-
-def _fit_command(args):
-    """``pyro-vae fit``; with ``--nproc P`` (:mod:`pyro_vae.launch`) or under ``torchrun`` every process runs
-    it and the fit is data-parallel (:mod:`pyro_vae.inference.distributed`): rank 0 alone reports and draws."""
-    from .inference import distributed
-
-    if args.nproc > 1:
-        from .launch import launch
-
-        checks.device(args.device)  # what every rank would refuse, refused once
-        return launch(args.nproc, [*args.argv, "--nproc", "1"])  # the last --nproc counts: each rank fits
-    args.device = distributed.init_from_environment(args.device)
-    try:
-        parallel = distributed.DataParallel.current()
-        return _fit(args, reports=parallel is None or parallel.writes)
-    finally:
-        distributed.leave()
-
-
-def _fit(args, reports):
-    import pyro
-
-    from .contract import missing
-    from .data import load_data
-    from .errors import ConfigError
-    from .factories import CATALOGUE_VAE, pair_module
-    from .inference import fit, linear_warmup
-    from .plots import plot_reconstructions_and_samples
-
-    if args.kl_warmup > args.epochs:
-        raise ConfigError(f"--kl-warmup {args.kl_warmup:g} epochs is longer than the fit's {args.epochs}: beta would end at "
-                          f"{args.beta * args.epochs / args.kl_warmup:.3g} instead of {args.beta:g}; ask for at most --epochs")
-    if args.model is not None:
-        defaults = vars(build_parser().parse_args(["fit"]))
-        _refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
-                                   "prior_components", "guide", "guide_rank", "guide_layers", "likelihood", "sigma_x", "encoder", "hidden")})
-    binarize = args.binarize
-    if binarize == "auto":
-        binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
-    data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
-    factory = _model_factory(args, data.event_shape)
-    pyro.set_rng_seed(args.seed)
-    if factory is None:
-        pair = _catalogue_vae(args, data)
-        model_entry = {"factory": CATALOGUE_VAE, "kwargs": pair.init_kwargs}
-    else:
-        pair, model_entry = factory(), factory.to_config()
-    steps_per_epoch = -(-len(data.train) // max(args.batch_size, 1))
-    beta = linear_warmup(args.beta, int(args.kl_warmup * steps_per_epoch)) if args.kl_warmup > 0 else args.beta
-    config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize, "model": model_entry}
-    result = fit(pair.model, pair.guide, data.train, val=data.val, test=data.test, module=pair_module(pair),
-                 objective=args.objective, particles=args.particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size,
-                 lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
-                 dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
-                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan, data_plate=args.data_plate)
-    if not reports:
-        return 0
-    if args.objective.startswith("meanfield"):
-        ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair, or the guide "
-                                                      "samples it after a latent the model draws before it)"}
-        print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
-              file=sys.stderr)
-    module = pair_module(pair)
-    if missing(module, "generate", "event_shape", "reconstruct") is None and len(module.event_shape) == 3:
-        plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
-                                         title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
-    print(format_headline(result.metrics))
-    print(data.summary(), file=sys.stderr)  # after the fit, so that a refusal stays the one line it is
-    print(f"run directory: {result.run_dir} (data plate {result.data_plate!r})", file=sys.stderr)
-    return 0
-
-
-def _evaluate_command(args):
-    from .data import load_data
-    from .inference import evaluate, load_run
-    from .summaries import format_latent_table, format_summary
-
-    run = load_run(args.run_dir, device=args.device, model=args.model)
-    config = run.config
-    data = load_data(config["data"], args.data_dir or config.get("data_dir"), digit=config.get("digit"),
-                     binarize=config.get("binarize", "none"))
-    x = getattr(data, args.split).to(args.device)
-    result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
-                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
-                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
-                      refine_steps=args.refine_steps)
-    if "latents" in result:
-        print(format_latent_table(result))
-    print(format_summary(result))
-    print(f"wrote {run.path / 'evaluation.json'} and what ran into {run.path}", file=sys.stderr)
-    return 0
-
-
-def _compare_runs_command(args):
-    from .inference import compare_runs
-
-    result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
-                          max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
-                          progress=True, models=args.model)
-    print(result)
-    if args.out:
-        print(f"wrote {args.out}", file=sys.stderr)
-    return 0
-
-
 def _terminate(signum, frame):
     raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _nothing_left_if_refused(out):
-    """A study refused before it did any work leaves no trace of a ``--out`` that did not exist or was empty
-    (so the corrected command is not refused as "a study started with other options")."""
-    from pathlib import Path
-
-    existed = Path(out).exists()
-    fresh = not existed or (Path(out).is_dir() and not any(Path(out).iterdir()))
-    try:
-        yield
-    except (Exception, SystemExit):
-        if fresh:
-            from .analyses.common import discard_unstarted
-
-            discard_unstarted(out, existed)
-        raise
-
-
-def _analyze_command(args):
-    from .analyses import ANALYSES
-
-    study = ANALYSES.get(args.name).load()
-    with _nothing_left_if_refused(args.out):
-        headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                             data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
-                             workers=args.workers)
-    print(format_headline(headline))
-    print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
-    return 0
-
-
-def _compare_command(args):
-    from .analyses import ANALYSES
-    _refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
-    factory = _model_factory(args)
-    options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
-                                                   "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
-                                                   "workers", "device", "model", "data_plate")}
-    options["model_kwargs"] = factory.kwargs if factory else None
-    options["network"] = args.encoder
-    options["objectives"] = tuple(args.objectives) if args.objectives else None
-    with _nothing_left_if_refused(args.out):
-        headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
-                                                      progress=False if args.no_progress else None, **options)
-    print(format_headline(headline))
-    print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
-    return 0
-
-
-def _report_command(args):
-    from .analyses.report import write_report
-
-    path = write_report(args.directories, args.out)
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
 
 
 def main(argv=None):
@@ -465,12 +249,12 @@ def main(argv=None):
     if args.debug:
         os.environ[usercode.DEBUG_VARIABLE] = "1"  # for a sweep's worker processes too
     try:
-        return {"fit": _fit_command, "evaluate": _evaluate_command, "analyze": _analyze_command,
-                "compare": _compare_command, "compare-runs": _compare_runs_command,
-                "report": _report_command}[args.command](args)
+        return {"fit": commands.fit_command, "evaluate": commands.evaluate_command, "analyze": commands.analyze_command,
+                "compare": commands.compare_command, "compare-runs": commands.compare_runs_command,
+                "report": commands.report_command}[args.command](args)
     except KeyboardInterrupt:
         if launched_rank() is None:  # a rank that pyro-vae fit --nproc started was stopped by the launcher
-            print(f"pyro-vae: interrupted; {_after_interruption(args)}", file=sys.stderr)
+            print(f"pyro-vae: interrupted; {commands.after_interruption(args)}", file=sys.stderr)
         return 130
     except (Exception, SystemExit) as error:
         line = _error_line(error)
@@ -499,25 +283,6 @@ def _error_line(error):
     if isinstance(error, OSError):  # what the file system refused where no check of ours names it
         return os_error_text(error) + (f" ({error.filename})" if error.filename else "")
     return None
-
-
-def _after_interruption(args):
-    """What an interrupted command left and how to go on: true for what is on disk now."""
-    command = getattr(args, "command", None)
-    if command == "fit":
-        from .rundir import RunDir
-
-        run = RunDir(args.out)
-        epochs = run.finished_epochs()
-        if epochs:
-            return f"{run} keeps the checkpoint of epoch {epochs} (continue with --resume)"
-        return f"no epoch had finished, so {run} holds no checkpoint; run the same command again to start over"
-    if command == "evaluate":
-        return "the finished chunks of importance samples are kept; run the same command again to continue"
-    if command in ("analyze", "compare"):
-        return f"the finished fits in {args.out} are kept; run the same command again to skip them and go on"
-    return "nothing was written"
-
 
 def threading_main():
     import threading

@@ -1,7 +1,7 @@
 """Failures in a user's code (a factory, a model, a guide): one line that names where, the traceback on request.
 
 The rule, for every command and every worker of a sweep: an exception raised while a user's code is on
-the stack ends the command in one line,
+the stack ends the command in one line::
 
     pyro-vae: error: your code raised ValueError: latent_dim must be positive (pairs.py:12, in make_vae; ...)
 

@@ -32,7 +32,7 @@ BUILD_TIMEOUT = 1800  # a hang guard, not a speed limit: the suite must pass und
 #: Every module of the API reference, by the page that documents it.
 MODULES = {
     "core": ["pyro_vae." + m for m in ("contract", "factories", "priors", "guides", "likelihoods", "networks", "kl", "data",
-                                        "checks", "files", "rundir", "sweep", "plots", "summaries", "errors")],
+                                        "checks", "files", "rundir", "sweep", "plots", "summaries", "errors", "usercode", "launch")],
     "models": ["pyro_vae.models." + m for m in ("vae", "two_layer", "ppca", "gmm")],
     "inference": ["pyro_vae.inference." + m for m in (
         "fit", "trainer", "objectives", "iwae", "mean_field", "path_gradients", "estimators", "latents", "evaluate",

@@ -23,7 +23,8 @@ from torch import nn
 from torch.distributions import kl_divergence
 
 from linear_gaussian import LinearGaussian
-from pyro_vae.cli import _catalogue_vae, build_parser
+from pyro_vae.cli import build_parser
+from pyro_vae.commands import catalogue_vae
 from pyro_vae.data import load_data
 from pyro_vae.errors import ConfigError, UnknownNameError
 from pyro_vae.guides import MOMENT_DRAWS, FlowPosterior, location, make_guide_family, scale
@@ -257,7 +258,7 @@ def test_iaf_vae_fits_its_flow_round_trips_through_its_run_and_evaluates(tmp_pat
                                           (["--guide", "iaf", "--guide-layers", "4"], "iaf(4)")])
 def test_cli_guide_flags_become_guide_options(flags, label):
     args = build_parser().parse_args(["fit", "--prior", "vamp", "--prior-components", "3", "--hidden", "8", *flags])
-    vae = _catalogue_vae(args, SimpleNamespace(event_shape=(1, 8, 8)))
+    vae = catalogue_vae(args, SimpleNamespace(event_shape=(1, 8, 8)))
     assert vae.guide_family.label == label and vae.prior.components == 3
 
 

@@ -1,0 +1,244 @@
+"""What each ``pyro-vae`` command does, once :mod:`pyro_vae.cli` has parsed and checked its options.
+
+Each ``*_command(args)`` returns the exit status; every error a user can cause is raised as a
+:class:`~pyro_vae.errors.PyroVAEError` for :func:`pyro_vae.cli.main` to print as one line.
+"""
+
+import contextlib
+import json
+import sys
+
+from . import checks
+from .summaries import format_headline
+
+
+def model_factory(args, event_shape=None):
+    """The user's factory named by ``--model`` with its arguments (and ``event_shape``, when given, where
+    the factory takes it), or None for the catalogue VAE."""
+    from .errors import ConfigError
+    from .factories import ModelFactory, parse_model_arg
+
+    if args.model is None:
+        if args.model_arg or args.model_args:
+            raise ConfigError("--model-arg and --model-args need --model path/to/file.py:factory")
+        return None
+    kwargs = {}
+    if args.model_args:
+        path = checks.named_file(args.model_args, "--model-args")
+        try:
+            kwargs = json.loads(path.read_text())
+        except RecursionError:
+            raise ConfigError(f"--model-args {path}: nested too deeply to read as JSON") from None
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"--model-args {path}: {error}") from None
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"--model-args {args.model_args} must hold a JSON object, got {type(kwargs).__name__}")
+    kwargs.update(parse_model_arg(text) for text in args.model_arg)
+    factory = ModelFactory(args.model, kwargs)
+    return factory.fill_event_shape(event_shape) if event_shape is not None else factory
+
+
+def refuse_vae_options(args, defaults):
+    """With ``--model``, options of the catalogue VAE set away from their ``{name: default}`` are a mistake."""
+    from .errors import ConfigError
+
+    given = [name for name, default in defaults.items() if getattr(args, name) != default]
+    if args.model is not None and given:
+        raise ConfigError(f"--{given[0].replace('_', '-')} builds the catalogue VAE; with --model pass your factory's "
+                          f"arguments as --model-arg KEY=VALUE")
+
+
+def catalogue_vae(args, data):
+    from .likelihoods import parse_sigma_x
+    from .models import VAE
+
+    prior_options = {"scale": args.prior_scale}
+    if args.prior == "studentt":
+        prior_options["df"] = args.prior_df
+    if args.prior in ("mixture", "vamp"):
+        prior_options = {"components": args.prior_components}
+    guide_options = {"lowrank": {"rank": args.guide_rank}, "iaf": {"layers": args.guide_layers}}.get(args.guide)
+    return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
+               guide=args.guide, guide_options=guide_options, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
+               network=args.encoder, hidden=args.hidden)
+
+
+def fit_command(args):
+    """``pyro-vae fit``; with ``--nproc P`` (:mod:`pyro_vae.launch`) or under ``torchrun`` every process runs
+    it and the fit is data-parallel (:mod:`pyro_vae.inference.distributed`): rank 0 alone reports and draws."""
+    from .inference import distributed
+
+    if args.nproc > 1:
+        from .launch import launch
+
+        checks.device(args.device)  # what every rank would refuse, refused once
+        return launch(args.nproc, [*args.argv, "--nproc", "1"])  # the last --nproc counts: each rank fits
+    args.device = distributed.init_from_environment(args.device)
+    try:
+        parallel = distributed.DataParallel.current()
+        return _fit(args, reports=parallel is None or parallel.writes)
+    finally:
+        distributed.leave()
+
+
+def _fit(args, reports):
+    import pyro
+
+    from .contract import missing
+    from .data import load_data
+    from .errors import ConfigError
+    from .factories import CATALOGUE_VAE, pair_module
+    from .inference import fit, linear_warmup
+    from .plots import plot_reconstructions_and_samples
+
+    if args.kl_warmup > args.epochs:
+        raise ConfigError(f"--kl-warmup {args.kl_warmup:g} epochs is longer than the fit's {args.epochs}: beta would end at "
+                          f"{args.beta * args.epochs / args.kl_warmup:.3g} instead of {args.beta:g}; ask for at most --epochs")
+    if args.model is not None:
+        from .cli import build_parser
+
+        defaults = vars(build_parser().parse_args(["fit"]))
+        refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
+                                   "prior_components", "guide", "guide_rank", "guide_layers", "likelihood", "sigma_x", "encoder", "hidden")})
+    binarize = args.binarize
+    if binarize == "auto":
+        binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
+    data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
+    factory = model_factory(args, data.event_shape)
+    pyro.set_rng_seed(args.seed)
+    if factory is None:
+        pair = catalogue_vae(args, data)
+        model_entry = {"factory": CATALOGUE_VAE, "kwargs": pair.init_kwargs}
+    else:
+        pair, model_entry = factory(), factory.to_config()
+    steps_per_epoch = -(-len(data.train) // max(args.batch_size, 1))
+    beta = linear_warmup(args.beta, int(args.kl_warmup * steps_per_epoch)) if args.kl_warmup > 0 else args.beta
+    config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize, "model": model_entry}
+    result = fit(pair.model, pair.guide, data.train, val=data.val, test=data.test, module=pair_module(pair),
+                 objective=args.objective, particles=args.particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size,
+                 lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
+                 dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
+                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan, data_plate=args.data_plate)
+    if not reports:
+        return 0
+    if args.objective.startswith("meanfield"):
+        ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair, or the guide "
+                                                      "samples it after a latent the model draws before it)"}
+        print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
+              file=sys.stderr)
+    module = pair_module(pair)
+    if missing(module, "generate", "event_shape", "reconstruct") is None and len(module.event_shape) == 3:
+        plot_reconstructions_and_samples(module, data.test.to(args.device), result.run_dir / "figures" / "reconstructions_samples.png",
+                                         title=f"{args.data}: {args.prior} prior, {args.likelihood} likelihood, {args.objective}")
+    print(format_headline(result.metrics))
+    print(data.summary(), file=sys.stderr)  # after the fit, so that a refusal stays the one line it is
+    print(f"run directory: {result.run_dir} (data plate {result.data_plate!r})", file=sys.stderr)
+    return 0
+
+
+def evaluate_command(args):
+    from .data import load_data
+    from .inference import evaluate, load_run
+    from .summaries import format_latent_table, format_summary
+
+    run = load_run(args.run_dir, device=args.device, model=args.model)
+    config = run.config
+    data = load_data(config["data"], args.data_dir or config.get("data_dir"), digit=config.get("digit"),
+                     binarize=config.get("binarize", "none"))
+    x = getattr(data, args.split).to(args.device)
+    result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
+                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
+                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
+                      refine_steps=args.refine_steps)
+    if "latents" in result:
+        print(format_latent_table(result))
+    print(format_summary(result))
+    print(f"wrote {run.path / 'evaluation.json'} and what ran into {run.path}", file=sys.stderr)
+    return 0
+
+
+def compare_runs_command(args):
+    from .inference import compare_runs
+
+    result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
+                          max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
+                          progress=True, models=args.model)
+    print(result)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def nothing_left_if_refused(out):
+    """A study refused before it did any work leaves no trace of a ``--out`` that did not exist or was empty
+    (so the corrected command is not refused as "a study started with other options")."""
+    from pathlib import Path
+
+    existed = Path(out).exists()
+    fresh = not existed or (Path(out).is_dir() and not any(Path(out).iterdir()))
+    try:
+        yield
+    except (Exception, SystemExit):
+        if fresh:
+            from .analyses.common import discard_unstarted
+
+            discard_unstarted(out, existed)
+        raise
+
+
+def analyze_command(args):
+    from .analyses import ANALYSES
+
+    study = ANALYSES.get(args.name).load()
+    with nothing_left_if_refused(args.out):
+        headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
+                             data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
+                             workers=args.workers)
+    print(format_headline(headline))
+    print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
+    return 0
+
+
+def compare_command(args):
+    from .analyses import ANALYSES
+    refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
+    factory = model_factory(args)
+    options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
+                                                   "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
+                                                   "workers", "device", "model", "data_plate")}
+    options["model_kwargs"] = factory.kwargs if factory else None
+    options["network"] = args.encoder
+    options["objectives"] = tuple(args.objectives) if args.objectives else None
+    with nothing_left_if_refused(args.out):
+        headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
+                                                      progress=False if args.no_progress else None, **options)
+    print(format_headline(headline))
+    print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
+    return 0
+
+
+def report_command(args):
+    from .analyses.report import write_report
+
+    path = write_report(args.directories, args.out)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def after_interruption(args):
+    """What an interrupted command left and how to go on: true for what is on disk now."""
+    command = getattr(args, "command", None)
+    if command == "fit":
+        from .rundir import RunDir
+
+        run = RunDir(args.out)
+        epochs = run.finished_epochs()
+        if epochs:
+            return f"{run} keeps the checkpoint of epoch {epochs} (continue with --resume)"
+        return f"no epoch had finished, so {run} holds no checkpoint; run the same command again to start over"
+    if command == "evaluate":
+        return "the finished chunks of importance samples are kept; run the same command again to continue"
+    if command in ("analyze", "compare"):
+        return f"the finished fits in {args.out} are kept; run the same command again to skip them and go on"
+    return "nothing was written"
