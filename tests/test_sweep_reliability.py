@@ -111,7 +111,8 @@ def test_ctrl_c_to_the_process_group_ends_a_local_sweep_with_no_worker_traceback
         pids = [int(f.read_text()) for f in files]
         os.killpg(parent.pid, signal.SIGINT)
         _, err = parent.communicate(timeout=600)  # a hang guard: 60 s ran out once under a CPU load of 2
-        assert err.strip() == "the sweep was interrupted", err
+        print(f"parent exit status {parent.returncode}, stderr {err!r}")
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err  # no worker's, and not the parent's
         assert _wait_for(lambda: not any(_alive(pid) for pid in pids), 60), "workers outlived the interrupted sweep"
     finally:
         parent.kill()
