@@ -241,8 +241,10 @@ def main(argv=None):
     naming its file and line; ``--debug`` or ``PYRO_VAE_DEBUG=1`` adds the traceback before it."""
     import signal
 
-    if threading_main():
-        signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a fit as cleanly as Ctrl-C
+    if threading_main() and launched_rank() is None:
+        # SIGTERM ends a fit as cleanly as Ctrl-C; a rank of fit --nproc is ended by its launcher when another
+        # rank failed, which has said why: it goes quietly (a handler there printed a traceback from atexit)
+        signal.signal(signal.SIGTERM, _terminate)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)  # a bad option: argparse's one line and exit 2 (_Parser.error)
     args.argv = argv
