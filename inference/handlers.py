@@ -11,6 +11,8 @@ from pyro.poutine.messenger import Messenger
 
 from pyro_vae.errors import ConfigError
 
+from .plates import plate_rows
+
 
 class DataSubsampleMessenger(Messenger):
     r"""Treat ``pyro.plate(plate_name, B)`` as a subsample of size B from ``full_size`` data points.
@@ -59,8 +61,7 @@ class DataSubsampleMessenger(Messenger):
     def _unsized_plate_rows(self, msg, frame):
         """B for a site of a plate without a size, checked to be the site's extent along the plate's dim
         (Pyro leaves such a dim unbroadcast: a site without it would be scaled as if it had B rows)."""
-        shape = getattr(msg["fn"], "batch_shape", ())
-        extent = shape[frame.dim] if len(shape) >= -frame.dim else 1
+        extent = plate_rows(frame, msg)
         if self.batch_size is None or extent != self.batch_size:
             raise ConfigError(
                 f"site {msg['name']!r} lies in plate {frame.name!r}, which has no size, but has {extent} row(s) along "

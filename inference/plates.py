@@ -48,7 +48,7 @@ def _data_frame(model_trace, batch_size, name):
         if not chosen:
             raise ConfigError(f"data_plate {name!r} does not enclose every observed site of the model; plates seen: {listed}")
     else:
-        chosen = [frame for frame in enclosing if _rows(frame, observed[0]) == batch_size]
+        chosen = [frame for frame in enclosing if plate_rows(frame, observed[0]) == batch_size]
         if len(chosen) > 1:  # e.g. a feature plate as wide as the batch: keep the one indexing the rows of x
             chosen = [frame for frame in chosen if _indexes_rows(frame, observed[0])] or chosen
         if len(chosen) != 1:
@@ -60,7 +60,7 @@ def _data_frame(model_trace, batch_size, name):
     return chosen[0]
 
 
-def _rows(frame, site):
+def plate_rows(frame, site):
     """The plate's size; for a plate written without one (size -1), the site's extent along its dim."""
     if frame.size != -1:
         return frame.size
