@@ -13,8 +13,8 @@ then moves :math:`z_t \sim K_t(\cdot \mid z_{t-1})`, an HMC kernel that leaves :
 (:func:`~.annealing.hmc_transition`).  :math:`E[w] = p(x)` exactly, for any T: the estimate
 :math:`\log \frac1M \sum_m w_m` over M independent chains is a stochastic lower bound whose bias
 shrinks as T grows, and its spread over chains is the Monte Carlo error
-(:func:`~.estimators.log_likelihood` on the ``(N, M)`` chain log weights: delta-method and replicate
-errors, PSIS :math:`\hat k` of the chain weights for M >= 25).  This is how Wu, Burda, Salakhutdinov &
+(:func:`~.estimators.log_likelihood` on the ``(N, M)`` chain log weights: the delta-method error, PSIS
+:math:`\hat k` of the chain weights for M >= 25).  This is how Wu, Burda, Salakhutdinov &
 Grosse (2017) evaluate decoder-based models; whether it is close enough at this T is what the
 bidirectional bracket says (:mod:`~pyro_vae.inference.bdmc`).
 
@@ -34,6 +34,7 @@ do the same, and the exactness tests (``tests/test_ais.py``) bound the effect on
 """
 
 import math
+from dataclasses import asdict, dataclass
 
 import pyro
 import torch
@@ -41,7 +42,7 @@ import torch
 from pyro_vae import checks
 from pyro_vae.progress import progress_bar
 
-from .annealing import AnnealingPath, hmc_transition
+from .annealing import BASES, AnnealingPath, hmc_transition
 from .estimators import DEFAULT_MAX_MEMORY, _load_partial, _save_partial, log_likelihood
 from .plates import find_data_plate
 
@@ -59,6 +60,37 @@ SIGMOID_STEEPNESS = 4.0
 #: backward pass of every leapfrog step, in float32, with room to spare (:data:`~.estimators.BYTES_PER_PARTICLE_FEATURE`
 #: doubled for the gradients).
 BYTES_PER_CHAIN_FEATURE = 64
+
+
+#: Where :func:`~.evaluate.evaluate` runs AIS: on every point, or only where IS's k-hat is above its threshold.
+WHERE = ("all", "unreliable")
+#: Points simulated for the bidirectional bracket by default (:mod:`~.bdmc`).
+BRACKET_POINTS = 10
+
+
+@dataclass(frozen=True)
+class AISOptions:
+    """How :func:`~.evaluate.evaluate` runs AIS (module doc): T ``steps``, M ``chains``, ``leapfrog`` steps a move,
+    the ``base`` of the path (``guide`` or ``prior``), ``where`` (:data:`WHERE`), and the simulated points of
+    the bidirectional bracket (``bracket_points``; 0 for none)."""
+
+    steps: int = STEPS
+    chains: int = CHAINS
+    leapfrog: int = LEAPFROG
+    base: str = "guide"
+    where: str = "all"
+    bracket_points: int = BRACKET_POINTS
+
+    def __post_init__(self):
+        for name in ("steps", "chains", "leapfrog"):
+            checks.positive_int(name, getattr(self, name))
+        checks.nonnegative_int("bracket_points", self.bracket_points)
+        checks.one_of("base", self.base, BASES)
+        checks.one_of("where", self.where, WHERE)
+
+    def annealing(self):
+        """The keyword arguments of :func:`ais_log_weights` and :func:`~.bdmc.bdmc`."""
+        return {key: value for key, value in asdict(self).items() if key in ("steps", "chains", "leapfrog", "base")}
 
 
 def sigmoid_schedule(steps, steepness=SIGMOID_STEEPNESS):
@@ -151,11 +183,13 @@ def ais_log_weights(model, guide, x, *, steps=STEPS, chains=CHAINS, leapfrog=LEA
 
 def ais_log_likelihood(model, guide, x, **options):
     r"""The AIS estimate of :math:`\log p(x)` (module doc) with :func:`~.estimators.log_likelihood`'s
-    errors and k-hat over the chains, plus ``estimator``, ``steps``, ``chains``, ``leapfrog``, ``base``
+    delta-method error and k-hat over the chains (no replicate error: with M = 32 chains its k-hat
+    correction is noise; a large k-hat flags a point whose error may be understated, and the bias is what the
+    bracket of :mod:`~.bdmc` measures), plus ``estimator``, ``steps``, ``chains``, ``leapfrog``, ``base``
     and the acceptance rate per point (``acceptance_per_datapoint``) and overall (``acceptance``).
     ``options`` are :func:`ais_log_weights`'."""
     log_w, acceptance = ais_log_weights(model, guide, x, **options)
-    result = log_likelihood(log_w)
+    result = log_likelihood(log_w, replicates=None)
     per_point = acceptance.double().mean(1)
     result.update(estimator="ais", steps=options.get("steps", STEPS), chains=log_w.shape[1],
                   leapfrog=options.get("leapfrog", LEAPFROG), base=options.get("base", "guide"),

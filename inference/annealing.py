@@ -33,6 +33,7 @@ from pyro.ops.integrator import velocity_verlet
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
 
+from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 
 from .iwae import _frame, _per_datapoint
@@ -90,8 +91,7 @@ class AnnealingPath:
     """
 
     def __init__(self, model, guide, x, chains, data_plate, base="guide", observed=None):
-        if base not in BASES:
-            raise ConfigError(f"base must be one of {', '.join(BASES)}, got {base!r}")
+        checks.one_of("base", base, BASES)
         self.x, self.chains, self.data_plate, self.base = x, chains, data_plate, base
         conditioned = model if observed is None else poutine.condition(model, data=observed)
         with torch.no_grad(), poutine.block():

@@ -328,7 +328,10 @@ def log_likelihood(log_weights, replicates=REPLICATES):
       :data:`PSIS_MIN_DRAWS`; below that the rate is taken as :math:`K^{-1/2}`, said under ``notes`` (``{what: why}``).
       A bootstrap over particles was not used: with infinite variance it is inconsistent (Athreya 1987).
 
-    ``log_likelihood_se`` is the larger of the two, the one to quote.  Also returned: PSIS's ``khat``
+    ``replicates=None`` skips the replicate error (then the delta-method one is quoted).
+    ``log_likelihood_se`` is the larger of the two, the one to quote.  ``points_without_error`` counts the
+    points whose error is infinite; when some but not all are, ``log_likelihood_finite_points`` and its
+    ``_se`` give the mean over the others (a different quantity, said so wherever it is shown).  Also returned: PSIS's ``khat``
     per point and the PSIS log-likelihood (``psis``, or None below :data:`PSIS_MIN_DRAWS` draws),
     ``khat_threshold`` (:func:`khat_threshold`) and the share of points above it.
     """
@@ -348,8 +351,10 @@ def log_likelihood(log_weights, replicates=REPLICATES):
     if smoothed is None:
         result["notes"]["PSIS"] = f"K = {num} is below the {PSIS_MIN_DRAWS} draws ArviZ needs to fit a Pareto tail"
     khat = torch.as_tensor(smoothed["khat"], dtype=torch.float64) if smoothed is not None else None
-    replicate = _replicate_se(log_weights, khat, min(replicates, num // 2))
-    if replicate is None:
+    replicate = _replicate_se(log_weights, khat, min(replicates, num // 2)) if replicates else None
+    if replicates is None:
+        pass  # not asked for (AIS: its chains are few, and the bracket checks its bias)
+    elif replicate is None:
         result["notes"]["replicate error"] = f"K = {num} gives fewer than two groups of two particles"
     elif khat is None:
         result["notes"]["replicate error"] = (f"carried to K at the finite-variance rate (no k-hat below {PSIS_MIN_DRAWS} "
@@ -360,7 +365,25 @@ def log_likelihood(log_weights, replicates=REPLICATES):
                                        if not math.isnan(v)), default=math.nan)
     if khat is not None:
         result["fraction_khat_above_threshold"] = float((khat > result["khat_threshold"]).double().mean())
+    _add_finite_points(result)
     return result
+
+
+def point_se(estimate):
+    """Per point, the error to quote of a :func:`log_likelihood` result: the larger of its two."""
+    se = estimate["per_datapoint_mc_se"]
+    return se if estimate["per_datapoint_replicate_se"] is None else torch.maximum(se, estimate["per_datapoint_replicate_se"])
+
+
+def _add_finite_points(result):
+    """How many points have no finite error (k-hat >= 1), and the mean and error of the others: one such point
+    makes the total error infinite, which alone says nothing of the rest."""
+    se = point_se(result)
+    finite = torch.isfinite(se)
+    result["points_without_error"] = int((~finite).sum())
+    if 0 < result["points_without_error"] < len(se):
+        result["log_likelihood_finite_points"] = result["per_datapoint"][finite].mean().item()
+        result["log_likelihood_finite_points_se"] = (se[finite].pow(2).sum().sqrt() / int(finite.sum())).item()
 
 
 def _replicate_se(log_weights, khat, groups):

@@ -5,20 +5,29 @@ log-likelihood, each with its Monte Carlo error) and :mod:`~pyro_vae.inference.l
 statistics); the terminal text in :mod:`pyro_vae.summaries`, the figures in :mod:`pyro_vae.plots`.
 """
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pyro
+import torch
 
 from pyro_vae import checks
 from pyro_vae.contract import describe_pair, missing, owner_module
 from pyro_vae.errors import ConfigError
 from pyro_vae.files import atomic_write
 
-from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, log_likelihood
+from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, log_likelihood, point_se
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
 from .refine import OPTIMISATION_PARTICLES, refine
 from .traces import guide_latent_sites
+
+#: The file where an evaluation keeps its finished batches of AIS chains until it ends (resumable).
+AIS_PARTIAL = "ais.partial.pt"
+#: The numbers of an AIS estimate that go into ``evaluation.json``.
+AIS_KEYS = ("log_likelihood", "log_likelihood_se", "log_likelihood_mc_se", "log_likelihood_replicate_se", "acceptance",
+            "khat_threshold", "fraction_khat_above_threshold", "points_without_error", "log_likelihood_finite_points",
+            "log_likelihood_finite_points_se", "notes")
 
 #: Why the analyses of one latent site are skipped for a guide with several (none named).
 SEVERAL_SITES = "the guide has several latent sites; name one with site=... for these"
@@ -26,7 +35,7 @@ SEVERAL_SITES = "the guide has several latent sites; name one with site=... for 
 
 def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, site=None, module=None, out=None,
              inference_points=20, draws=1000, alpha=1.0, seed=0, data_plate=None, elbo_draws=None,
-             refine_steps=None):
+             refine_steps=None, ais=None):
     r"""Evaluate a fitted model/guide pair on data ``x``: one call for every number of a run.
 
     Computes, in nats per data point, each with its Monte Carlo standard error: the ELBO and its terms
@@ -53,6 +62,12 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     as long as the K = 1000 importance sampling for the catalogue VAE, about 8 s on 2 shared CPU cores, and
     5 times as long for Burda's two-layer VAE); a guide without location and scale parameters (nor a flow on
     such a base) skips it, with the reason.
+
+    With ``ais`` (:class:`~pyro_vae.inference.ais.AISOptions`), :math:`\log p(x)` is also estimated by annealed
+    importance sampling (:mod:`~pyro_vae.inference.ais`) on every point or on those whose IS k-hat is above
+    the threshold (then ``ais.combined_log_likelihood`` takes AIS there and IS elsewhere), and the
+    bidirectional bracket (:mod:`~pyro_vae.inference.bdmc`) is run on ``ais.bracket_points`` points simulated
+    from the model: all under ``ais``.
 
     With ``out`` the importance weights are kept chunk by chunk in ``out/evaluation.partial.pt`` until
     the end, so an interrupted evaluation re-run with the same arguments resumes; it then writes
@@ -83,7 +98,11 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     partial = Path(out) / "evaluation.partial.pt" if out is not None else None
     log_weights = importance_log_weights(model, guide, x, particles, max_memory, data_plate=data_plate, seed=seed,
                                          checkpoint=partial)
-    khat = _add_log_likelihood(result, log_likelihood(log_weights), ran, skipped)
+    estimate = log_likelihood(log_weights)
+    khat = _add_log_likelihood(result, estimate, ran, skipped)
+    if ais is not None:
+        _add_ais(result, (model, guide), x, ais, estimate, dict(seed=seed, data_plate=data_plate, max_memory=max_memory),
+                 out, ran, skipped)
     # what follows draws from a stream of its own: a resumed evaluation drew fewer chunks of weights above
     pyro.set_rng_seed((seed * 1_000_003 - 1) % 2**32)
     stats = _add_latents(result, model, guide, x, site, module, ran, skipped)
@@ -93,6 +112,7 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     if out is not None:
         _write_evaluation(out, result, model, guide, x, module, stats, khat, inference_points, draws, alpha)
         partial.unlink(missing_ok=True)
+        (Path(out) / AIS_PARTIAL).unlink(missing_ok=True)
     return result
 
 
@@ -110,7 +130,9 @@ def _add_log_likelihood(result, estimate, ran, skipped):
     """The IS numbers into ``result``; returns the k-hat per point (None where PSIS was skipped)."""
     ran.append("importance-sampled log-likelihood")
     result.update({key: estimate[key] for key in ("log_likelihood", "log_likelihood_mc_se", "log_likelihood_replicate_se",
-                                                  "log_likelihood_se", "khat_threshold")})
+                                                  "log_likelihood_se", "khat_threshold", "points_without_error")})
+    result.update({key: estimate[key] for key in ("log_likelihood_finite_points", "log_likelihood_finite_points_se")
+                   if key in estimate})
     result["log_likelihood_per_datapoint"] = estimate["per_datapoint"].tolist()
     notes = dict(estimate["notes"])
     smoothed = estimate["psis"]
@@ -129,6 +151,48 @@ def _add_log_likelihood(result, estimate, ran, skipped):
         "khat": smoothed["khat"].tolist(),
     })
     return smoothed["khat"]
+
+
+def _add_ais(result, pair, x, options, estimate, settings, out, ran, skipped):
+    """AIS (where ``options.where`` says) and the bidirectional bracket into ``result["ais"]`` (evaluate's doc)."""
+    from .ais import ais_log_likelihood
+    from .bdmc import bdmc
+
+    khat = estimate["psis"]["khat"] if estimate["psis"] is not None else None
+    if options.where == "unreliable" and khat is not None:
+        index = torch.nonzero(torch.as_tensor(khat) > result["khat_threshold"]).flatten()
+    else:
+        index = torch.arange(len(x))
+        if options.where == "unreliable":
+            skipped["IS k-hat for choosing AIS's points"] = "no k-hat below 25 particles: AIS ran on every point"
+    block = {**asdict(options), "points": len(index)}
+    if len(index):
+        checkpoint = Path(out) / AIS_PARTIAL if out is not None else None
+        ais = ais_log_likelihood(*pair, x[index.to(x.device)], **options.annealing(), **settings, checkpoint=checkpoint)
+        block.update({key: ais[key] for key in AIS_KEYS if key in ais})
+        block["per_datapoint"], block["acceptance_per_datapoint"] = ais["per_datapoint"].tolist(), ais["acceptance_per_datapoint"].tolist()
+        block["indices"] = index.tolist()
+        ran.append(f"AIS (T = {options.steps}, M = {options.chains}) on {len(index)} points")
+        if options.where == "unreliable":
+            block.update(_combined(estimate, ais, index))
+    if options.bracket_points:
+        try:
+            bracket = bdmc(*pair, x[:options.bracket_points], **options.annealing(), data_plate=settings["data_plate"],
+                           seed=settings["seed"])
+        except ConfigError as error:  # a model that does not observe x itself
+            skipped["bidirectional bracket"] = str(error)
+        else:
+            block["bracket"] = {key: value for key, value in bracket.items() if not key.endswith("_per_datapoint")}
+            ran.append(f"bidirectional bracket on {bracket['points']} simulated points")
+    result["ais"] = block
+
+
+def _combined(estimate, ais, index):
+    """Per point AIS where it ran and IS elsewhere: the mean and its error."""
+    per_point, se = estimate["per_datapoint"].clone(), point_se(estimate).clone()
+    per_point[index], se[index] = ais["per_datapoint"], point_se(ais)
+    return {"combined_log_likelihood": per_point.mean().item(),
+            "combined_log_likelihood_se": (se.pow(2).sum().sqrt() / len(se)).item()}
 
 
 def _add_refinement(result, model, guide, x, steps, seed, data_plate, ran, skipped):

@@ -54,6 +54,19 @@ def positive_int(name, value):
     return int(value)
 
 
+def nonnegative_int(name, value):
+    if not is_number(value) or not math.isfinite(value) or int(value) != value or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def one_of(name, value, choices):
+    """``value`` if it is one of ``choices``; else one line listing them."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
 def widths(name, value):
     """Hidden-layer widths: a sequence of positive integers (empty for none, as the linear network has), as a tuple."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):

@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
           ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws",
-           "nproc")}
+           "nproc", "steps", "chains", "leapfrog")}
 _SEED = checks.argument_type(checks.seed, "seed")
 _POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
              ("prior_scale", "prior_df", "lr", "clip_norm")}
@@ -53,6 +53,22 @@ def _widths(text):
     if not widths or any(w <= 0 for w in widths):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive layer widths like 256,64; got {text!r}")
     return widths
+
+
+def _add_ais_options(parser):
+    from .inference.ais import BASES, BRACKET_POINTS, CHAINS, LEAPFROG, STEPS
+
+    group = parser.add_argument_group("annealed importance sampling (pyro_vae.inference.ais)")
+    group.add_argument("--estimator", default="is", choices=tuple(commands.ESTIMATORS),
+                       help="log p(x) by IS alone, by AIS too on every point, or by AIS on the points whose IS k-hat is "
+                            "above the threshold")
+    group.add_argument("--steps", type=_COUNT["steps"], default=STEPS, help="AIS: intermediate distributions T")
+    group.add_argument("--chains", type=_COUNT["chains"], default=CHAINS, help="AIS: independent chains M per point")
+    group.add_argument("--leapfrog", type=_COUNT["leapfrog"], default=LEAPFROG, help="AIS: leapfrog steps per HMC move")
+    group.add_argument("--base", default="guide", choices=BASES, help="AIS: the path starts at q(z|x) or at the prior")
+    group.add_argument("--bracket-points", type=checks.argument_type(checks.nonnegative_int, "bracket_points"),
+                       default=BRACKET_POINTS, help="AIS: points simulated from the model for the bidirectional bracket "
+                                                    "(0: none)")
 
 
 def _add_model_options(parser):
@@ -136,6 +152,7 @@ def build_parser():
     evaluate.add_argument("--seed", type=_SEED, default=0)
     evaluate.add_argument("--refine-steps", type=checks.argument_type(checks.positive_int, "refine_steps"), default=None,
                           help="also refine each point's guide by this many gradient steps (semi-amortised; off by default)")
+    _add_ais_options(evaluate)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--model", help="the factory of the run's pair when it is not the catalogue's (path/to/file.py:factory "
                           "or package.module:factory): pyro-vae runs no code that a run directory names, so you name it; "

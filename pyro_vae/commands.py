@@ -136,6 +136,21 @@ def _fit(args, reports):
     return 0
 
 
+#: ``--estimator`` of evaluate: IS alone, or AIS too on every point or where IS's k-hat flags a point.
+ESTIMATORS = {"is": None, "ais": "all", "ais-where-unreliable": "unreliable"}
+
+
+def ais_options(args):
+    """The :class:`~pyro_vae.inference.ais.AISOptions` of evaluate's arguments, or None for ``--estimator is``."""
+    from .inference.ais import AISOptions
+
+    where = ESTIMATORS[args.estimator]
+    if where is None:
+        return None
+    return AISOptions(steps=args.steps, chains=args.chains, leapfrog=args.leapfrog, base=args.base, where=where,
+                      bracket_points=args.bracket_points)
+
+
 def evaluate_command(args):
     from .data import load_data
     from .inference import evaluate, load_run
@@ -149,7 +164,7 @@ def evaluate_command(args):
     result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
                       out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
                       data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
-                      refine_steps=args.refine_steps)
+                      refine_steps=args.refine_steps, ais=ais_options(args))
     if "latents" in result:
         print(format_latent_table(result))
     print(format_summary(result))

@@ -42,9 +42,16 @@ def format_summary(result):
     rows.append((f"log p(x{given})", _estimate(result["log_likelihood"], result["log_likelihood_se"]),
                  f"IS, K = {result['particles']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
                  f"{result['log_likelihood_replicate_se']:.3f}"))
+    if "log_likelihood_finite_points" in result:
+        rows.append(("  points with an error", _estimate(result["log_likelihood_finite_points"],
+                                                         result["log_likelihood_finite_points_se"]),
+                     f"mean over the {result['num_datapoints'] - result['points_without_error']} of {result['num_datapoints']} "
+                     "points whose error is finite (a different quantity: those points only)"))
     if "psis_log_likelihood" in result:
         rows.append(("  PSIS", f"{result['psis_log_likelihood']:.3f}", f"k-hat > {result['khat_threshold']:.2f} for "
                      f"{result['fraction_khat_above_threshold']:.1%} of {result['num_datapoints']} points"))
+    if "ais" in result:
+        rows += ais_rows(result["ais"], result["num_datapoints"])
     if "elbo_refined" in result:
         rows += [("ELBO refined", _estimate(result["elbo_refined"], result["elbo_refined_mc_se"]),
                   f"{result['refinement']['steps']} per-point steps from the encoder's output (semi-amortised)"),
@@ -59,11 +66,40 @@ def format_summary(result):
         lines.append(f"warning: PSIS k-hat exceeds {result['khat_threshold']:.2f} (ArviZ's threshold for K = "
                      f"{result['particles']}) for {result['fraction_khat_above_threshold']:.1%} of the points: q(z|x) is too "
                      "light-tailed there, so their IS estimates are biased low and their errors unreliable")
+    if result.get("points_without_error", 0) and "ais" not in result:
+        lines.append(f"warning: {result['points_without_error']} of {result['num_datapoints']} points have k-hat >= 1, so IS "
+                     "has no finite error there and the total's is infinite; for a log p(x) that vouches for itself run "
+                     "evaluate with --estimator ais (every point) or --estimator ais-where-unreliable (those points)")
     lines += [f"note: {what}: {why}" for what, why in result.get("log_likelihood_notes", {}).items()]
     diagnostics = result.get("diagnostics", {})
     lines.append("ran: " + ", ".join(diagnostics.get("ran", [])))
     lines += [f"skipped: {name} ({reason})" for name, reason in diagnostics.get("skipped", {}).items()]
     return "\n".join(lines)
+
+
+def ais_rows(ais, num_datapoints):
+    """The rows of an evaluation's ``ais`` block: the AIS estimate, the IS+AIS combination, the bracket."""
+    setting = f"T = {ais['steps']}, M = {ais['chains']}, {ais['leapfrog']} leapfrog steps, from the {ais['base']}"
+    rows = []
+    if "log_likelihood" in ais:
+        rows.append(("log p(x), AIS", _estimate(ais["log_likelihood"], ais["log_likelihood_se"]),
+                     f"{setting}; on {ais['points']} of {num_datapoints} points; acceptance {ais['acceptance']:.2f}"))
+        if ais.get("fraction_khat_above_threshold"):
+            rows.append(("  chains' k-hat", f"> {ais['khat_threshold']:.2f} at {ais['fraction_khat_above_threshold']:.1%}",
+                         f"of the points (ArviZ's threshold for {ais['chains']} draws): their chains' weights are "
+                         "heavy-tailed, so their errors may be understated; more steps T narrow them"))
+    elif ais["where"] == "unreliable":
+        rows.append(("log p(x), AIS", "not run", "no point's IS k-hat is above the threshold"))
+    if "combined_log_likelihood" in ais:
+        rows.append(("log p(x), IS + AIS", _estimate(ais["combined_log_likelihood"], ais["combined_log_likelihood_se"]),
+                     f"AIS on the {ais['points']} points IS's k-hat flags, IS on the other {num_datapoints - ais['points']}"))
+    if "bracket" in ais:
+        bracket = ais["bracket"]
+        rows.append(("  BDMC bracket", f"[{bracket['lower']:.3f}, {bracket['upper']:.3f}] width "
+                     f"{_estimate(bracket['width'], bracket['width_se'])}",
+                     f"{bracket['points']} points simulated from the model: AIS at this T can be this far below log p(x) "
+                     "on data like these"))
+    return rows
 
 
 def _kl_note(result):

@@ -185,3 +185,78 @@ def test_the_forward_and_reverse_chains_run_on_the_two_layer_vae():
     assert torch.isfinite(result["per_datapoint"]).all()
     bracketed = bdmc(vae.model, vae.guide, x, steps=5, chains=4)
     assert math.isfinite(bracketed["width"])
+
+
+def test_evaluate_runs_ais_and_the_bracket_beside_is():
+    from pyro_vae.inference import evaluate
+    from pyro_vae.inference.ais import AISOptions
+
+    truth, pair, x = mis_amortised_problem(0.3, 0.3, points=30)
+    exact = truth.exact_log_likelihood(x).double().mean().item()
+    result = evaluate(pair.model, pair.guide, x, particles=50, ais=AISOptions(steps=60, chains=32, bracket_points=5))
+    ais = result["ais"]
+    assert ais["points"] == 30 and ais["steps"] == 60 and ais["chains"] == 32 and ais["where"] == "all"
+    assert abs(ais["log_likelihood"] - exact) <= 3 * ais["log_likelihood_se"]
+    assert ais["bracket"]["points"] == 5 and ais["bracket"]["upper"] >= ais["bracket"]["lower"] - 4 * ais["bracket"]["width_se"]
+    assert any(step.startswith("AIS (T = 60, M = 32) on 30 points") for step in result["diagnostics"]["ran"])
+
+
+def test_ais_where_unreliable_replaces_exactly_the_flagged_points():
+    from pyro_vae.inference import evaluate
+    from pyro_vae.inference.ais import AISOptions
+
+    truth, pair, x = mis_amortised_problem(0.3, 0.3, points=30)
+    options = AISOptions(steps=10, chains=8, where="unreliable", bracket_points=0)
+    result = evaluate(pair.model, pair.guide, x, particles=50, seed=3, ais=options)
+    khat = torch.as_tensor(result["khat"])
+    flagged = torch.nonzero(khat > result["khat_threshold"]).flatten()
+    ais = result["ais"]
+    assert 0 < len(flagged) < 30 and ais["indices"] == flagged.tolist() and "bracket" not in ais
+    per_point = torch.tensor(result["log_likelihood_per_datapoint"], dtype=torch.float64)
+    per_point[flagged] = torch.tensor(ais["per_datapoint"], dtype=torch.float64)
+    assert ais["combined_log_likelihood"] == pytest.approx(per_point.mean().item(), abs=1e-9)
+
+
+def test_one_point_without_an_error_is_counted_and_the_rest_still_give_a_number():
+    from pyro_vae.inference import log_likelihood
+    from pyro_vae.summaries import format_summary
+
+    generator = torch.Generator().manual_seed(0)
+    log_w = 0.1 * torch.randn(20, 1000, generator=generator, dtype=torch.float64)
+    # point 0: Pareto weights of tail index 1/2 (k = 2), whose mean does not exist
+    log_w[0] = -2.0 * torch.rand(1000, generator=generator, dtype=torch.float64).log()
+    estimate = log_likelihood(log_w)
+    assert estimate["log_likelihood_se"] == math.inf and estimate["points_without_error"] == 1
+    assert estimate["log_likelihood_finite_points"] == pytest.approx(estimate["per_datapoint"][1:].mean().item())
+    assert math.isfinite(estimate["log_likelihood_finite_points_se"])
+    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "particles": 1000, "diagnostics": {}}
+    result.update({key: value for key, value in estimate.items() if not torch.is_tensor(value) and key != "psis"})
+    text = format_summary(result)
+    assert "points with an error" in text and "19 of 20 points" in text and "--estimator ais" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--estimator", "nuts"], "invalid choice: nuts (choose from is, ais, ais-where-unreliable)"),
+    (["--steps", "0"], "steps must be a positive integer"),
+    (["--base", "flow"], "invalid choice: flow (choose from guide, prior)"),
+    (["--bracket-points", "-1"], "bracket_points must be an integer >= 0"),
+])
+def test_bad_ais_options_are_one_line_naming_the_valid_ones(argv, message, capsys, tmp_path):
+    from pyro_vae.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(tmp_path), *argv])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err.replace("'", "")  # whether argparse quotes the choices depends on the Python version
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ais_options_refuse_unknown_choices_in_python_with_the_valid_ones():
+    from pyro_vae.errors import ConfigError
+    from pyro_vae.inference.ais import AISOptions
+
+    with pytest.raises(ConfigError, match="where must be one of all, unreliable, got 'some'"):
+        AISOptions(where="some")
+    with pytest.raises(ConfigError, match="chains must be a positive integer"):
+        AISOptions(chains=0)
