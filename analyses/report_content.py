@@ -114,7 +114,8 @@ def _khat_share(header, row):
 
 #: The flag of an IS log-likelihood whose k-hat share is high (the share itself is in its row).
 HIGH_KHAT = (f"more than {HIGH_KHAT_SHARE:.0%} of points have k-hat above the threshold (the row's k-hat share): for "
-             "them this IS estimate is biased low and its standard error unreliable")
+             "them this importance-weighted estimate (IS's particles, or AIS's chains) is biased low and its standard error "
+             "unreliable")
 
 
 def _likelihood_flag(share):
@@ -206,6 +207,8 @@ EVALUATION_ROWS = {  # key -> label, in the order shown
     "reconstruction": "reconstruction E_q log p(x|z)",
     "kl": "KL(q || p)",
     "log_likelihood": "log p(x), importance-sampled",
+    "log_likelihood_finite_points": "log p(x), IS, mean over the points with a finite error only",
+    "points_without_error": "points whose IS error is infinite (k-hat >= 1)",
     "psis_log_likelihood": "log p(x), Pareto-smoothed",
     "elbo_amortised": "ELBO of the amortised guide (refinement's start)",
     "elbo_refined": "ELBO after per-point refinement (semi-amortised)",
@@ -225,8 +228,35 @@ def evaluation_tables(evaluation):
                                EVALUATION_ROWS, "per point")]
     by_site = evaluation.get("latents_by_site")
     per_site = list(by_site.values()) if isinstance(by_site, dict) else [evaluation.get("latents")]
+    if isinstance(evaluation.get("ais"), dict):
+        tables.append(ais_table(evaluation["ais"]))
     tables += [latent_table(latents) for latents in per_site if isinstance(latents, dict)]
     return tables
+
+
+AIS_ROWS = {  # key of evaluation.json's "ais" -> label, in the order shown
+    "log_likelihood": "log p(x), annealed importance sampling (on its points)",
+    "combined_log_likelihood": "log p(x), AIS where IS's k-hat flags a point, IS elsewhere (all points)",
+    "bracket_lower": "bracket on simulated data: forward AIS (lower)",
+    "bracket_upper": "bracket on simulated data: reverse AIS (upper)",
+    "bracket_width": "bracket width: how far below log p(x) AIS at this T can be",
+    "fraction_khat_above_threshold": "share of points with the chains' k-hat above the threshold",
+    "khat_threshold": "k-hat threshold for M chains",
+    "acceptance": "HMC acceptance rate",
+    "points": "points AIS ran on",
+    "steps": "intermediate distributions T",
+    "chains": "chains M per point",
+    "leapfrog": "leapfrog steps per move",
+    "base": "the path starts at",
+}
+
+
+def ais_table(ais):
+    """The ``ais`` block of an ``evaluation.json``: the estimate, the bracket and the sampler's settings."""
+    flat = {key: value for key, value in ais.items() if not isinstance(value, (dict, list))}
+    flat.update({f"bracket_{key}": value for key, value in ais.get("bracket", {}).items() if not isinstance(value, list)})
+    return name_value_table(f"Annealed importance sampling (T = {ais.get('steps', '?')}, M = {ais.get('chains', '?')})",
+                            flat, AIS_ROWS, "per point")
 
 
 LATENT_COLUMNS = ["active", "kl", "var_mu", "mean_sigma2", "moment_sum", "prior_variance", "reconstruction_gain"]
