@@ -17,6 +17,15 @@ with a VampPrior (Tomczak & Welling 2018) and the diagonal guide.  On the test s
   ``gap_points`` test points (Cremer et al. 2018, :func:`~pyro_vae.inference.gaps.inference_gaps`); for
   a flow the per-point guide refits its base distribution under the transforms the encoder conditioned,
   so its approximation gap is an upper bound and its amortisation gap a lower bound (see there);
+* on the same ``gap_points`` points, ``log_likelihood_ais`` by annealed importance sampling (T = ``ais_steps``,
+  M = ``ais_chains``, :mod:`~pyro_vae.inference.ais`; its error is finite where IS's is not) beside
+  ``log_likelihood_is_on_subset``, and the gaps re-measured against it (``total_gap_ais``,
+  ``approximation_gap_ais``, :func:`~pyro_vae.inference.gaps.gaps_against`).  The subset is the same for every
+  fit, so fits are compared point for point: the errors shown are Monte Carlo errors on those points, and
+  differences between fits of a few tenths of a nat are resolved by 100 points (the full preset) where the
+  per-point estimates' errors are that small; ``figures/guides_ais.png`` shows both estimates per fit;
+* ``bracket_*``: the bidirectional bracket (:mod:`~pyro_vae.inference.bdmc`) on ``bracket_points`` points
+  simulated from the fitted model, for the first guide's fit under the first objective of each model;
 * ``active_units`` (:math:`\mathrm{Var}_x \mu_j` above 0.01 of the prior variance, summed over the
   latent sites) and ``seconds_per_epoch``.
 
@@ -30,7 +39,9 @@ import functools
 import math
 
 from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
-from pyro_vae.inference.gaps import inference_gaps
+from pyro_vae.inference.ais import ais_log_likelihood
+from pyro_vae.inference.bdmc import bdmc
+from pyro_vae.inference.gaps import gaps_against, inference_gaps
 from pyro_vae.inference.objectives import parse_objective
 from pyro_vae.errors import ConfigError
 from pyro_vae.sweep import run_sweep
@@ -42,13 +53,13 @@ PRESETS = {
     "quick": dict(data="digits", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2"),
                   objectives=("elbo",), vamp_components=10, one_layer=dict(latent_dim=4, hidden=(32,)),
                   two_layer=dict(latent_dims=(8, 4), hidden=((32,), (16,))), likelihood="bernoulli", epochs=3,
-                  batch_size=128, lr=3e-3, particles=100, elbo_draws=20, gap_points=20, gap_steps=20, seed=0, executor="local",
-                  workers=None),
+                  batch_size=128, lr=3e-3, particles=100, elbo_draws=20, gap_points=20, gap_steps=20, ais_steps=20, ais_chains=8,
+                  bracket_points=4, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2", "iaf:4"),
                  objectives=("elbo", "iwae:5"), vamp_components=500, one_layer=dict(latent_dim=50, hidden=(200, 200)),
                  two_layer=dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100))), likelihood="bernoulli",
-                 epochs=100, batch_size=100, lr=1e-3, particles=5000, elbo_draws=100, gap_points=100, gap_steps=300, seed=0,
-                 executor="local", workers=None),
+                 epochs=100, batch_size=100, lr=1e-3, particles=5000, elbo_draws=100, gap_points=100, gap_steps=300, ais_steps=500,
+                 ais_chains=32, bracket_points=20, seed=0, executor="local", workers=None),
 }
 #: Burda et al. (2016), Table 1: test log p(x), binarised MNIST, K = 5,000.
 PUBLISHED = {("one-layer", "elbo"): -86.76, ("one-layer", "iwae:5"): -85.54,
@@ -86,9 +97,29 @@ def _active_units(pair, x):
 
 
 def _gaps(pair, x, preset):
-    gaps = inference_gaps(pair.model, pair.guide, x[: preset["gap_points"]], particles=preset["particles"],
-                          steps=preset["gap_steps"], seed=preset["seed"])
-    return {key: gaps[key] for name in ("approximation_gap", "amortisation_gap") for key in (name, f"{name}_mc_se")}
+    """The gap split on the first ``gap_points`` test points against IS and against AIS, and both estimates there."""
+    subset = x[: preset["gap_points"]]
+    gaps = inference_gaps(pair.model, pair.guide, subset, particles=preset["particles"], steps=preset["gap_steps"],
+                          seed=preset["seed"])
+    ais = ais_log_likelihood(pair.model, pair.guide, subset, steps=preset["ais_steps"], chains=preset["ais_chains"],
+                             seed=preset["seed"])
+    row = {key: gaps[key] for name in ("approximation_gap", "amortisation_gap") for key in (name, f"{name}_mc_se")}
+    row["log_likelihood_is_on_subset"], row["log_likelihood_is_on_subset_mc_se"] = gaps["log_likelihood"], gaps["log_likelihood_mc_se"]
+    row.update(gaps_against(gaps, ais["per_datapoint"], ais["per_datapoint_mc_se"] ** 2, "ais"))
+    row["ais_fraction_khat_above_threshold"] = ais.get("fraction_khat_above_threshold", math.nan)
+    row["ais_acceptance"] = ais["acceptance"]
+    return row
+
+
+def _bracket(pair, x, preset, setting):
+    """The bidirectional bracket for the first guide's fit under the first objective, per model; NaN elsewhere."""
+    model, guide, prior, objective = setting
+    keys = ("bracket_lower", "bracket_upper", "bracket_width", "bracket_width_se")
+    if (guide, prior, objective) != (preset["guides"][0], "normal", preset["objectives"][0]) or not preset["bracket_points"]:
+        return dict.fromkeys(keys, math.nan)
+    result = bdmc(pair.model, pair.guide, x[: preset["bracket_points"]], steps=preset["ais_steps"],
+                  chains=preset["ais_chains"], seed=preset["seed"])
+    return {key: result[key.removeprefix("bracket_")] for key in keys}
 
 
 def fit_and_score(run_dir, data, model, guide, prior, objective, preset):
@@ -107,6 +138,7 @@ def fit_and_score(run_dir, data, model, guide, prior, objective, preset):
             "fraction_khat_above_0.7": float((khat > 0.7).mean()) if khat is not None else math.nan,
             "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan),
             "test_elbo": terms["elbo"], "test_elbo_mc_se": terms["elbo_mc_se"], **_gaps(pair, test, preset),
+            **_bracket(pair, test, preset, (model, guide, prior, objective)),
             "active_units": _active_units(pair, test),
             "seconds_per_epoch": result.metrics["train_seconds"] / result.metrics["epochs"],
             "description": pair.describe()}
@@ -143,8 +175,39 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
     best = max(zip(names, rows), key=lambda named: named[1]["log_likelihood"])[0]
     headline = {"best": best, "log_likelihood_by_fit": {n: r["log_likelihood"] for n, r in zip(names, rows)},
                 "log_likelihood_se_by_fit": {n: r["log_likelihood_se"] for n, r in zip(names, rows)},
-                "fraction_khat_above_0.7_by_fit": {n: r["fraction_khat_above_0.7"] for n, r in zip(names, rows)}}
+                "fraction_khat_above_0.7_by_fit": {n: r["fraction_khat_above_0.7"] for n, r in zip(names, rows)},
+                "log_likelihood_ais_by_fit": {n: r["log_likelihood_ais"] for n, r in zip(names, rows)},
+                "log_likelihood_ais_se_by_fit": {n: r["log_likelihood_ais_mc_se"] for n, r in zip(names, rows)},
+                "approximation_gap_ais_by_fit": {n: r["approximation_gap_ais"] for n, r in zip(names, rows)},
+                "bracket_width_by_fit": {n: r["bracket_width"] for n, r in zip(names, rows) if math.isfinite(r["bracket_width"])},
+                "ais_points": preset["gap_points"]}
+    _plot_ais(names, rows, out / "figures" / "guides_ais.png", preset)
     return finish(out, rows, headline, started)
+
+
+def _plot_ais(names, rows, path, preset):
+    """Per fit, on the same first ``gap_points`` test points: IS and AIS log p(x) ± 2 SE, hollow where infinite."""
+    from pyro_vae.plots import pyplot, save_figure
+
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.6))
+    for y, row in enumerate(rows):
+        for estimate, offset, colour, label in (("log_likelihood_is_on_subset", 0.15, "tab:blue", f"IS, K = {preset['particles']}"),
+                                                ("log_likelihood_ais", -0.15, "tab:orange",
+                                                 f"AIS, T = {preset['ais_steps']}, M = {preset['ais_chains']}")):
+            se = row[f"{estimate}_mc_se"]
+            finite = math.isfinite(se)
+            ax.errorbar(row[estimate], y + offset, xerr=2 * se if finite else None, fmt="o", color=colour, capsize=3,
+                        mfc=None if finite else "none", label=label if y == 0 else None)
+    ax.set_yticks(range(len(rows)), [name.replace(",", ", ") for name in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"test log p(x) on the first {preset['gap_points']} test points (± 2 Monte Carlo SE)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    figure.suptitle(figure_title(f"IS against AIS on {preset['data']}", "hollow marker: standard error infinite"),
+                    fontsize=10)
+    figure.tight_layout()
+    return save_figure(figure, path)
 
 
 def _plot(rows, path, preset):

@@ -291,3 +291,21 @@ def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisa
     result = summarise(per_point, variances)
     result["log_likelihood_proposal"] = proposal
     return result
+
+
+def gaps_against(gaps, log_likelihood, variance, name):
+    r"""The total and approximation gaps of an :func:`inference_gaps` result re-measured against another
+    estimate of :math:`\log p(x)` on the same points (AIS: ``name="ais"``), per point ``log_likelihood`` with
+    Monte Carlo ``variance``: ``log_likelihood_<name>``, ``total_gap_<name>``, ``approximation_gap_<name>``, each
+    with ``*_mc_se`` (the amortisation gap does not involve :math:`\log p(x)`)."""
+    elbo, elbo_variance = gaps["per_datapoint"], gaps["per_datapoint_mc_se"]
+    log_likelihood, variance = log_likelihood.detach().cpu().double(), variance.detach().cpu().double()
+    per_point = {f"log_likelihood_{name}": log_likelihood,
+                 f"total_gap_{name}": log_likelihood - elbo["elbo_amortised"],
+                 f"approximation_gap_{name}": log_likelihood - elbo["elbo_optimised"]}
+    variances = {f"log_likelihood_{name}": variance,
+                 f"total_gap_{name}": variance + elbo_variance["elbo_amortised"] ** 2,
+                 f"approximation_gap_{name}": variance + elbo_variance["elbo_optimised"] ** 2}
+    result = summarise(per_point, variances)
+    del result["per_datapoint"], result["per_datapoint_mc_se"]
+    return result

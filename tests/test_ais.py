@@ -260,3 +260,18 @@ def test_ais_options_refuse_unknown_choices_in_python_with_the_valid_ones():
         AISOptions(where="some")
     with pytest.raises(ConfigError, match="chains must be a positive integer"):
         AISOptions(chains=0)
+
+
+def test_gaps_against_the_exact_log_likelihood_are_the_exact_split():
+    from pyro_vae.inference.gaps import gaps_against, inference_gaps
+
+    truth, pair, x = mis_amortised_problem(0.3, 0.3, points=10)
+    gaps = inference_gaps(pair.model, pair.guide, x, particles=200, steps=50)
+    exact = truth.exact_log_likelihood(x).double()
+    against = gaps_against(gaps, exact, torch.zeros_like(exact), "exact")
+    elbo = gaps["per_datapoint"]
+    assert against["approximation_gap_exact"] == pytest.approx((exact - elbo["elbo_optimised"]).mean().item())
+    assert against["total_gap_exact"] == pytest.approx((exact - elbo["elbo_amortised"]).mean().item())
+    assert against["approximation_gap_exact_mc_se"] == pytest.approx(gaps["elbo_optimised_mc_se"])
+    # IS's approximation gap is measured against a lower bound of log p(x): below the exact one, within errors
+    assert gaps["approximation_gap"] <= against["approximation_gap_exact"] + 3 * gaps["approximation_gap_mc_se"]

@@ -56,3 +56,19 @@ def test_guide_specs_and_published_numbers():
     # Burda et al. (2016), Table 1: the IWAE and the second layer each improve on the one-layer VAE
     assert PUBLISHED[("one-layer", "iwae:5")] > PUBLISHED[("one-layer", "elbo")]
     assert PUBLISHED[("two-layer", "elbo")] > PUBLISHED[("one-layer", "elbo")]
+
+
+def test_every_fit_gets_an_ais_log_likelihood_with_a_finite_error_and_its_gap(study):
+    out, rows = study
+    for row in rows:
+        ais, se = float(row["log_likelihood_ais"]), float(row["log_likelihood_ais_mc_se"])
+        assert math.isfinite(ais) and 0 < se < math.inf, row
+        # both are stochastic lower bounds of the same numbers: AIS is no worse than the ELBO by more than its error
+        assert float(row["approximation_gap_ais"]) > -3 * float(row["approximation_gap_ais_mc_se"]) - 0.05, row
+        assert 0 < float(row["ais_acceptance"]) < 1
+    bracketed = [row for row in rows if math.isfinite(float(row["bracket_width"]))]
+    assert {row["layers"] for row in bracketed} == {"one-layer", "two-layer"}
+    assert all(row["guide"] == "normal" and row["prior"] == "normal" for row in bracketed)
+    headline = json.loads((out / "headline.json").read_text())
+    assert set(headline["bracket_width_by_fit"]) == {"one-layer,normal,normal,elbo", "two-layer,normal,normal,elbo"}
+    assert (out / "figures" / "guides_ais.png").stat().st_size > 10_000
