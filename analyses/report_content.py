@@ -37,6 +37,9 @@ FIGURES = {
     "latent_variances.png": "Per latent: variance of the posterior mean, mean posterior variance and their sum "
                             "against the prior variance (the moment law).",
     "latent_traversals.png": "Decoded traversals of the active latents.",
+    "calibration.png": "Calibration of q(z|x): ECDF of the true latent's PIT among q's draws, minus the uniform, "
+                       "per coordinate, with a 95% simultaneous band (outside it: q is miscalibrated there).",
+    "guides_ais.png": "Per fit, IS and AIS log p(x) on the same test points, ± 2 Monte Carlo SE.",
     "khat.png": "Pareto k-hat of the importance weights per data point, with the threshold for this K.",
     "variance_split.png": "How the data variance splits between latent and noise, per setting, against pPCA.",
     "moment_law.png": "The KL moment law per latent: variance of the posterior mean plus mean posterior variance.",
@@ -230,6 +233,8 @@ def evaluation_tables(evaluation):
     per_site = list(by_site.values()) if isinstance(by_site, dict) else [evaluation.get("latents")]
     if isinstance(evaluation.get("ais"), dict):
         tables.append(ais_table(evaluation["ais"]))
+    if isinstance(evaluation.get("calibration"), dict):
+        tables.append(calibration_table(evaluation["calibration"]))
     tables += [latent_table(latents) for latents in per_site if isinstance(latents, dict)]
     return tables
 
@@ -249,6 +254,17 @@ AIS_ROWS = {  # key of evaluation.json's "ais" -> label, in the order shown
     "leapfrog": "leapfrog steps per move",
     "base": "the path starts at",
 }
+
+
+def calibration_table(result):
+    """The ``calibration`` block of an ``evaluation.json``: a row per latent coordinate."""
+    columns = ["ks_pvalue", "uniform", "coverage_50", "coverage_90"]
+    names = result.get("coordinates", [])
+    rows = [[name, *(result[column][j] for column in columns)] for j, name in enumerate(names)]
+    return table(f"Calibration of q(z|x) ({result.get('simulations', '?')} simulations, {result.get('draws', '?')} draws "
+                 f"each; nominal coverage 0.50 ± {result.get('coverage_se_50', math.nan):.3f} and 0.90 ± "
+                 f"{result.get('coverage_se_90', math.nan):.3f}; uniform: KS p above {result.get('uniform_threshold', math.nan):.2g})",
+                 ["coordinate", *columns], rows)
 
 
 def ais_table(ais):

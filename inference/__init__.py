@@ -16,6 +16,7 @@ logging.getLogger("pyro.infer.elbo").addFilter(_DropPlateNestingGuess())
 
 from .ais import ais_log_likelihood, ais_log_weights
 from .bdmc import bdmc
+from .calibration import calibration
 from .estimators import elbo_terms, importance_log_weights, log_likelihood
 from .evaluate import evaluate
 from .latents import latent_statistics, reconstruction_gain
@@ -31,6 +32,6 @@ from .runs import Run, catalogue_factories, load_run
 
 __all__ = [
     "IWAE", "IWAEDReG", "MeanFieldELBO", "OBJECTIVES", "STL", "DataSubsampleMessenger", "FitResult", "LatentScaleMessenger", "Run",
-    "ais_log_likelihood", "ais_log_weights", "bdmc", "catalogue_factories", "check_objective", "compare_runs", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
+    "ais_log_likelihood", "ais_log_weights", "bdmc", "calibration", "catalogue_factories", "check_objective", "compare_runs", "elbo_terms", "evaluate", "fit", "importance_log_weights", "latent_statistics",
     "log_likelihood", "reconstruction_gain", "linear_warmup", "load_run", "make_objective", "refine",
 ]

@@ -17,6 +17,7 @@ from pyro_vae.errors import ConfigError
 from pyro_vae.files import atomic_write
 
 from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, log_likelihood, point_se
+from .calibration import SIMULATIONS, calibration
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
 from .refine import OPTIMISATION_PARTICLES, refine
@@ -35,7 +36,7 @@ SEVERAL_SITES = "the guide has several latent sites; name one with site=... for 
 
 def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, site=None, module=None, out=None,
              inference_points=20, draws=1000, alpha=1.0, seed=0, data_plate=None, elbo_draws=None,
-             refine_steps=None, ais=None):
+             refine_steps=None, ais=None, calibration=SIMULATIONS):
     r"""Evaluate a fitted model/guide pair on data ``x``: one call for every number of a run.
 
     Computes, in nats per data point, each with its Monte Carlo standard error: the ELBO and its terms
@@ -68,6 +69,11 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     the threshold (then ``ais.combined_log_likelihood`` takes AIS there and IS elsewhere), and the
     bidirectional bracket (:mod:`~pyro_vae.inference.bdmc`) is run on ``ais.bracket_points`` points simulated
     from the model: all under ``ais``.
+
+    With ``calibration`` N > 0, q(z|x) is checked by simulation-based calibration on N draws from the model
+    (:mod:`~pyro_vae.inference.calibration`; skipped, with the reason, for a model that does not observe x
+    itself): rank uniformity and interval coverage per latent coordinate under ``calibration``, and
+    ``figures/calibration.png`` with ``out``.
 
     With ``out`` the importance weights are kept chunk by chunk in ``out/evaluation.partial.pt`` until
     the end, so an interrupted evaluation re-run with the same arguments resumes; it then writes
@@ -108,6 +114,8 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     stats = _add_latents(result, model, guide, x, site, module, ran, skipped)
     if refine_steps is not None:
         _add_refinement(result, model, guide, x, refine_steps, seed, data_plate, ran, skipped)
+    if checks.nonnegative_int("calibration", calibration):
+        _add_calibration(result, (model, guide), x, calibration, seed, data_plate, out, ran, skipped)
     result["diagnostics"] = {"ran": ran, "skipped": skipped}
     if out is not None:
         _write_evaluation(out, result, model, guide, x, module, stats, khat, inference_points, draws, alpha)
@@ -193,6 +201,23 @@ def _combined(estimate, ais, index):
     per_point[index], se[index] = ais["per_datapoint"], point_se(ais)
     return {"combined_log_likelihood": per_point.mean().item(),
             "combined_log_likelihood_se": (se.pow(2).sum().sqrt() / len(se)).item()}
+
+
+def _add_calibration(result, pair, x, simulations, seed, data_plate, out, ran, skipped):
+    """The calibration check into ``result["calibration"]``, and its figure under ``out``."""
+    from pyro_vae import plots
+    from pyro_vae.contract import describe_pair
+
+    try:
+        checked = calibration(*pair, x, simulations=simulations, seed=seed, data_plate=data_plate)
+    except ConfigError as error:  # a model that does not observe x itself
+        skipped["calibration of q(z|x)"] = str(error)
+        return
+    result["calibration"] = {key: value for key, value in checked.items() if key != "pit"}
+    ran.append(f"calibration of q(z|x) ({simulations} simulations)")
+    if out is not None:
+        plots.plot_calibration(checked, Path(out) / "figures" / "calibration.png", model=describe_pair(pair[0]))
+        ran.append("calibration figure")
 
 
 def _add_refinement(result, model, guide, x, steps, seed, data_plate, ran, skipped):

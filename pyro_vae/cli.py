@@ -113,6 +113,7 @@ def _add_pair_options(parser):
 
 def build_parser():
     from .inference import OBJECTIVES
+    from .inference.calibration import SIMULATIONS as CALIBRATION_SIMULATIONS
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -152,6 +153,9 @@ def build_parser():
     evaluate.add_argument("--seed", type=_SEED, default=0)
     evaluate.add_argument("--refine-steps", type=checks.argument_type(checks.positive_int, "refine_steps"), default=None,
                           help="also refine each point's guide by this many gradient steps (semi-amortised; off by default)")
+    evaluate.add_argument("--calibration", type=checks.argument_type(checks.nonnegative_int, "calibration"),
+                          default=CALIBRATION_SIMULATIONS,
+                          help="simulations from the model for the calibration check of q(z|x) (0: none)")
     _add_ais_options(evaluate)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--model", help="the factory of the run's pair when it is not the catalogue's (path/to/file.py:factory "

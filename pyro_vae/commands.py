@@ -164,7 +164,8 @@ def evaluate_command(args):
     result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
                       out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
                       data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
-                      refine_steps=args.refine_steps, ais=ais_options(args))
+                      refine_steps=args.refine_steps, ais=ais_options(args),
+                      calibration=args.calibration)
     if "latents" in result:
         print(format_latent_table(result))
     print(format_summary(result))

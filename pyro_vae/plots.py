@@ -123,6 +123,41 @@ def plot_khat(khat, path, threshold, particles, model=None):
     return save_figure(fig, path)
 
 
+def plot_calibration(result, path, model=None, most=12):
+    """ArviZ's ECDF-difference plot of the calibration check's PIT values against U(0, 1), one panel per latent
+    coordinate (the ``most`` with the smallest KS p-values, the rest named in the title), each with its
+    simultaneous 95% band; :func:`~pyro_vae.inference.calibration.calibration`'s module doc says how to read it."""
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    from ._arviz import arviz
+
+    plt, az = pyplot(), arviz()
+    order = np.argsort(result["ks_pvalue"])[:most]
+    columns = min(4, len(order))
+    rows = -(-len(order) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows + 0.9), squeeze=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Assuming variable is continuous")  # it is: the PIT is randomised
+        for ax, d in zip(axes.flat, order):
+            az.plot_ecdf(result["pit"][:, d], cdf=stats.uniform().cdf, difference=True, confidence_bands=True,
+                         ci_prob=0.95, eval_points=np.linspace(0, 1, 101), ax=ax)
+            ax.set_title(f"{result['coordinates'][d]}: KS p = {result['ks_pvalue'][d]:.2g}\n50% interval covers "
+                         f"{result['coverage_50'][d]:.2f}, 90% covers {result['coverage_90'][d]:.2f}", fontsize=8)
+            ax.set_xlabel("PIT of the true latent under q(z|x)", fontsize=8)
+    for ax in list(axes.flat)[len(order):]:
+        ax.axis("off")
+    shown = "" if len(order) == len(result["coordinates"]) else f" (the {len(order)} least uniform of {len(result['coordinates'])})"
+    fig.suptitle(f"{model + chr(10) if model else ''}Calibration of q(z|x) on {result['simulations']} simulations{shown}: "
+                 "ECDF minus uniform, 95% simultaneous band\ndown then up: q too wide; up then down: q too narrow; "
+                 "a hump or a dip: q shifted",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_training_curve(history, path, model=None):
     """The objective being optimised and the validation ELBO against epochs (nats per data point).
 

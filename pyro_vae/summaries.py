@@ -57,6 +57,8 @@ def format_summary(result):
                   f"{result['refinement']['steps']} per-point steps from the encoder's output (semi-amortised)"),
                  ("  gain", _estimate(result["refinement_gain"], result["refinement_gain_mc_se"]),
                   f"amortisation gap closed, from {result['elbo_amortised']:.3f}")]
+    if "calibration" in result:
+        rows.append(calibration_row(result["calibration"]))
     if "latents" in result:
         rows.append(("active latents", f"{result['active_units']} of {len(result['latents']['active'])}", ""))
     lines = [format_rows(rows)]
@@ -66,6 +68,11 @@ def format_summary(result):
         lines.append(f"warning: PSIS k-hat exceeds {result['khat_threshold']:.2f} (ArviZ's threshold for K = "
                      f"{result['particles']}) for {result['fraction_khat_above_threshold']:.1%} of the points: q(z|x) is too "
                      "light-tailed there, so their IS estimates are biased low and their errors unreliable")
+    failing = [name for name, uniform in zip(result.get("calibration", {}).get("coordinates", []),
+                                            result.get("calibration", {}).get("uniform", [])) if not uniform]
+    if failing:
+        lines.append(f"warning: q(z|x) is miscalibrated at {', '.join(failing[:8])}{' ...' if len(failing) > 8 else ''}: the "
+                     "true latents' ranks among its draws are not uniform (figures/calibration.png shows how)")
     if result.get("points_without_error", 0) and "ais" not in result:
         lines.append(f"warning: {result['points_without_error']} of {result['num_datapoints']} points have k-hat >= 1, so IS "
                      "has no finite error there and the total's is infinite; for a log p(x) that vouches for itself run "
@@ -75,6 +82,16 @@ def format_summary(result):
     lines.append("ran: " + ", ".join(diagnostics.get("ran", [])))
     lines += [f"skipped: {name} ({reason})" for name, reason in diagnostics.get("skipped", {}).items()]
     return "\n".join(lines)
+
+
+def calibration_row(calibration):
+    """The row of an evaluation's ``calibration`` block: uniform coordinates and the mean interval coverage."""
+    coverage_50 = sum(calibration["coverage_50"]) / len(calibration["coverage_50"])
+    coverage_90 = sum(calibration["coverage_90"]) / len(calibration["coverage_90"])
+    return ("q(z|x) calibration", f"{sum(calibration['uniform'])} of {len(calibration['uniform'])} uniform",
+            f"ranks of {calibration['simulations']} simulated latents (KS); central 50% / 90% intervals cover "
+            f"{coverage_50:.2f} / {coverage_90:.2f} on average (nominal 0.50 / 0.90, ± {calibration['coverage_se_50']:.2f} / "
+            f"{calibration['coverage_se_90']:.2f} per coordinate)")
 
 
 def ais_rows(ais, num_datapoints):

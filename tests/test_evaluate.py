@@ -137,7 +137,9 @@ def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, ca
     assert result["particles"] == 50 and len(result["khat"]) == result["num_datapoints"] == 179
     assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_mc_se"] - 0.5
     assert len(result["latents"]["reconstruction_gain"]) == 4
-    for name in ("latent_variances", "khat", "evaluated_reconstructions_samples", "generation_modes", "training_curve"):
+    assert len(result["calibration"]["coverage_50"]) == 4 and result["calibration"]["simulations"] == 200
+    for name in ("latent_variances", "khat", "evaluated_reconstructions_samples", "generation_modes", "training_curve",
+                 "calibration"):
         assert (run / "figures" / f"{name}.png").stat().st_size > 5_000
     idata = arviz().from_netcdf(str(run / "posterior.nc"))
     assert set(idata.groups()) == INFERENCE_DATA_GROUPS
