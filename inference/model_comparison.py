@@ -52,7 +52,8 @@ from pyro_vae.factories import ModelFactory, pair_module, recorded_entry
 from pyro_vae.files import check_file_target, write_json
 from pyro_vae.rundir import RunDir
 
-from .estimators import DEFAULT_MAX_MEMORY, importance_log_weights, log_likelihood
+from .ais import ais_log_likelihood
+from .estimators import DEFAULT_MAX_MEMORY, HIGH_KHAT_SHARE, importance_log_weights, log_likelihood
 from .plates import find_data_plate, local_pair
 from .runs import Run, catalogue_factories, load_run
 
@@ -71,6 +72,8 @@ class RunComparison:
     num_datapoints: int
     particles: int
     split: str = None
+    estimator: str = "is"  # or "ais": then ``ais`` holds its settings
+    ais: dict = None
 
     def to_dict(self):
         return asdict(self)
@@ -144,8 +147,9 @@ def _same_data(paths, configs):
     return first
 
 
-def _score(run, x, particles, max_memory, seed):
-    """Per-point log-likelihood of one loaded run on ``x``, and the names of the globals it is conditional on."""
+def _score(run, x, particles, max_memory, seed, ais=None):
+    """Per-point log-likelihood of one loaded run on ``x`` (IS, or AIS with ``ais``), and the names of the globals
+    it is conditional on."""
     pair, module = run.model, pair_module(run.model)
     x = checks.as_data(x, "comparison", checks.parameter_dtype(module))
     if getattr(module, "check_data", None) is not None:
@@ -153,6 +157,9 @@ def _score(run, x, particles, max_memory, seed):
     data_plate = find_data_plate(pair.model, pair.guide, x[:1000], run.config.get("data_plate"))
     pyro.set_rng_seed(seed)  # the draw of the globals, if any, is the seed's too
     model, guide, fixed = local_pair(pair.model, pair.guide, x[:1000], data_plate)
+    if ais is not None:
+        return ais_log_likelihood(model, guide, x, **ais.annealing(), max_memory=max_memory, data_plate=data_plate,
+                                  seed=seed), list(fixed)
     log_weights = importance_log_weights(model, guide, x, particles, max_memory, data_plate=data_plate, seed=seed)
     return log_likelihood(log_weights), list(fixed)
 
@@ -170,7 +177,7 @@ def _test_points(names, paths, split, data_dir):
 
 
 def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test", max_memory=DEFAULT_MAX_MEMORY,
-                 device="cpu", data_dir=None, out=None, progress=None, models=()):
+                 device="cpu", data_dir=None, out=None, progress=None, models=(), ais=None):
     """Score the same points under every run and compare them, paired (module doc for the formulas).
 
     :param runs_or_paths: run directories (or :class:`~pyro_vae.inference.runs.Run` objects, reloaded
@@ -184,7 +191,11 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     :param models: factories of pairs outside the catalogue (``"path/to/file.py:name"``, ...) that you
         vouch for: a run directory whose config records one of them is rebuilt with it
         (:func:`~pyro_vae.inference.runs.load_run`); a run of any other pair is refused.
-    :returns: :class:`RunComparison`; ``str()`` of it is the printed table.
+    :param ais: :class:`~pyro_vae.inference.ais.AISOptions` to score every point by annealed importance sampling
+        instead of IS (its ``where`` and ``bracket_points`` are evaluate's and are not used here).
+    :returns: :class:`RunComparison`; ``str()`` of it is the printed table.  A run whose estimate is flagged
+        (more than :data:`~.estimators.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
+        in its row (``flag``) and under the table.
 
     Every refusal (a missing run or checkpoint, an unnamed factory, data that differ, an ``out`` that
     cannot be written) comes before any run is scored.
@@ -210,20 +221,34 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
         for j, (name, (path, factory)) in enumerate(zip(names, entries)):
             run_seed = (seed + j) % (checks.MAX_SEED + 1)
             if sys.stderr.isatty() if progress is None else progress:
-                print(f"compare-runs: scoring {name} ({j + 1} of {len(names)}) on {len(x)} points, K = {particles}, "
-                      f"IS seed {run_seed}", file=sys.stderr)
-            scores[name], conditioned = _score(load_run(path, device=device, model=factory), x, particles, max_memory, run_seed)
-            extra[name] = {"path": str(path), "seed": run_seed, "conditioned_on": conditioned}
+                what = f"K = {particles}, IS" if ais is None else f"AIS with T = {ais.steps}, M = {ais.chains},"
+                print(f"compare-runs: scoring {name} ({j + 1} of {len(names)}) on {len(x)} points, {what} seed {run_seed}",
+                      file=sys.stderr)
+            scores[name], conditioned = _score(load_run(path, device=device, model=factory), x, particles, max_memory,
+                                               run_seed, ais)
+            extra[name] = {"path": str(path), "seed": run_seed, "conditioned_on": conditioned,
+                           **_flag(scores[name], "IS" if ais is None else "AIS")}
     finally:
         store.clear()
         store.set_state(saved)
     runs, pairwise = compare_scores(scores)
     for row in runs:
         row.update(extra[row["run"]])
-    result = RunComparison(runs, pairwise, len(x), particles, split)
+    result = RunComparison(runs, pairwise, len(x), particles, split, "is" if ais is None else "ais",
+                           None if ais is None else ais.annealing())
     if out is not None:
         write_json(out, result.to_dict())
     return result
+
+
+def _flag(estimate, estimator):
+    """``khat_share``, ``khat_threshold`` and, for an estimate that cannot vouch for itself, ``flag``: why."""
+    share, threshold = estimate.get("fraction_khat_above_threshold", math.nan), estimate["khat_threshold"]
+    row = {"khat_share": share, "khat_threshold": threshold, "flag": ""}
+    if math.isfinite(share) and share > HIGH_KHAT_SHARE:
+        row["flag"] = (f"{estimator}'s k-hat is above {threshold:.2f} for {share:.1%} of the points: its estimate is biased "
+                       "low by an amount no error bar covers, so a difference may be that bias alone")
+    return row
 
 
 def _with_factories(entries, models):
@@ -263,16 +288,26 @@ def _table(header, rows):
 
 
 def format_comparison(result):
-    """The per-run table (best first; ``diff``/``dse``: best minus each, paired) and the pairwise one, as text."""
+    """The per-run table (best first; ``diff``/``dse``: best minus each, paired) and the pairwise one, as text,
+    then a warning per flagged run."""
     where = f"the {result.split} split" if result.split else "the given points"
     notes = [f"conditional on one draw of {', '.join(r['conditioned_on'])}" if r["conditioned_on"] else "" for r in result.runs]
-    header = ["rank", "run", "log p(x)", "se", "mc se", "diff", "dse", "verdict", "IS seed"] + (["note"] if any(notes) else [])
-    rows = [[r["rank"], r["run"], r["log_likelihood"], r["se"], r["mc_se"], r["diff"], r["dse"], r["verdict"], r["seed"]]
-            + ([note] if any(notes) else []) for r, note in zip(result.runs, notes)]
+    notes = [("FLAGGED; " if r.get("flag") else "") + note for r, note in zip(result.runs, notes)]
+    header = ["rank", "run", "log p(x)", "se", "mc se", "diff", "dse", "verdict", "seed", "k-hat share"] + (
+        ["note"] if any(notes) else [])
+    rows = [[r["rank"], r["run"], r["log_likelihood"], r["se"], r["mc_se"], r["diff"], r["dse"], r["verdict"], r["seed"],
+             r.get("khat_share", math.nan)] + ([note] if any(notes) else []) for r, note in zip(result.runs, notes)]
     pairs = [[f"{p['a']} - {p['b']}", p["difference"], p["se"], p["unpaired_se"], p["verdict"]] for p in result.pairwise]
+    estimator = (f"importance-sampled with K = {result.particles}" if result.estimator == "is" else
+                 f"by AIS with T = {result.ais['steps']}, M = {result.ais['chains']}, {result.ais['leapfrog']} leapfrog "
+                 f"steps, from the {result.ais['base']}")
+    flagged = [f"warning: {r['run']}: {r['flag']}" for r in result.runs if r.get("flag")]
+    if flagged and result.estimator == "is":
+        flagged.append("compare on AIS (--estimator ais), whose bias the bidirectional bracket of evaluate measures")
     return "\n".join([
-        f"log p(x) per point (nats), importance-sampled with K = {result.particles}, on the same {result.num_datapoints} "
-        f"points ({where}); se over points (each point's Monte Carlo noise is inside that spread; 'mc se' is its part); 'no difference': within 2 se",
+        f"log p(x) per point (nats), {estimator}, on the same {result.num_datapoints} points ({where}); se over points "
+        "(each point's Monte Carlo noise is inside that spread; 'mc se' is its part); 'no difference': within 2 se",
         _table(header, rows), "",
         _table(["a - b", "difference", "se (paired)", "se (unpaired)", "verdict"], pairs),
+        *flagged,
     ])

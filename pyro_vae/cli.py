@@ -55,20 +55,21 @@ def _widths(text):
     return widths
 
 
-def _add_ais_options(parser):
+def _add_ais_options(parser, estimators, bracket=True):
     from .inference.ais import BASES, BRACKET_POINTS, CHAINS, LEAPFROG, STEPS
 
     group = parser.add_argument_group("annealed importance sampling (pyro_vae.inference.ais)")
-    group.add_argument("--estimator", default="is", choices=tuple(commands.ESTIMATORS),
+    group.add_argument("--estimator", default="is", choices=estimators,
                        help="log p(x) by IS alone, by AIS too on every point, or by AIS on the points whose IS k-hat is "
-                            "above the threshold")
+                            "above the threshold" if bracket else "log p(x) of every run by IS or by AIS")
     group.add_argument("--steps", type=_COUNT["steps"], default=STEPS, help="AIS: intermediate distributions T")
     group.add_argument("--chains", type=_COUNT["chains"], default=CHAINS, help="AIS: independent chains M per point")
     group.add_argument("--leapfrog", type=_COUNT["leapfrog"], default=LEAPFROG, help="AIS: leapfrog steps per HMC move")
     group.add_argument("--base", default="guide", choices=BASES, help="AIS: the path starts at q(z|x) or at the prior")
-    group.add_argument("--bracket-points", type=checks.argument_type(checks.nonnegative_int, "bracket_points"),
-                       default=BRACKET_POINTS, help="AIS: points simulated from the model for the bidirectional bracket "
-                                                    "(0: none)")
+    if bracket:
+        group.add_argument("--bracket-points", type=checks.argument_type(checks.nonnegative_int, "bracket_points"),
+                           default=BRACKET_POINTS, help="AIS: points simulated from the model for the bidirectional "
+                                                        "bracket (0: none)")
 
 
 def _add_model_options(parser):
@@ -156,7 +157,7 @@ def build_parser():
     evaluate.add_argument("--calibration", type=checks.argument_type(checks.nonnegative_int, "calibration"),
                           default=CALIBRATION_SIMULATIONS,
                           help="simulations from the model for the calibration check of q(z|x) (0: none)")
-    _add_ais_options(evaluate)
+    _add_ais_options(evaluate, tuple(commands.ESTIMATORS))
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--model", help="the factory of the run's pair when it is not the catalogue's (path/to/file.py:factory "
                           "or package.module:factory): pyro-vae runs no code that a run directory names, so you name it; "
@@ -173,6 +174,7 @@ def build_parser():
     runs.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples")
     runs.add_argument("--device", default="cpu")
     runs.add_argument("--data-dir", help="override the runs' data directory")
+    _add_ais_options(runs, ("is", "ais"), bracket=False)
     runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")
     runs.add_argument("--model", action="append", default=[], metavar="FACTORY",
                       help="the factory of a pair outside the catalogue, for the runs whose config.json records it "

@@ -148,7 +148,7 @@ def ais_options(args):
     if where is None:
         return None
     return AISOptions(steps=args.steps, chains=args.chains, leapfrog=args.leapfrog, base=args.base, where=where,
-                      bracket_points=args.bracket_points)
+                      bracket_points=getattr(args, "bracket_points", 0))
 
 
 def evaluate_command(args):
@@ -178,7 +178,7 @@ def compare_runs_command(args):
 
     result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
                           max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
-                          progress=True, models=args.model)
+                          progress=True, models=args.model, ais=ais_options(args))
     print(result)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """compare_runs / pyro-vae compare-runs: a paired comparison of fitted runs on the same test points."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,35 @@ def test_python_refusals(runs, tmp_path):
         compare_runs([bare, runs["good"]], particles=5)
     result = compare_runs([bare, runs["good"]], x=data.val[:50], particles=5)  # explicit points: scored as given
     assert result.num_datapoints == 50 and result.split is None and result.runs[0]["run"] == runs["good"]
+
+
+def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, monkeypatch):
+    import pyro_vae.inference.model_comparison as model_comparison
+    from pyro_vae.inference.ais import AISOptions
+
+    x = load_data("digits").test[:12]
+    on_is = compare_runs([runs["short"], runs["good"]], x=x, particles=30)
+    on_ais = compare_runs([runs["short"], runs["good"]], x=x, ais=AISOptions(steps=15, chains=25))  # PSIS from 25
+    assert on_ais.estimator == "ais" and on_ais.ais["steps"] == 15 and on_is.estimator == "is"
+    assert "by AIS with T = 15, M = 25" in str(on_ais)
+    # the same paired arithmetic on other estimates of the same points: each AIS point has its chains' error
+    for row in on_ais.runs:
+        assert len(row["per_datapoint"]) == 12 and all(se > 0 for se in row["per_datapoint_mc_se"])
+        assert math.isfinite(row["khat_share"]) and 0 < row["khat_threshold"] < 1
+    # a flagged run says so in its row and under the table, and the way out is named (every run is flagged
+    # when any share of points above the threshold is too many)
+    monkeypatch.setattr(model_comparison, "HIGH_KHAT_SHARE", -1.0)
+    flagged = compare_runs([runs["short"], runs["good"]], x=x, particles=30)
+    text = str(flagged)
+    assert all(row["flag"] for row in flagged.runs) and text.count("FLAGGED") == 2
+    assert f"warning: {runs['good']}: IS's k-hat is above" in text and "--estimator ais" in text
+    assert "warning" not in str(on_is) or any(row["flag"] for row in on_is.runs)
+
+
+def test_the_flag_rule_follows_the_share_of_points_above_the_threshold():
+    from pyro_vae.inference.estimators import HIGH_KHAT_SHARE
+    from pyro_vae.inference.model_comparison import _flag
+
+    assert _flag({"fraction_khat_above_threshold": HIGH_KHAT_SHARE, "khat_threshold": 0.7}, "IS")["flag"] == ""
+    flag = _flag({"fraction_khat_above_threshold": 0.997, "khat_threshold": 0.67}, "IS")["flag"]
+    assert "99.7% of the points" in flag and "bias alone" in flag
