@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyro_vae.inference.estimators import shown
 from pyro_vae.inference import evaluate
 from pyro_vae.summaries import format_latent_table
 from pyro_vae.sweep import run_sweep
@@ -58,8 +59,8 @@ def fit_network(run_dir, data, network, preset, dynamic_binarization):
     (Path(run_dir) / "latent_table.txt").write_text(format_latent_table(result) + "\n")
     keys = ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")
     return {"latents": {key: result["latents"][key] for key in keys}, "evolution": evolution, "model": vae.describe(),
-            **{key: result[key] for key in ("active_units", "elbo", "log_likelihood",
-                                            "collapsed_generation_mean_abs_difference")}}
+            **{key: result[key] for key in ("active_units", "elbo", "collapsed_generation_mean_abs_difference")},
+            **shown(result, "test_log_likelihood")}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
@@ -78,7 +79,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
             "inactive_latents": preset["latent_dim"] - result["active_units"],
             "of": preset["latent_dim"],
             "test_elbo": result["elbo"],
-            "test_log_likelihood": result["log_likelihood"],
+            **{key: result[key] for key in ("test_log_likelihood", "test_log_likelihood_se", "test_log_likelihood_estimator",
+                                            "fraction_khat_above_threshold")},
             "collapsed_generation_mean_abs_difference": result["collapsed_generation_mean_abs_difference"],
         }
         _plot_evolution(result["evolution"], latents["active"], out / "figures" / f"variance_evolution_{network}.png",

@@ -33,6 +33,7 @@ import pyro
 import torch
 
 from pyro_vae.errors import ConfigError
+from pyro_vae.inference.estimators import shown
 from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps
@@ -81,8 +82,7 @@ def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epo
     return {
         # no KL term where sites are enumerated
         "objective": f"{objective}:{particles}", "seed": seed, "test_elbo": terms["elbo"], "test_kl": terms.get("kl", math.nan),
-        "log_likelihood": estimate["log_likelihood"], "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
-        "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan),
+        **shown(estimate), "log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
         "gap": estimate["log_likelihood"] - terms["elbo"],
         "active_units": _active_units(model, guide, test),
         "seconds_per_epoch": result.metrics["train_seconds"] / result.metrics["epochs"],
@@ -119,7 +119,7 @@ def summarise(fits, objectives):
     rows = []
     for spec in objectives:
         runs = [r for r in fits if r["objective"] == spec]
-        row = {"objective": spec, "seeds": len(runs)}
+        row = {"objective": spec, "seeds": len(runs), "log_likelihood_estimator": runs[0].get("log_likelihood_estimator", "")}
         for metric in METRICS + ("log_likelihood_mc_se", "fraction_khat_above_threshold"):
             values = [r[metric] for r in runs]
             row[metric] = statistics.fmean(values)
@@ -285,7 +285,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         print(f"skipped: {what} ({why})")
     snr = {f"{r['estimator']}:{r['particles']}": {k: v for k, v in r.items() if k.endswith("median")} for r in result["snr"]}
     headline = {
-        "table": {r["objective"]: {k: r[k] for k in ("rank", "log_likelihood", "log_likelihood_se", "test_elbo", "gap",
+        "table": {r["objective"]: {k: r[k] for k in ("rank", "log_likelihood", "log_likelihood_se", "log_likelihood_estimator",
+                                                      "fraction_khat_above_threshold", "test_elbo", "gap",
                                                       "active_units", "seconds_per_epoch")} for r in result["summary"]},
         "gradient_snr_median": snr,
         "gap_split": {r["objective"]: {k: r[k] for k in ("approximation_gap", "amortisation_gap", "total_gap")} for r in result["gaps"]},

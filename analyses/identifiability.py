@@ -27,6 +27,7 @@ import math
 import numpy as np
 import torch
 
+from pyro_vae.inference.estimators import shown
 from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models.gmm import GaussianMixturePair
 from pyro_vae.models.ppca import PPCA
@@ -47,10 +48,8 @@ PRESETS = {
 
 @torch.no_grad()
 def _log_likelihood(vae, x, particles):
-    """The IS log-likelihood of ``x`` and the share of its points whose k-hat is above the threshold."""
-    estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, x, particles))
-    return {"log_likelihood": estimate["log_likelihood"],
-            "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
+    """The IS log-likelihood of ``x`` with its error, estimator and k-hat share (:func:`~pyro_vae.inference.estimators.shown`)."""
+    return shown(log_likelihood(importance_log_weights(vae.model, vae.guide, x, particles)))
 
 
 def variance_split(vae, x):
@@ -123,6 +122,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
             r["setting"]: r["latent_aggregate_posterior"] / r["total_data"] for r in rows[:-2]
         },
         "test_log_likelihood_by_setting": {r["setting"]: r["log_likelihood"] for r in rows},
+        "test_log_likelihood_se_by_setting": {r["setting"]: r.get("log_likelihood_se", 0.0) for r in rows},
+        "test_log_likelihood_estimator_by_setting": {r["setting"]: r.get("log_likelihood_estimator", "exact") for r in rows},
     }
     return finish(out, rows, headline, started)
 

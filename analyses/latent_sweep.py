@@ -10,6 +10,7 @@ latents are inactive, and the active count at the largest d.  The fits run in pa
 
 import math
 
+from pyro_vae.inference.estimators import shown
 from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
 
@@ -33,9 +34,7 @@ def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):
                                                      seed=preset["seed"]))
     return {"latent_dim": latent_dim, "model": vae.describe(),
             **{key: summary[key] for key in ("active_units", "test_elbo", "test_kl")},
-            "test_log_likelihood": estimate["log_likelihood"],
-            "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"],
-            "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
+            **shown(estimate, "test_log_likelihood"), "test_log_likelihood_mc_se": estimate["log_likelihood_mc_se"]}
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):

@@ -372,6 +372,19 @@ def log_likelihood(log_weights, replicates=REPLICATES):
     return result
 
 
+def shown(estimate, name="log_likelihood"):
+    """What goes wherever a log p(x) estimate is shown (a study's table or headline, the report): the value
+    ``name``, its error ``name_se`` (the one to quote), ``name_estimator`` (``"IS, K = 1000"`` or ``"AIS, T = 500,
+    M = 32"``) and ``fraction_khat_above_threshold`` (NaN without k-hat), by which the report flags it.  Takes a
+    :func:`log_likelihood` or :func:`~.ais.ais_log_likelihood` result, or an ``evaluate`` result."""
+    if estimate.get("estimator") == "ais":
+        estimator = f"AIS, T = {estimate['steps']}, M = {estimate['chains']}"
+    else:
+        estimator = f"IS, K = {estimate['particles']}"
+    return {name: estimate["log_likelihood"], f"{name}_se": estimate["log_likelihood_se"], f"{name}_estimator": estimator,
+            "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
+
+
 def point_se(estimate):
     """Per point, the error to quote of a :func:`log_likelihood` result: the larger of its two."""
     se = estimate["per_datapoint_mc_se"]

@@ -73,6 +73,11 @@ def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
     # Fig. 3: zeroing the collapsed latents leaves generated pixels (in [0, 1]) nearly unchanged
     assert headline["mlp"]["collapsed_generation_mean_abs_difference"] < 0.05
     for network in ("mlp", "conv"):
+        # the headline log p(x) says how it was estimated, with its error and k-hat share, and the report shows them
+        evaluation = json.loads((out / "fits" / network / "evaluation.json").read_text())
+        assert headline[network]["test_log_likelihood_se"] == evaluation["log_likelihood_se"]
+        assert headline[network]["test_log_likelihood_estimator"] == f"IS, K = {evaluation['particles']}"
+        assert headline[network]["fraction_khat_above_threshold"] == evaluation["fraction_khat_above_threshold"]
         assert (out / "figures" / f"variance_evolution_{network}.png").stat().st_size > 10_000
         assert (out / "fits" / network / "evaluation.json").exists() and (out / "fits" / network / "posterior.nc").exists()
 
