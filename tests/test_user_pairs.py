@@ -187,15 +187,20 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     assert config["model"]["factory"].endswith(spec.replace("/", "")) and config["model"]["kwargs"]["event_shape"]
     refused = _cli("evaluate", out, "--particles", 20, "--points", 3)  # the directory's say-so runs no code
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "name the factory yourself" in refused.stderr
-    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--particles", 20, "--points", 3)
+    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--particles", 20, "--points", 3, "--estimator", "ais",
+                 "--steps", 5, "--chains", 4, "--bracket-points", 3, "--calibration", 20)
     assert shown.returncode == 0, shown.stderr
-    assert "ran: elbo, importance-sampled log-likelihood" in shown.stdout
+    assert "ran: elbo, importance-sampled log-likelihood" in shown.stdout and "AIS (T = 5, M = 4) on" in shown.stdout
     run = load_run(out, model=str(PAIRS / spec))
     params = {name: value.detach().clone() for name, value in pyro.get_param_store().items()}
     assert run.factory.spec.endswith(spec) and params
     assert config["objective"] == objectives[1].split(":")[0] and config["particles"] == (3 if ":" in objectives[1] else 1)
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["data_plate"] == {"vae_obs": "obs", "hierarchical": "points", "robust_fa": "rows"}[case]
+    # AIS, its bracket and the calibration check run on a pair from its own file, given the globals' draw if any
+    assert evaluation["ais"]["points"] == evaluation["num_datapoints"] and evaluation["ais"]["bracket"]["points"] == 3
+    assert evaluation["calibration"]["simulations"] == 20
+    assert ("conditioned_on" in evaluation) == (case == "hierarchical")
 
 
 def test_data_outside_a_users_likelihood_get_one_line(tmp_path):
