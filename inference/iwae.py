@@ -18,6 +18,11 @@ Why not ``pyro.infer.RenyiELBO(alpha=0)``: it applies the subsample scale N/B to
 per-datapoint bound after, as NumPyro does since its PR #1608.  Particles are vectorised with an
 outer ``pyro.plate``, so a K-particle step is one batched pass.
 
+Scales: a ``poutine.scale(s)`` around the pair (or Pyro's subsample scale N/B) is read off the observed
+sites, divided out of every site's log-density and multiplied onto the bound, so it multiplies the loss,
+as it does for Pyro's ELBOs; what a latent site carries beyond it (``beta``,
+:class:`~pyro_vae.inference.handlers.LatentScaleMessenger`) stays inside the weights.
+
 Requirements, checked with a clear error: every sample site lies inside the data plate (found
 whatever its name, :mod:`pyro_vae.inference.plates`, or named by ``data_plate``), since a bound
 over global latents does not factorise over data points; every guide site is reparameterisable.
@@ -73,10 +78,10 @@ class IWAE(ELBO):
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
 
     def log_weights(self, model, guide, *args, **kwargs):
-        """Per-datapoint log importance weights ``(K, B)`` (beta applied, subsample scale removed),
-        and the subsample scale N/B."""
-        log_w, data_scale, _ = self._log_weights(model, guide, args, kwargs)
-        return log_w, data_scale
+        """Per-datapoint log importance weights ``(K, B)`` (beta applied, the loss scale removed), and the loss
+        scale: N/B under subsampling times any ``poutine.scale`` around the pair (module doc)."""
+        log_w, loss_scale, _ = self._log_weights(model, guide, args, kwargs)
+        return log_w, loss_scale
 
     def _guide_log_prob(self, site):
         """The guide site's scaled log-density (the path-derivative estimators replace it)."""
@@ -89,6 +94,7 @@ class IWAE(ELBO):
                               f"bound is a log-mean over each data point's particles, so it needs model(x) and guide(x)")
         model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
         data_plate = self.data_plate or data_plate_of(model_trace, len(args[0]))
+        loss_scale = self._loss_scale(model_trace)
         log_w, data_scale, guide_sites = 0.0, None, []
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
@@ -113,10 +119,21 @@ class IWAE(ELBO):
                 else:  # K = 1: no particle plate; any dim left of the site's plates serves
                     particle_dim = min(f.dim for f in site["cond_indep_stack"] if f.vectorized) - 1
                 log_prob = site["log_prob"] if sign > 0 else self._guide_log_prob(site)
-                log_w = log_w + sign * _per_datapoint(log_prob / scale, particle_dim, frame.dim)
+                log_w = log_w + sign * _per_datapoint(log_prob / loss_scale, particle_dim, frame.dim)
                 if sign < 0:
                     guide_sites.append((site, particle_dim, frame.dim))
-        return log_w, data_scale, guide_sites
+        return log_w, loss_scale, guide_sites
+
+    def _loss_scale(self, model_trace):
+        """The scale of the observed sites (N/B under subsampling, times any ``poutine.scale`` around the pair):
+        divided out of every site's log-density and applied to the bound, so it multiplies the loss."""
+        scales = {float(site["scale"]) for site in model_trace.nodes.values()
+                  if site["type"] == "sample" and site["is_observed"] and not torch.is_tensor(site["scale"])}
+        if any(torch.is_tensor(site["scale"]) for site in model_trace.nodes.values()
+               if site["type"] == "sample" and site["is_observed"]) or len(scales) > 1:
+            raise ConfigError(f"{self.name}: the observed sites carry different scales ({sorted(scales)} or a tensor); the "
+                              "importance-weighted bound needs one scale for the whole log-likelihood")
+        return scales.pop() if scales else 1.0
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """Negative bound, differentiable (the reparameterised IWAE gradient)."""

@@ -132,3 +132,27 @@ def test_a_pair_without_data_or_with_a_global_site_is_one_line_naming_the_estima
 
     with pytest.raises(ConfigError, match=f"^{name}: site 'z' is outside the data plate"):
         make_objective(name).differentiable_loss(model_x, guide_x, torch.randn(5))
+
+
+@pytest.mark.parametrize("name", ["iwae", "iwae-dreg"])
+def test_a_scale_around_the_pair_multiplies_the_loss_as_for_pyros_elbos(name):
+    """poutine.scale(2) around model and guide: the loss is twice the unscaled one on the same draws (Pyro's
+    convention), not the bound of squared weights (issue 35, item 12); and so is Trace_ELBO's."""
+    from pyro import poutine
+
+    from pyro_vae.inference.objectives import make_objective
+
+    lg = LinearGaussian()
+    x = lg.sample(7)
+    objective = make_objective(name, particles=5)
+    scaled = (poutine.scale(lg.model, scale=2.0), poutine.scale(lg.guide, scale=2.0))
+    lg.guide_scale_factor = 1.5  # weights that vary, so the two conventions differ
+    objective.loss(lg.model, lg.guide, x)  # the first call guesses max_plate_nesting, drawing once
+    pyro.set_rng_seed(0)
+    plain = objective.loss(lg.model, lg.guide, x)
+    pyro.set_rng_seed(0)
+    assert objective.loss(*scaled, x) == pytest.approx(2 * plain, rel=1e-6)
+    pyro.set_rng_seed(0)
+    elbo = pyro.infer.Trace_ELBO().loss(lg.model, lg.guide, x)
+    pyro.set_rng_seed(0)
+    assert pyro.infer.Trace_ELBO().loss(*scaled, x) == pytest.approx(2 * elbo, rel=1e-6)
