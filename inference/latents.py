@@ -7,7 +7,7 @@ from pyro import poutine
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions.kl import kl_divergence
 
-from pyro_vae.guides import location, scale
+from pyro_vae.guides import location, moments_label, scale
 from pyro_vae.kl import base_distribution
 
 from .traces import latent_site, observed_log_prob, random_state_kept, trace_pair
@@ -46,7 +46,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
             q = dist.Normal(q.loc, q.stddev)
         locs.append(location(q))
         scales.append(scale(q))
-        moments = "mean/sd" if isinstance(q, dist.Normal) else "monte-carlo mean/sd" if q.event_shape else "location/scale"
+        moments = moments_label(node["fn"])
         kls.append(_per_coordinate_kl(q, p, node["value"]))
     loc, sd, kl = torch.cat(locs), torch.cat(scales), torch.cat(kls)
     var_mu = loc.var(0, unbiased=False)
@@ -144,11 +144,9 @@ def reconstruction_gain(model, guide, x, site=None, batch_size=1000):
 
 
 def _prior_location(prior, like):
-    base = base_distribution(prior)
-    loc = getattr(base, "loc", None)
-    if loc is None:  # a mixture: its mean
-        loc = prior.mean
-    return loc.expand(like.shape)
+    """The prior's location in z's own space (:func:`~pyro_vae.guides.location`: a mixture's or a LogNormal's
+    mean, a location-scale family's loc)."""
+    return location(prior).expand(like.shape)
 
 
 @torch.no_grad()

@@ -194,14 +194,44 @@ def make_guide_family(guide, latent_dim, **options):
 
 def location(distribution):
     """Location of a (possibly ``Independent``-wrapped) distribution: ``loc``, else its mean (Monte Carlo
-    for a flow, :class:`FlowPosterior`)."""
+    for a flow, :class:`FlowPosterior`).  A transformed distribution (a LogNormal, a flow) gets the mean of z
+    itself, never its base's ``loc``, which lives in another space (:func:`moments_of_z`)."""
     base = base_distribution(distribution)
+    if isinstance(base, torch.distributions.TransformedDistribution):
+        return moments_of_z(base)[0]
     return base.loc if hasattr(base, "loc") else base.mean
 
 
 def scale(distribution):
     """Per-coordinate scale: ``scale`` of a location-scale family, else the marginal standard deviation
     (the square root of a low-rank or full multivariate normal's covariance diagonal; Monte Carlo for a
-    flow, :class:`FlowPosterior`)."""
+    flow, :class:`FlowPosterior`); for a transformed distribution the sd of z itself (:func:`moments_of_z`)."""
     base = base_distribution(distribution)
+    if isinstance(base, torch.distributions.TransformedDistribution):
+        return moments_of_z(base)[1].sqrt()
     return base.scale if hasattr(base, "scale") else base.stddev
+
+
+def moments_of_z(distribution):
+    """``(mean, variance)`` of a transformed distribution in z's own space: in closed form where the family has
+    one (a LogNormal), else by Monte Carlo from :data:`MOMENT_DRAWS` draws without gradient (a flow)."""
+    try:
+        return distribution.mean, distribution.variance
+    except NotImplementedError:
+        with torch.no_grad():
+            draws = distribution.sample((MOMENT_DRAWS,))
+        return draws.mean(0), draws.var(0)
+
+
+def moments_label(distribution):
+    """How :func:`location` and :func:`scale` read ``distribution``: ``"mean/sd"``, ``"mean/sd of z (closed
+    form)"`` or ``"monte-carlo mean/sd of z"`` for a transformed one, ``"location/scale"`` otherwise."""
+    base = base_distribution(distribution)
+    if isinstance(base, torch.distributions.TransformedDistribution):
+        try:
+            base.mean
+        except NotImplementedError:
+            return "monte-carlo mean/sd of z"
+        return "monte-carlo mean/sd of z" if isinstance(base, FlowPosterior) else "mean/sd of z (closed form)"
+    return "mean/sd" if isinstance(base, (dist.Normal, dist.MultivariateNormal, dist.LowRankMultivariateNormal)) \
+        else "location/scale"

@@ -81,7 +81,7 @@ def plot_latent_variances(stats, path, title=None, model=None):
     var_mu, mean_sigma2 = np.array(stats["var_mu"]), np.array(stats["mean_sigma2"])
     active = np.array(stats["active"])
     index = np.arange(len(var_mu))
-    mu_name, sigma_name = ("mu", "sigma") if stats.get("moments") == "mean/sd" else ("location", "scale")
+    mu_name, sigma_name = ("mu", "sigma") if "mean/sd" in stats.get("moments", "") else ("location", "scale")
     fig, ax = plt.subplots(figsize=(max(7, 0.45 * len(var_mu) + 2), 4.5))
     colours = np.where(active, "#1f77b4", "#bbbbbb")
     ax.bar(index, var_mu, color=colours, label=f"Var_x({mu_name}_j)  (blue: active, grey: collapsed)")
