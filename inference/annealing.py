@@ -63,6 +63,10 @@ class _Layout:
     support's bijection and its columns ``[start, stop)``."""
 
     def __init__(self, name, site, data_plate, start):
+        if site["fn"].support.is_discrete:
+            raise ConfigError(f"site {name!r} is discrete ({type(site['fn']).__name__}): annealing moves the latents by "
+                              "Hamiltonian Monte Carlo, which needs continuous ones; estimate log p(x) by IS (evaluate's "
+                              "default) for this pair")
         self.name, self.transform = name, biject_to(site["fn"].support)
         value, event_dim = site["value"], site["fn"].event_dim
         batch_dims = value.dim() - event_dim

@@ -174,6 +174,11 @@ def _add_ais(result, pair, x, options, estimate, settings, out, ran, skipped):
         if options.where == "unreliable":
             skipped["IS k-hat for choosing AIS's points"] = "no k-hat below 25 particles: AIS ran on every point"
     block = {**asdict(options), "points": len(index)}
+    try:
+        _check_annealable(pair, x, settings["data_plate"])
+    except ConfigError as error:  # a discrete latent
+        skipped["AIS"] = str(error)
+        return
     if len(index):
         checkpoint = Path(out) / AIS_PARTIAL if out is not None else None
         ais = ais_log_likelihood(*pair, x[index.to(x.device)], **options.annealing(), **settings, checkpoint=checkpoint)
@@ -193,6 +198,13 @@ def _add_ais(result, pair, x, options, estimate, settings, out, ran, skipped):
             block["bracket"] = {key: value for key, value in bracket.items() if not key.endswith("_per_datapoint")}
             ran.append(f"bidirectional bracket on {bracket['points']} simulated points")
     result["ais"] = block
+
+
+def _check_annealable(pair, x, data_plate):
+    """Raise the one-line reason when the pair's latents cannot be annealed (a discrete site)."""
+    from .annealing import AnnealingPath
+
+    AnnealingPath(*pair, x[:1], 1, data_plate)
 
 
 def _combined(estimate, ais, index):

@@ -25,7 +25,8 @@ as it does for Pyro's ELBOs; what a latent site carries beyond it (``beta``,
 
 Requirements, checked with a clear error: every sample site lies inside the data plate (found
 whatever its name, :mod:`pyro_vae.inference.plates`, or named by ``data_plate``), since a bound
-over global latents does not factorise over data points; every guide site is reparameterisable.
+over global latents does not factorise over data points; every guide site is reparameterisable when a
+gradient is taken (without one, for evaluation, a discrete site is weighed like any other).
 """
 
 import math
@@ -106,7 +107,8 @@ class IWAE(ELBO):
                         f"{self.name}: site {name!r} is outside the data plate {data_plate!r}; the importance-weighted "
                         f"bound needs every sample site to be local to a data point"
                     )
-                if sign < 0 and not site["fn"].has_rsample:
+                # a draw without a reparameterised path only matters for a gradient: evaluation (no grad) weighs any
+                if sign < 0 and not site["fn"].has_rsample and torch.is_grad_enabled():
                     raise ConfigError(f"{self.name}: guide site {name!r} ({type(site['fn']).__name__}) is not reparameterisable")
                 scale = frame.full_size / frame.size if frame.full_size else 1.0
                 if data_scale is None:
