@@ -9,7 +9,7 @@ import sys
 
 from . import checks, commands, usercode
 from .errors import PyroVAEError
-from .launch import launched_rank, leave_crash, leave_error_line
+from .launch import end_failed_rank, launched_rank, leave_crash, leave_error_line
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
 
@@ -280,18 +280,18 @@ def main(argv=None):
     except KeyboardInterrupt:
         if launched_rank() is None:  # a rank that pyro-vae fit --nproc started was stopped by the launcher
             print(f"pyro-vae: interrupted; {commands.after_interruption(args)}", file=sys.stderr)
-        return 130
+        return end_failed_rank(130)
     except (Exception, SystemExit) as error:
         line = _error_line(error)
         if line is None and leave_crash(error):
-            return 1
+            return end_failed_rank(1)
         if line is None:
             raise  # no user code on the stack: a bug of pyro-vae's (or torch's, Pyro's) keeps its traceback
         if usercode.debugging(args.debug):
             usercode.print_traceback(error)
         if not leave_error_line(f"pyro-vae: error: {line}"):
             print(f"pyro-vae: error: {line}", file=sys.stderr)
-        return 2
+        return end_failed_rank(2)
 
 
 def _error_line(error):

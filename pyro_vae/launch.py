@@ -42,6 +42,18 @@ def leave_crash(error):
     return _leave("crash", "".join(traceback.format_exception(type(error), error, error.__traceback__)))
 
 
+def end_failed_rank(status):
+    """In a rank that :func:`launch` started and that failed: flush and end the process now (``os._exit``).  Its
+    process group, left up by the failure, would otherwise be torn down by C++ destructors at interpreter exit,
+    which under load printed libstdc++'s "terminate called without an active exception" to the terminal beside
+    the launcher's one line.  Elsewhere, return ``status``."""
+    if launched_rank() is None or status == 0:
+        return status
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def _leave(kind, text):
     folder = os.environ.get(ERRORS_VARIABLE)
     if not folder:
