@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_vae.inference.estimators import shown
+from pyro_vae.inference.weights import shown
 from pyro_vae.inference import evaluate
 from pyro_vae.summaries import format_latent_table
 from pyro_vae.sweep import run_sweep

@@ -33,7 +33,7 @@ import pyro
 import torch
 
 from pyro_vae.errors import ConfigError
-from pyro_vae.inference.estimators import shown
+from pyro_vae.inference.weights import shown
 from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from pyro_vae.inference.estimators import shown
+from pyro_vae.inference.weights import shown
 from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statistics, log_likelihood
 from pyro_vae.models.gmm import GaussianMixturePair
 from pyro_vae.models.ppca import PPCA
@@ -48,7 +48,7 @@ PRESETS = {
 
 @torch.no_grad()
 def _log_likelihood(vae, x, particles):
-    """The IS log-likelihood of ``x`` with its error, estimator and k-hat share (:func:`~pyro_vae.inference.estimators.shown`)."""
+    """The IS log-likelihood of ``x`` with its error, estimator and k-hat share (:func:`~pyro_vae.inference.weights.shown`)."""
     return shown(log_likelihood(importance_log_weights(vae.model, vae.guide, x, particles)))
 
 

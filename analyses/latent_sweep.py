@@ -10,7 +10,7 @@ latents are inactive, and the active count at the largest d.  The fits run in pa
 
 import math
 
-from pyro_vae.inference.estimators import shown
+from pyro_vae.inference.weights import shown
 from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
 

@@ -18,7 +18,7 @@ Three kinds of number get a flag a reader cannot miss:
 import math
 from dataclasses import dataclass, field
 
-from pyro_vae.inference.estimators import HIGH_KHAT_SHARE
+from pyro_vae.inference.weights import HIGH_KHAT_SHARE
 
 NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
 NEGATIVE_GAP = ("negative gap estimate: the inference gap and its approximation and amortisation parts are ≥ 0 in "

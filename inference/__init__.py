@@ -17,7 +17,8 @@ logging.getLogger("pyro.infer.elbo").addFilter(_DropPlateNestingGuess())
 from .ais import ais_log_likelihood, ais_log_weights
 from .bdmc import bdmc
 from .calibration import calibration
-from .estimators import elbo_terms, importance_log_weights, log_likelihood
+from .estimators import elbo_terms, importance_log_weights
+from .weights import log_likelihood
 from .evaluate import evaluate
 from .latents import latent_statistics, reconstruction_gain
 from .fit import FitResult, fit, linear_warmup

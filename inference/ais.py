@@ -13,7 +13,7 @@ then moves :math:`z_t \sim K_t(\cdot \mid z_{t-1})`, an HMC kernel that leaves :
 (:func:`~.annealing.hmc_transition`).  :math:`E[w] = p(x)` exactly, for any T: the estimate
 :math:`\log \frac1M \sum_m w_m` over M independent chains is a stochastic lower bound whose bias
 shrinks as T grows, and its spread over chains is the Monte Carlo error
-(:func:`~.estimators.log_likelihood` on the ``(N, M)`` chain log weights: the delta-method error, PSIS
+(:func:`~.weights.log_likelihood` on the ``(N, M)`` chain log weights: the delta-method error, PSIS
 :math:`\hat k` of the chain weights for M >= 25).  This is how Wu, Burda, Salakhutdinov &
 Grosse (2017) evaluate decoder-based models; whether it is close enough at this T is what the
 bidirectional bracket says (:mod:`~pyro_vae.inference.bdmc`).
@@ -43,7 +43,8 @@ from pyro_vae import checks
 from pyro_vae.progress import progress_bar
 
 from .annealing import BASES, AnnealingPath, hmc_transition
-from .estimators import DEFAULT_MAX_MEMORY, _load_partial, _save_partial, log_likelihood
+from .estimators import DEFAULT_MAX_MEMORY, load_chunks, save_chunks
+from .weights import log_likelihood
 from .plates import find_data_plate
 
 #: Defaults: intermediate distributions T, chains M (>= 25 so PSIS can fit the chain weights' tail),
@@ -160,7 +161,7 @@ def ais_log_weights(model, guide, x, *, steps=STEPS, chains=CHAINS, leapfrog=LEA
     points = max(1, min(len(x), int(max_memory // (BYTES_PER_CHAIN_FEATURE * max(1, x[0].numel()) * chains))))
     key = {"num_datapoints": len(x), "steps": steps, "chains": chains, "leapfrog": leapfrog, "base": base,
            "points": points, "seed": seed}
-    done = _load_partial(checkpoint, key, x.device)
+    done = load_chunks(checkpoint, key, x.device)
     betas = sigmoid_schedule(steps)
     data_plate = find_data_plate(model, guide, x[:points], data_plate)
     batches = list(x.split(points))
@@ -175,14 +176,14 @@ def ais_log_weights(model, guide, x, *, steps=STEPS, chains=CHAINS, leapfrog=LEA
             log_w, acceptance = anneal(path, path.initial(), betas, leapfrog)
             done.append(torch.stack([log_w.T, acceptance.T]).cpu())
             if checkpoint is not None:
-                _save_partial(checkpoint, key, done)
+                save_chunks(checkpoint, key, done)
             bar.update(len(batch))
     stacked = torch.cat(done, dim=1)
     return stacked[0], stacked[1]
 
 
 def ais_log_likelihood(model, guide, x, **options):
-    r"""The AIS estimate of :math:`\log p(x)` (module doc) with :func:`~.estimators.log_likelihood`'s
+    r"""The AIS estimate of :math:`\log p(x)` (module doc) with :func:`~.weights.log_likelihood`'s
     delta-method error and k-hat over the chains (no replicate error: with M = 32 chains its k-hat
     correction is noise; a large k-hat flags a point whose error may be understated, and the bias is what the
     bracket of :mod:`~.bdmc` measures), plus ``estimator``, ``steps``, ``chains``, ``leapfrog``, ``base``

@@ -22,7 +22,7 @@ from pyro_vae.errors import ConfigError
 
 from .ais import CHAINS, LEAPFROG, STEPS, anneal, sigmoid_schedule
 from .annealing import AnnealingPath, in_chains
-from .estimators import log_likelihood
+from .weights import log_likelihood
 from .plates import find_data_plate
 
 

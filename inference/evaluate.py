@@ -16,7 +16,8 @@ from pyro_vae.contract import describe_pair, missing, owner_module
 from pyro_vae.errors import ConfigError
 from pyro_vae.files import atomic_write
 
-from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights, log_likelihood, point_se
+from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights
+from .weights import log_likelihood, point_se
 from .calibration import SIMULATIONS, calibration
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
@@ -44,7 +45,7 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     many as an error of about 0.01 needs; a global latent's KL counted once per data set; an infinite
     KL reported as such), the importance-sampled log-likelihood with K = ``particles`` and its delta-method
     and replicate errors, PSIS k-hat per point and the PSIS log-likelihood (for K >= 25;
-    :func:`~pyro_vae.inference.estimators.log_likelihood`), per-latent statistics against the prior's
+    :func:`~pyro_vae.inference.weights.log_likelihood`), per-latent statistics against the prior's
     own variance (:func:`~pyro_vae.inference.latents.latent_statistics`), reconstruction gains and the
     aggregate-posterior moments; for an owner with ``generate`` and ``prior`` (the VAE), the mean absolute
     change of generated data when collapsed latents are set to 0.  A guide with several latent sites and

@@ -61,7 +61,8 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 
-from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights, log_likelihood
+from .estimators import BYTES_PER_PARTICLE_FEATURE, importance_log_weights
+from .weights import log_likelihood
 from .objectives import make_objective
 from .plates import find_data_plate, local_pair
 from .traces import latent_sites, random_state_kept

@@ -2,7 +2,7 @@ r"""Paired comparison of fitted runs on the same test points: is one model bette
 
 Every run scores the *same* N points :math:`x_i` by the importance-sampled log-likelihood
 :math:`l_i \approx \log p(x_i)` (K draws from the run's guide, Burda et al. 2016) with its Monte Carlo
-standard error :math:`m_i` (:func:`~pyro_vae.inference.estimators.log_likelihood`).  The question "is mine
+standard error :math:`m_i` (:func:`~pyro_vae.inference.weights.log_likelihood`).  The question "is mine
 better on this data distribution" asks about :math:`E_x \log p(x)`, so the error of a run's mean
 :math:`\bar l` is over test points:
 
@@ -53,7 +53,8 @@ from pyro_vae.files import check_file_target, write_json
 from pyro_vae.rundir import RunDir
 
 from .ais import ais_log_likelihood
-from .estimators import DEFAULT_MAX_MEMORY, HIGH_KHAT_SHARE, importance_log_weights, log_likelihood
+from .estimators import DEFAULT_MAX_MEMORY, importance_log_weights
+from .weights import HIGH_KHAT_SHARE, log_likelihood
 from .plates import find_data_plate, local_pair
 from .runs import Run, catalogue_factories, load_run
 
@@ -95,7 +96,7 @@ def _verdict(difference, se, better):
 
 def compare_scores(scores):
     """Per-run and pairwise tables (module doc) from ``{name: {"per_datapoint": l, "per_datapoint_mc_se": m}}``
-    (what :func:`~pyro_vae.inference.estimators.log_likelihood` returns) on the same points.
+    (what :func:`~pyro_vae.inference.weights.log_likelihood` returns) on the same points.
 
     :returns: ``(runs, pairwise)``, lists of dicts, runs best first.
     """
@@ -194,7 +195,7 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     :param ais: :class:`~pyro_vae.inference.ais.AISOptions` to score every point by annealed importance sampling
         instead of IS (its ``where`` and ``bracket_points`` are evaluate's and are not used here).
     :returns: :class:`RunComparison`; ``str()`` of it is the printed table.  A run whose estimate is flagged
-        (more than :data:`~.estimators.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
+        (more than :data:`~.weights.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
         in its row (``flag``) and under the table.
 
     Every refusal (a missing run or checkpoint, an unnamed factory, data that differ, an ``out`` that

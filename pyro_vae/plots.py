@@ -99,7 +99,7 @@ def plot_latent_variances(stats, path, title=None, model=None):
 
 def plot_khat(khat, path, threshold, particles, model=None):
     """ArviZ's k-hat plot of PSIS per data point, with ArviZ's threshold for ``particles`` draws
-    (:func:`~pyro_vae.inference.estimators.khat_threshold`) drawn and counted in the title.
+    (:func:`~pyro_vae.inference.weights.khat_threshold`) drawn and counted in the title.
 
     The k-hats go to ArviZ as ``ELPDData`` (with the number of draws), the form it asks for."""
     plt = pyplot()

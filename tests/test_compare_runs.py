@@ -162,7 +162,7 @@ def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, 
 
 
 def test_the_flag_rule_follows_the_share_of_points_above_the_threshold():
-    from pyro_vae.inference.estimators import HIGH_KHAT_SHARE
+    from pyro_vae.inference.weights import HIGH_KHAT_SHARE
     from pyro_vae.inference.model_comparison import _flag
 
     assert _flag({"fraction_khat_above_threshold": HIGH_KHAT_SHARE, "khat_threshold": 0.7}, "IS")["flag"] == ""

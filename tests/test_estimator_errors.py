@@ -15,7 +15,7 @@ import torch
 
 from linear_gaussian import LinearGaussian
 from pyro_vae.inference import elbo_terms, evaluate, fit, importance_log_weights, latent_statistics, log_likelihood
-from pyro_vae.inference.estimators import khat_threshold
+from pyro_vae.inference.weights import khat_threshold
 
 REPLICATES = 50
 

@@ -44,7 +44,8 @@ import torch
 from torch import nn
 
 import pyro_vae
-from pyro_vae.inference.estimators import elbo_terms, importance_log_weights, log_likelihood
+from pyro_vae.inference.estimators import elbo_terms, importance_log_weights
+from pyro_vae.inference.weights import log_likelihood
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
 from pyro_vae.models.ppca import PPCA
 
