@@ -35,6 +35,7 @@ from torch.distributions import constraints
 from pyro_vae.contract import describe_pair, owner_module
 from pyro_vae.plots import plot_training_curve
 from pyro_vae import checks
+from pyro_vae.kl import base_distribution
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar, report_epoch
 from pyro_vae.rundir import RunDir
@@ -254,13 +255,22 @@ def _checked_splits(splits, module, dynamic_binarization, device):
 
 
 def _check_support(model, guide, x):
-    """Refuse data outside an observed site's support in one line (a pair without ``check_data`` too)."""
-    with random_state_kept(x.device), poutine.block(), torch.no_grad(), pyro.validation_enabled(False):
-        model_trace, _ = trace_pair(model, guide, x)
+    """Refuse data outside an observed site's support in one line (a pair without ``check_data`` too), unless the
+    site's distribution was built with ``validate_args=False``: its author chose to score such values (Pyro's
+    ``examples/vae/vae.py`` scores grey pixels under a Bernoulli), which is seen by tracing with validation on."""
+    with random_state_kept(x.device), poutine.block(), torch.no_grad():
+        try:
+            with pyro.validation_enabled(True):
+                model_trace, validated = trace_pair(model, guide, x)[0], True
+        except (ValueError, RuntimeError):  # a parameter check failed: look without validation instead
+            with pyro.validation_enabled(False):
+                model_trace, validated = trace_pair(model, guide, x)[0], False
     for name, site in model_trace.nodes.items():
         if site["type"] == "sample" and site["is_observed"]:
             support = site["fn"].support
             if _depends_on_values(support):  # bounds that move with parameters or latents: left to the likelihood
+                continue
+            if validated and base_distribution(site["fn"])._validate_args is False:  # the author's own choice
                 continue
             if not bool(support.check(site["value"]).all()):
                 raise DataError(f"the data are outside the support of the model's observed site {name!r} "
