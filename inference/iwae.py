@@ -149,5 +149,6 @@ class IWAE(ELBO):
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
+        if loss.requires_grad:  # a pair with nothing to learn has no gradient to take, as for Trace_ELBO
+            loss.backward()
         return loss.item()

@@ -47,6 +47,7 @@ import torch
 import pyro.distributions as dist
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO
+from pyro.infer.util import torch_item
 from torch.distributions import Independent, MultivariateNormal, TransformedDistribution
 from torch.distributions.transforms import AffineTransform, ComposeTransform
 
@@ -119,7 +120,7 @@ class STL(Trace_ELBO):
         for site in guide_trace.nodes.values():
             if site["type"] == "sample":
                 elbo = elbo - _path_log_prob(site, "stl").sum()
-        return -elbo.item(), -elbo
+        return -torch_item(elbo), -elbo  # a float 0 for a pair with no sample site, as Trace_ELBO returns
 
 
 class IWAEDReG(IWAE):

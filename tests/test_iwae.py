@@ -156,3 +156,19 @@ def test_a_scale_around_the_pair_multiplies_the_loss_as_for_pyros_elbos(name):
     elbo = pyro.infer.Trace_ELBO().loss(lg.model, lg.guide, x)
     pyro.set_rng_seed(0)
     assert pyro.infer.Trace_ELBO().loss(*scaled, x) == pytest.approx(2 * elbo, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["iwae", "iwae-dreg", "stl", "elbo"])
+def test_loss_and_grads_of_a_pair_with_nothing_to_learn_is_its_loss_as_for_trace_elbo(name):
+    """Issue 35, item 9: a pair without parameters ended in 'does not require grad' (iwae, iwae-dreg); one
+    without sample sites in "'float' object has no attribute 'item'" (stl)."""
+    from pyro_vae.inference.objectives import make_objective
+
+    lg = LinearGaussian()  # no pyro.param: nothing to learn
+    x = lg.sample(5)
+    pyro.set_rng_seed(0)
+    loss = make_objective(name, particles=3).loss_and_grads(lg.model, lg.guide, x)
+    assert isinstance(loss, float) and loss > 0
+    if name in ("stl", "elbo"):
+        empty = make_objective(name).loss_and_grads(lambda x: None, lambda x: None, x)
+        assert empty == 0.0
