@@ -60,7 +60,7 @@ def detach_parameters(distribution):
     r"""The same distribution with its parameters cut from the graph: :math:`q_{\bar\phi}`.
 
     Handles ``Independent`` and expanded wrappers, multivariate normals, any family whose
-    parameters are its ``arg_constraints`` (Normal, Laplace, Cauchy, StudentT, LogNormal, ...), and a
+    parameters are its ``arg_constraints`` (Normal, Laplace, Cauchy, StudentT, LogNormal, Gamma, ...), a Beta, and a
     ``TransformedDistribution`` of such a base through transforms that are fixed or affine (``ExpTransform``,
     ``SigmoidTransform``, ``AffineTransform`` with learned location and scale, and compositions of them).
     """
@@ -70,6 +70,8 @@ def detach_parameters(distribution):
         return detach_parameters(distribution.base_dist).expand(distribution.batch_shape)
     if isinstance(distribution, MultivariateNormal):
         return type(distribution)(distribution.loc.detach(), scale_tril=distribution.scale_tril.detach())
+    if isinstance(distribution, dist.Beta):  # its concentrations are properties of an inner Dirichlet
+        return dist.Beta(distribution.concentration1.detach(), distribution.concentration0.detach(), validate_args=False)
     names = [name for name in distribution.arg_constraints if name in vars(distribution)]
     if names:
         return type(distribution)(**{name: getattr(distribution, name).detach() for name in names}, validate_args=False)
@@ -78,7 +80,7 @@ def detach_parameters(distribution):
         return TransformedDistribution(detach_parameters(distribution.base_dist), transforms, validate_args=False)
     raise ConfigError(
         f"STL/DReG cannot detach the parameters of a {type(distribution).__name__} guide; they need a guide family with "
-        f"plain tensor parameters (Normal, Laplace, Cauchy, StudentT, LogNormal, MultivariateNormal) or a "
+        f"plain tensor parameters (Normal, Laplace, Cauchy, StudentT, LogNormal, Gamma, Beta, MultivariateNormal) or a "
         f"TransformedDistribution of one through fixed or affine transforms"
     )
 
