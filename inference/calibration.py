@@ -29,8 +29,11 @@ import math
 import numpy as np
 import pyro
 import torch
+from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae import checks
+from pyro_vae.errors import ConfigError
 
 from .annealing import AnnealingPath
 from .bdmc import simulate
@@ -50,7 +53,8 @@ def calibration(model, guide, x, simulations=SIMULATIONS, draws=DRAWS, seed=0, d
     :returns: dict with ``coordinates`` (names ``site[j]``), and per coordinate ``ks_pvalue``, ``uniform``,
         ``coverage_50``, ``coverage_90``; ``coverage_se_50``, ``coverage_se_90``, ``simulations``, ``draws``,
         ``uniform_threshold``; and ``pit``, an ``(N, D)`` NumPy array (for the figure, not for JSON).
-    :raises ConfigError: when the model does not observe ``x`` itself (:func:`~.bdmc.simulate`).
+    :raises ConfigError: when the model does not observe ``x`` itself (:func:`~.bdmc.simulate`), or a latent is
+        discrete.
     """
     from scipy import stats
 
@@ -58,6 +62,13 @@ def calibration(model, guide, x, simulations=SIMULATIONS, draws=DRAWS, seed=0, d
     checks.check_work({"simulations": simulations, "draws a simulation": draws}, "the calibration check")
     template = x[torch.arange(simulations, device=x.device) % len(x)]
     data_plate = find_data_plate(model, guide, x[:simulations], data_plate)
+    with random_state_kept(x.device), poutine.block(), torch.no_grad():
+        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(x[:1]))
+    discrete = [name for name, site in guide_trace.nodes.items()
+                if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete]
+    if discrete:
+        raise ConfigError(f"the calibration check ranks latents on the real line; site {discrete[0]!r} is discrete "
+                          f"({type(guide_trace.nodes[discrete[0]]['fn']).__name__}), where ranks tie")
     with random_state_kept(x.device):
         pyro.set_rng_seed(seed)
         latents, simulated = simulate(model, template, AnnealingPath(model, guide, template, 1, data_plate))
