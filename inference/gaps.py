@@ -49,6 +49,7 @@ is refused with the reason.  The same optimiser, with a few steps, is
 the semi-amortised refinement of :mod:`pyro_vae.inference.refine`.
 """
 
+import inspect
 import math
 
 import pyro
@@ -90,7 +91,10 @@ def _with_base(distribution, base):
     if isinstance(distribution, Independent):
         return type(distribution)(_with_base(distribution.base_dist, base), distribution.reinterpreted_batch_ndims)
     if isinstance(distribution, TransformedDistribution):
-        return type(distribution)(_with_base(distribution.base_dist, base), distribution.transforms)
+        # a flow's class takes (base, transforms); a LogNormal's takes (loc, scale): it becomes a plain transformed one
+        kind = type(distribution) if "base_distribution" in inspect.signature(type(distribution)).parameters \
+            else pyro.distributions.TransformedDistribution
+        return kind(_with_base(distribution.base_dist, base), distribution.transforms)
     return base
 
 

@@ -12,6 +12,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from pyro_vae._arviz import arviz
 from pyro_vae import ConfigError, RunDirError, evaluate, fit, load_run
 from pyro_vae.analyses.compare import compare
 from pyro_vae.factories import ModelFactory
@@ -172,6 +173,7 @@ CASES = {
     "vae_obs": ("vae_obs.py:make_vae", ["latent_dim=2", "hidden=16"], ("elbo", "iwae:3", "stl"), "digits"),
     "hierarchical": ("hierarchical.py:make_pair", ["latent_dim=2"], ("elbo", "meanfield", "stl"), "synthetic-patches"),
     "robust_fa": ("robust_fa.py:make_robust_fa", ["factors=2"], ("elbo", "iwae:3", "stl"), "synthetic-patches"),
+    "lognormal": ("lognormal_vae.py:make_vae", ["latent_dim=2", "hidden=16"], ("elbo", "iwae-dreg:3", "stl"), "digits"),
 }
 
 
@@ -196,7 +198,11 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     assert run.factory.spec.endswith(spec) and params
     assert config["objective"] == objectives[1].split(":")[0] and config["particles"] == (3 if ":" in objectives[1] else 1)
     evaluation = json.loads((out / "evaluation.json").read_text())
-    assert evaluation["data_plate"] == {"vae_obs": "obs", "hierarchical": "points", "robust_fa": "rows"}[case]
+    assert evaluation["data_plate"] == {"vae_obs": "obs", "hierarchical": "points", "robust_fa": "rows",
+                                        "lognormal": "data"}[case]
+    if case == "lognormal":  # read in z's own space (issue 35, item 6); posterior.nc holds positive draws
+        assert evaluation["latents"]["moments"] == "mean/sd of z (closed form)"
+        assert bool((arviz().from_netcdf(str(out / "posterior.nc")).posterior["z"] > 0).all())
     # AIS, its bracket and the calibration check run on a pair from its own file, given the globals' draw if any
     assert evaluation["ais"]["points"] == evaluation["num_datapoints"] and evaluation["ais"]["bracket"]["points"] == 3
     assert evaluation["calibration"]["simulations"] == 20
@@ -230,7 +236,7 @@ def test_compare_three_objectives(case, tmp_path):
                      nuts_chains=2, executor="serial", progress=False)
     assert [row["objective"] for row in sorted(result["summary"], key=lambda r: r["objective"])] == sorted(
         f"{o}:1" if ":" not in o else o for o in objectives)
-    if case != "vae_obs":
+    if case not in ("vae_obs", "lognormal"):  # pairs without an encoder and a decoder network
         assert "gradient SNR per network" in result["skipped"]
     if case == "hierarchical":  # a global latent: no importance-weighted SNR, and each such skip names why
         assert any("outside the data plate" in why for why in result["skipped"].values())
