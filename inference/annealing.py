@@ -90,20 +90,17 @@ class AnnealingPath:
     the rows of ``x``, ``chains`` chains each, at unconstrained values ``u`` of shape ``(chains, len(x), D)``.
 
     :param base: ``"guide"`` (:math:`f_0 = q(z \mid x)`) or ``"prior"`` (:math:`f_0 = p(z)`).
-    :param observed: ``{site: value}`` to condition the model's observed sites on instead of ``x`` (data
-        simulated from the model, :mod:`~pyro_vae.inference.bdmc`), or None.
     """
 
-    def __init__(self, model, guide, x, chains, data_plate, base="guide", observed=None):
+    def __init__(self, model, guide, x, chains, data_plate, base="guide"):
         checks.one_of("base", base, BASES)
         self.x, self.chains, self.data_plate, self.base = x, chains, data_plate, base
-        conditioned = model if observed is None else poutine.condition(model, data=observed)
         with torch.no_grad(), poutine.block():
             probe = prune_subsample_sites(poutine.trace(guide).get_trace(x))
             nesting = max(_max_plate_nesting(probe), _max_plate_nesting(
-                prune_subsample_sites(poutine.trace(poutine.replay(conditioned, trace=probe)).get_trace(x))))
+                prune_subsample_sites(poutine.trace(poutine.replay(model, trace=probe)).get_trace(x))))
         self.plate_dim = -(nesting + 1)
-        self.model, self.guide = in_chains(conditioned, chains, self.plate_dim), in_chains(guide, chains, self.plate_dim)
+        self.model, self.guide = in_chains(model, chains, self.plate_dim), in_chains(guide, chains, self.plate_dim)
         # the probe above validated the guide's distributions; these are kept for the moves, whose proposals
         # may leave the support's numerical range (hmc_transition rejects them)
         with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
@@ -116,7 +113,6 @@ class AnnealingPath:
                                       "first (plates.local_pair)")
                 self.layouts.append(_Layout(name, site, data_plate, start))
                 start = self.layouts[-1].stop
-        self.dimension = start
         self._guide_trace = guide_trace
         # A guide whose sites depend on x alone (no site on another's draw) is traced once: its
         # distributions are kept and only their log-densities are recomputed at each move.
