@@ -7,6 +7,10 @@ cores, is written once, in :data:`ANALYSES` here, so the CLI lists the studies w
 a study's module is imported when it is run (:meth:`Study.load`).
 """
 
+if __name__ != "pyro_vae.analyses":  # imported from the repository root as a package of its own
+    raise ImportError(f"this folder is the package pyro_vae.analyses; import it as pyro_vae.analyses (as {__name__!r} it "
+                      "would be a second copy, with registries of its own)")
+
 import importlib
 from dataclasses import dataclass
 

@@ -1,5 +1,9 @@
 """Objectives, fitting and evaluation (installed as ``pyro_vae.inference``)."""
 
+if __name__ != "pyro_vae.inference":  # imported from the repository root as a package of its own
+    raise ImportError(f"this folder is the package pyro_vae.inference; import it as pyro_vae.inference (as {__name__!r} it "
+                      "would be a second copy, with registries of its own)")
+
 import logging
 
 

@@ -233,12 +233,18 @@ def build_parser():
 
 
 def _version():
+    """This package's version and those of the libraries its numbers depend on, for a bug report."""
+    import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        return version("pyro-vae")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libraries = ", ".join(f"{name} {installed(name)}" for name in ("torch", "pyro-ppl", "arviz", "numpy", "scikit-learn"))
+    return f"{installed('pyro-vae')} ({libraries}, Python {platform.python_version()})"
 
 
 _UNITS = {"": 1, "B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30}

@@ -76,3 +76,28 @@ def test_readme_user_pair_example_runs():
     namespace = {}
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["result"].history[-1]["val_elbo"] > namespace["result"].history[0]["val_elbo"]
+
+
+def test_version_names_this_package_and_the_libraries_its_numbers_depend_on(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"pyro-vae {version('pyro-vae')} (")
+    for name in ("torch", "pyro-ppl", "arviz"):
+        assert f"{name} {version(name)}" in line
+
+
+@pytest.mark.parametrize("folder", ["inference", "models", "analyses"])
+def test_the_repository_root_cannot_import_a_second_copy_of_a_subpackage(folder):
+    """From the root, ``import inference`` would find the folder as a package of its own, beside ``pyro_vae.inference``
+    with registries of its own; it is refused in one line naming the right import."""
+    result = subprocess.run([sys.executable, "-c", f"import {folder}"], cwd=README.parent, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ImportError: this folder is the package pyro_vae.{folder}; import it as pyro_vae.{folder} (as '{folder}' it "
+        "would be a second copy, with registries of its own)")
+    same = subprocess.run([sys.executable, "-c", f"import pyro_vae.{folder}"], cwd=README.parent, capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
