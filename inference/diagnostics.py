@@ -25,6 +25,7 @@ from pyro_vae.errors import ConfigError
 
 from .iwae import _per_datapoint
 from .plates import PARTICLE_PLATE, data_plate_of
+from .weights import khat_threshold
 from .traces import latent_site, trace_pair
 
 
@@ -46,6 +47,21 @@ def psis(log_weights):
         "fraction_khat_above_0.5": float((khat > 0.5).mean()),
         "fraction_khat_above_0.7": float((khat > 0.7).mean()),
     }
+
+
+def khat_data(idata):
+    """Each data point's PSIS k-hat in ``idata`` (:func:`posterior_inference_data`, e.g. a run's ``posterior.nc``)
+    as the ``az.ELPDData`` that ``az.plot_khat`` takes without a warning: ``pareto_k`` over ``datapoint`` and
+    ``good_k``, the threshold for the stored number of draws (:func:`~.weights.khat_threshold`, the one ``evaluate``
+    flags by).  It holds no elpd: leave-one-out over draws of q estimates nothing.
+
+    >>> az.plot_khat(khat_data(az.from_netcdf("runs/latest/posterior.nc")), show_hlines=True)  # doctest: +SKIP
+    """
+    az = arviz()
+    khat = idata.sample_stats["khat"]
+    draws = idata.sample_stats.sizes["draw"]
+    return az.ELPDData(data=[draws, khat.size, khat_threshold(draws), khat.rename("pareto_k")],
+                       index=["n_samples", "n_data_points", "good_k", "pareto_k"])
 
 
 #: Names of the trailing dims of data (and posterior-predictive draws) by their number.

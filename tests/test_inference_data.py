@@ -6,6 +6,7 @@ standard error sd / sqrt(S), the sample sd of S normal draws sd / sqrt(2 (S - 1)
 """
 
 import math
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 
 from pyro_vae._arviz import arviz
 from pyro_vae.errors import ConfigError
-from pyro_vae.inference.diagnostics import posterior_inference_data, psis
+from pyro_vae.inference.diagnostics import khat_data, posterior_inference_data, psis
 from pyro_vae.models import VAE
 
 from linear_gaussian import LinearGaussian
@@ -139,8 +140,15 @@ def test_arviz_plots_the_khat_values_and_the_posterior_predictive_check():
     az = arviz()
     _, _, idata = _vae()
     try:
-        ax = _axes(az.plot_khat(idata.sample_stats["khat"]))
+        with warnings.catch_warnings():  # the DataArray form warns that ArviZ will drop it; khat_data is the ELPDData it wants
+            for shown_to_a_user in (FutureWarning, UserWarning):  # (a DeprecationWarning inside arviz is not shown)
+                warnings.filterwarnings("error", category=shown_to_a_user)
+            ax = _axes(az.plot_khat(khat_data(idata), show_hlines=True))
         np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1], idata.sample_stats["khat"].values)
+        threshold = 1 - 1 / np.log10(DRAWS)  # ArviZ's min(1 - 1/log10 K, 0.7) at K = 1000 draws
+        assert khat_data(idata).good_k == pytest.approx(threshold)
+        levels = {round(float(segment[0, 1]), 6) for lines in ax.collections[1:] for segment in lines.get_segments()}
+        assert levels == {0.0, round(threshold, 6), 1.0}  # show_hlines draws 0, good_k and 1
         ax = _axes(az.plot_ppc(idata, num_pp_samples=50, random_seed=0))
         assert len(ax.get_lines()) >= 52  # 50 predictive draws, the observed data and the predictive mean
     finally:

@@ -37,6 +37,7 @@ import torch
 
 import pyro_vae
 from pyro_vae._arviz import arviz
+from pyro_vae.inference.diagnostics import khat_data
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior
 from pyro_vae.summaries import format_latent_table, format_summary
 from IPython.display import Image
@@ -131,6 +132,16 @@ weights /= weights.sum(axis=0)
 ess = 1.0 / (weights**2).sum(axis=0)
 for i in np.argsort(idata.sample_stats["khat"].values)[[0, -1]]:
     print(f"test point {i:2d}: k-hat {idata.sample_stats['khat'].values[i]:5.2f}, importance ESS {ess[i]:6.1f} of {len(log_w)} draws")
+
+# %% [markdown]
+# `az.plot_khat` takes these $\hat k$ through `khat_data`, which hands them over as the `ELPDData`
+# ArviZ expects, with its `good_k` set to the threshold for the stored number of draws (the same
+# rule `evaluate` flags by; $0.63$ at 500 draws).
+
+# %%
+ax = az.plot_khat(khat_data(idata), show_hlines=True, figsize=(8, 3))
+ax.set_title("PSIS k-hat of the 500 stored draws per test point (lines: 0, good_k, 1)")
+plt.show()
 
 # %% [markdown]
 # ## A reference posterior from NUTS
