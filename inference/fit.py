@@ -38,6 +38,7 @@ from pyro_vae import checks
 from pyro_vae.kl import base_distribution
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError
 from pyro_vae.progress import progress_bar, report_epoch
+from pyro_vae.options import documented
 from pyro_vae.rundir import RunDir
 
 from .distributed import DataParallel
@@ -46,9 +47,9 @@ from .objectives import check_objective, make_objective, parse_objective
 from .plates import find_data_plate
 from .traces import random_state_kept, trace_pair
 from .optimizers import describe_optimizer
+from .options import FitOptions
 from .trainer import MAX_ROLLBACKS, NonFiniteStep, Trainer, TrainerState, first_nonfinite_site, load_parameters
 
-NONFINITE_POLICIES = ("raise", "rollback")
 #: Draws per point of the validation ELBO after each epoch, and of the final metrics; each number's
 #: standard error is recorded beside it (``val_elbo_mc_se``, ``test_elbo_mc_se``).  ``evaluate`` takes
 #: as many as an error of about 0.01 nats needs (:func:`~.estimators.elbo_terms`).
@@ -77,112 +78,73 @@ def linear_warmup(beta, warmup_steps):
     return schedule
 
 
-def fit(
-    model,
-    guide,
-    train,
-    *,
-    val=None,
-    test=None,
-    module=None,
-    objective="elbo",
-    particles=None,
-    beta=1.0,
-    epochs=30,
-    batch_size=128,
-    lr=1e-3,
-    optimizer="adam",
-    clip_norm=None,
-    seed=0,
-    device="cpu",
-    dynamic_binarization=False,
-    out=None,
-    resume=False,
-    config=None,
-    data_plate=None,
-    eval_batch_size=1000,
-    progress=None,
-    validate=False,
-    on_nonfinite="raise",
-    callback=None,
-):
+@documented(FitOptions)
+def fit(model, guide, train, *, val=None, test=None, module=None, out=None, resume=False, config=None, data_plate=None,
+        progress=None, callback=None, options=None, **values):
     r"""Fit ``model``/``guide`` to ``train`` by stochastic variational inference.
 
     Every option is checked, and the objective computed once on a minibatch, before anything is
-    written: a refused configuration leaves no run directory behind.
+    written: a refused configuration leaves no run directory behind.  The options are those of
+    :class:`~pyro_vae.inference.options.FitOptions`, as keywords or as ``options=`` (keywords win).
+
+    Examples::
+
+        data = pyro_vae.load_data("digits", binarize="dynamic")
+        vae = pyro_vae.VAE(data.event_shape, latent_dim=8)
+        result = pyro_vae.fit(vae.model, vae.guide, data.train, val=data.val, test=data.test, objective="iwae:5",
+                              epochs=50, lr=1e-3, dynamic_binarization=True, out="runs/iwae")
+        result.metrics["test_elbo"], result.metrics["test_elbo_mc_se"]
 
     :param model: Pyro model ``model(x)``; local sites inside one ``pyro.plate`` of size ``len(x)``
         (the data plate, any name; see :mod:`pyro_vae.contract`), global sites outside it.
     :param guide: Pyro guide ``guide(x)`` with the same plate.
     :param torch.Tensor train: training data ``(n, ...)``; ``val`` and ``test`` likewise, optional.
     :param module: ``nn.Module`` owning the pair's parameters (default: owner of a bound ``model``).
-    :param objective: ``NAME`` or ``NAME:K`` of :data:`~pyro_vae.inference.objectives.OBJECTIVES` (``elbo``,
-        ``meanfield``, ``iwae:50``, ``stl``, ``iwae-dreg``, ``enum``) or a ``pyro.infer.ELBO`` instance.
-    :param particles: particles per data point (K of IWAE); default: the objective's (5 for IWAE, else 1).
-    :param beta: KL weight, a number >= 0 or a schedule ``step -> beta`` (:func:`linear_warmup`).
-    :param optimizer: ``adam`` (``torch.optim.Adam``), ``clippedadam`` (Pyro's), a ``pyro.optim`` optimiser such as
-        ``pyro.optim.Adam({"lr": 1e-3})`` (its own arguments rule), a ``torch.optim.Optimizer`` class (given ``lr``) or a
-        factory ``params -> Optimizer`` (:mod:`~pyro_vae.inference.optimizers`).
-    :param clip_norm: clip the global gradient norm (nats per data point) to this value.
-    :param seed: seeds torch, NumPy and Python before the first step (same seed, same numbers on CPU).
-    :param device: where data, parameters and every step live (``cpu``, ``cuda``, ...).
-    :param dynamic_binarization: draw ``x ~ Bernoulli(x)`` afresh for every training minibatch.
     :param out: run directory for config, history, checkpoint and metrics (nothing written if None).
     :param resume: continue the run in ``out`` from its checkpoint.
     :param dict config: extra entries for ``config.json`` (e.g. the CLI's options); ``config["model"]``
         (``{"factory": ..., "kwargs": ...}``, :mod:`pyro_vae.factories`) lets ``load_run`` rebuild the pair,
         and is filled in for an owning module with ``init_kwargs`` (the catalogue VAE).
     :param str data_plate: the name of the plate over data points (default: found, see :mod:`pyro_vae.contract`).
-    :param bool validate: Pyro/torch distribution argument validation during training (slow).
-    :param on_nonfinite: ``raise`` (:class:`~pyro_vae.errors.NonFiniteLossError` naming the step and
-        site; the last checkpoint stays intact) or ``rollback`` (restore the state at the start of the
-        epoch, halve the learning rate and retry, at most ``MAX_ROLLBACKS`` times).
+    :param progress: a progress bar of the epochs: None (where the terminal is one), True or False.
+    :param options: a :class:`~pyro_vae.inference.options.FitOptions`; the keywords below replace its fields.
     :param callback: ``callback(step)`` after every optimisation step (e.g. to record per-latent
         variances along training); it chooses its own frequency.  If it returns True, training stops
         at the end of the current epoch (which is recorded and checkpointed as usual).
+    {options}
     :returns: :class:`FitResult`.
     """
-    epochs = checks.positive_int("epochs", epochs)
-    batch_size = checks.positive_int("batch_size", batch_size)
-    eval_batch_size = checks.positive_int("eval_batch_size", eval_batch_size)
-    lr = checks.positive_float("lr", lr)
-    seed = checks.seed("seed", seed)
-    if not callable(beta):
-        beta = checks.nonnegative_float("beta", beta)
-    if clip_norm is not None:
-        clip_norm = checks.positive_float("clip_norm", clip_norm)
-    if on_nonfinite not in NONFINITE_POLICIES:
-        raise ConfigError(f"unknown on_nonfinite {on_nonfinite!r}; expected one of: {', '.join(NONFINITE_POLICIES)}")
-    optimizer_text = describe_optimizer(optimizer)
+    options = FitOptions.build(options, **values)
     if resume and out is None:
         raise ConfigError("resume needs a run directory (out=...)")
-    schedule = beta if callable(beta) else linear_warmup(beta, 0)
-    device = checks.device(device)
+    device = checks.device(options.device)
     module = owner_module(model, module)
-    splits = _checked_splits({"train": train, "val": val, "test": test}, module, dynamic_binarization, device)
+    splits = _checked_splits({"train": train, "val": val, "test": test}, module, options.dynamic_binarization, device)
     train = splits["train"]
     n = len(train)
-    batch_size = min(batch_size, n)  # a batch larger than the data set is the whole data set
+    batch_size = min(options.batch_size, n)  # a batch larger than the data set is the whole data set
+    schedule = options.schedule(steps_per_epoch=-(-n // batch_size))
 
     first = train[:batch_size]
-    if dynamic_binarization:  # what a training step sees
+    if options.dynamic_binarization:  # what a training step sees
         first = torch.bernoulli(first.clamp(0, 1))
     with pyro.validation_enabled(False):  # a non-finite parameter is reported by the first step, naming its site
         data_plate = find_data_plate(model, guide, first, data_plate)
-        elbo = make_objective(objective, particles, data_plate=data_plate)
+        elbo = make_objective(options.objective, options.particles, data_plate=data_plate)
         checks.check_memory(elbo.num_particles * first.numel() * first.element_size(),
                             f"a step at K = {elbo.num_particles} particles on minibatches of {len(first)} (at least its "
                             "decoder outputs)", device)
         kl_paths = check_objective(elbo, model, guide, first, data_plate)
     _check_support(model, guide, first)
     parallel = DataParallel.current()
-    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, dynamic_binarization, callback, parallel)  # checks beta
-    run_config = {
+    trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, options.dynamic_binarization, callback, parallel)
+    objective, beta = options.objective, options.beta
+    run_config = {  # the options as given, with what they resolved to where that differs
+        **{name: getattr(options, name) for name in options.names()},
         "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
         "particles": elbo.num_particles,
         "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer_text, "clip_norm": clip_norm,
-        "seed": seed, "device": str(device), "dynamic_binarization": dynamic_binarization, "num_train": n,
+        "batch_size": batch_size, "optimizer": describe_optimizer(options.optimizer), "device": str(device), "num_train": n,
         "data_plate": data_plate, **({"processes": parallel.size} if parallel is not None else {}), **(config or {}),
     }
     if "model" not in run_config and hasattr(module, "init_kwargs"):  # a module that can say how it was built
@@ -191,20 +153,21 @@ def fit(
     run_dir = RunDir(out) if out is not None else None
     checkpoint = _start(run_dir, run_config, resume, parallel)
     try:
+        seed = options.seed
         pyro.set_rng_seed(seed if parallel is None else parallel.seed(seed))
         state = TrainerState()
         if checkpoint is not None:
             load_parameters(checkpoint, module)
             state = TrainerState.from_checkpoint(checkpoint)
-        with pyro.validation_enabled(validate):
-            trainer.make_optimizer(optimizer, train[:batch_size], lr, clip_norm)
+        with pyro.validation_enabled(options.validate):
+            trainer.make_optimizer(options.optimizer, train[:batch_size], options.lr, options.clip_norm)
             if checkpoint is not None:
                 trainer.load(checkpoint)
-            _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, progress, eval_batch_size,
-                   MAX_ROLLBACKS if on_nonfinite == "rollback" else 0)
+            _train(trainer, state, splits, options.epochs, batch_size, run_dir, run_config, progress, options.eval_batch_size,
+                   MAX_ROLLBACKS if options.on_nonfinite == "rollback" else 0)
         metrics = {"train_seconds": state.seconds, "epochs": len(state.history)}
         if parallel is None or parallel.writes:
-            metrics.update(_final_metrics(trainer, splits, eval_batch_size, seed))
+            metrics.update(_final_metrics(trainer, splits, options.eval_batch_size, seed))
             if run_dir is not None:
                 run_dir.write_metrics(metrics)
                 plot_training_curve(state.history, run_dir.path / "figures" / "training_curve.png",

@@ -16,13 +16,15 @@ MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions keep their line breaks; an option's default is added to its help where the help does
-    not say it already and there is one worth saying (not None, False or empty)."""
+    not say it already (``none`` for None; a switch, off by default, and a repeatable option say nothing)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (not action.option_strings or "default" in text or action.default in (None, False, [], argparse.SUPPRESS)):
+        if (not action.option_strings or "default" in text or action.default is argparse.SUPPRESS or action.nargs == 0
+                or action.default == []):
             return text
-        return f"{text} (default: {action.default})" if text else f"default: {action.default}"
+        default = "none" if action.default is None else action.default
+        return f"{text} (default: {default})" if text else f"default: {default}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,12 +39,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws",
-           "nproc", "steps", "chains", "leapfrog")}
+          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers",
+           "seeds", "elbo_draws", "nproc", "steps", "chains", "leapfrog")}
 _SEED = checks.argument_type(checks.seed, "seed")
-_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in
-             ("prior_scale", "prior_df", "lr", "clip_norm")}
-_NONNEGATIVE = {name: checks.argument_type(checks.nonnegative_float, name, float) for name in ("beta", "kl_warmup")}
+_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in ("prior_scale", "prior_df", "lr")}
 
 
 def _widths(text):
@@ -122,19 +122,10 @@ def build_parser():
 
     fit = subcommands.add_parser("fit", help="fit a VAE and write a run directory")
     _add_model_options(fit)
-    group = fit.add_argument_group("inference")
-    group.add_argument("--objective", default="elbo", help=f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}")
-    group.add_argument("--particles", type=_COUNT["particles"], default=None, help="particles per data point K (default: the objective's; 5 for iwae and iwae-dreg, else 1)")
-    group.add_argument("--beta", type=_NONNEGATIVE["beta"], default=1.0, help="KL weight beta >= 0")
-    group.add_argument("--kl-warmup", type=_NONNEGATIVE["kl_warmup"], default=0.0, help="epochs of linear KL warm-up from 0 to beta")
-    group.add_argument("--batch-size", type=_COUNT["batch_size"], default=128)
-    group.add_argument("--epochs", type=_COUNT["epochs"], default=MAIN_DEFAULTS["epochs"])
-    group.add_argument("--lr", type=_POSITIVE["lr"], default=1e-3)
-    group.add_argument("--optimizer", default="adam", help="adam or clippedadam")
-    group.add_argument("--clip-norm", type=_POSITIVE["clip_norm"], default=None, help="clip the gradient norm to this value")
-    group.add_argument("--on-nan", default="raise", help="raise, or rollback: retry the epoch from its start with half the lr")
-    group.add_argument("--seed", type=_SEED, default=0)
-    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    from .inference.options import FitOptions
+
+    group = fit.add_argument_group("inference (pyro_vae.inference.options.FitOptions)")
+    FitOptions.add_arguments(group)
     group.add_argument("--nproc", type=_COUNT["nproc"], default=1, help="fit data-parallel in this many local processes "
                        "(gloo on cpu; nccl on cuda, one GPU each); across machines use torchrun")
     group.add_argument("--out", default="runs/latest", help="run directory")

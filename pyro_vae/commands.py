@@ -88,12 +88,12 @@ def _fit(args, reports):
     from .data import load_data
     from .errors import ConfigError
     from .factories import CATALOGUE_VAE, pair_module
-    from .inference import fit, linear_warmup
+    from .inference import fit
+    from .inference.objectives import capabilities, make_objective
+    from .inference.options import FitOptions
     from .plots import plot_reconstructions_and_samples
 
-    if args.kl_warmup > args.epochs:
-        raise ConfigError(f"--kl-warmup {args.kl_warmup:g} epochs is longer than the fit's {args.epochs}: beta would end at "
-                          f"{args.beta * args.epochs / args.kl_warmup:.3g} instead of {args.beta:g}; ask for at most --epochs")
+    options = FitOptions.build(**FitOptions.from_mapping(vars(args)))  # refused here, before any data are read
     if args.model is not None:
         from .cli import build_parser
 
@@ -105,26 +105,22 @@ def _fit(args, reports):
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"
     data = load_data(args.data, args.data_dir, digit=args.digit, binarize=binarize, download=args.download)
     factory = model_factory(args, data.event_shape)
-    pyro.set_rng_seed(args.seed)
+    pyro.set_rng_seed(options.seed)
     if factory is None:
         pair = catalogue_vae(args, data)
         model_entry = {"factory": CATALOGUE_VAE, "kwargs": pair.init_kwargs}
     else:
         pair, model_entry = factory(), factory.to_config()
-    steps_per_epoch = -(-len(data.train) // max(args.batch_size, 1))
-    beta = linear_warmup(args.beta, int(args.kl_warmup * steps_per_epoch)) if args.kl_warmup > 0 else args.beta
     config = {"data": args.data, "data_dir": args.data_dir, "digit": args.digit, "binarize": binarize, "model": model_entry}
-    result = fit(pair.model, pair.guide, data.train, val=data.val, test=data.test, module=pair_module(pair),
-                 objective=args.objective, particles=args.particles, beta=beta, epochs=args.epochs, batch_size=args.batch_size,
-                 lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm, seed=args.seed, device=args.device,
-                 dynamic_binarization=binarize == "dynamic", out=args.out, resume=args.resume, config=config,
-                 progress=False if args.no_progress else None, on_nonfinite=args.on_nan, data_plate=args.data_plate)
+    result = fit(pair.model, pair.guide, data.train, val=data.val, test=data.test, module=pair_module(pair), out=args.out,
+                 resume=args.resume, config=config, progress=False if args.no_progress else None, data_plate=args.data_plate,
+                 options=options, dynamic_binarization=binarize == "dynamic")
     if not reports:
         return 0
-    if args.objective.startswith("meanfield"):
+    if capabilities(make_objective(options.objective, options.particles)).kl == "analytic-where-registered":
         ways = {"analytic": "in closed form", "monte-carlo": "by Monte Carlo (no KL registered for the pair, or the guide "
                                                       "samples it after a latent the model draws before it)"}
-        print("meanfield computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
+        print(f"{options.objective} computed the KL of " + ", ".join(f"site {site!r} {ways[path]}" for site, path in result.kl_paths.items()),
               file=sys.stderr)
     module = pair_module(pair)
     if missing(module, "generate", "event_shape", "reconstruct") is None and len(module.event_shape) == 3:

@@ -61,7 +61,7 @@ FIT_CASES = [
     (["--device", "foo"], "unknown device 'foo'"),
     (["--device", "cuda:7"], "cuda"),
     (["--epochs", "nan"], "epochs must be an integer"),
-    (["--on-nan", "ignore"], "unknown on_nonfinite"),
+    (["--on-nonfinite", "ignore"], "invalid choice: .ignore."),
     (["--optimizer", "sgd"], "unknown optimizer"),
     (["--no-such-option"], "unrecognized arguments"),
 ]

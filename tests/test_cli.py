@@ -101,3 +101,36 @@ def test_the_repository_root_cannot_import_a_second_copy_of_a_subpackage(folder)
         "would be a second copy, with registries of its own)")
     same = subprocess.run([sys.executable, "-c", f"import pyro_vae.{folder}"], cwd=README.parent, capture_output=True, text=True)
     assert same.returncode == 0, same.stderr
+
+
+def test_an_old_flag_spelling_still_works_with_a_note_and_the_config_records_the_new_name(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "--epochs", "1", "--latent-dim", "2", "--hidden", "16", "--on-nan", "rollback", "--out", str(out),
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "pyro-vae: note: --on-nan is deprecated and will be removed in the next release; use --on-nonfinite" in err
+    config = json.loads((out / "config.json").read_text())
+    assert config["on_nonfinite"] == "rollback" and "on_nan" not in config
+
+
+def test_every_fit_flag_shows_its_default_and_the_inference_flags_are_the_fit_options_fields(capsys):
+    """The inference group of ``fit --help`` is built from FitOptions: a flag per field the CLI takes, each with
+    its default in the help, and none of them hand-kept in cli.py."""
+    import dataclasses
+
+    from pyro_vae.cli import build_parser
+    from pyro_vae.inference.options import FitOptions
+
+    parser = build_parser()
+    fit_parser = parser._subparsers._group_actions[0].choices["fit"]
+    flags = {action.dest: action for action in fit_parser._actions if action.option_strings and action.help != "==SUPPRESS=="}
+    for spec in dataclasses.fields(FitOptions):
+        if spec.metadata["cli"]:
+            action = flags[spec.name]
+            assert action.default == spec.default and "--" + spec.name.replace("_", "-") in action.option_strings
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--kl-warmup", "--clip-norm"):
+        shown = re.search(re.escape(flag) + r" [A-Z_]+ (.*?)(?= --|$)", text).group(1)
+        assert "default" in shown, (flag, shown)

@@ -1,0 +1,134 @@
+"""Options declared once: a command's options are a frozen dataclass whose fields say everything about them.
+
+Each field is made by :func:`option`: its default, its check (``check(name, value) -> value``, from
+:mod:`pyro_vae.checks`, run on construction as scikit-learn's ``_parameter_constraints`` are in ``fit``), its
+help, and how the command line reads it (``parse``: ``int``, ``float`` or ``str``; a ``bool`` field is a switch).
+From that one declaration follow the Python keyword arguments (:meth:`Options.build`), the validation, the
+CLI's flags with their defaults (:meth:`Options.add_arguments`), a run's config (``dataclasses.asdict``) and the
+parameter list of the function's docstring (:meth:`Options.parameter_docs`).  A new option is one field.
+
+An old spelling of a flag stays an alias for one release (``aliases``), with a note on stderr when used.
+"""
+
+import argparse
+import dataclasses
+import inspect
+import sys
+
+from . import checks
+from .errors import ConfigError, UnknownNameError
+
+
+def option(default, help, check=None, parse=str, choices=None, aliases=(), cli=True):
+    """A field of an :class:`Options` dataclass (module doc); ``help`` may be a callable (asked when shown), ``cli=False``
+    keeps the field out of the command line."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, "parse": parse, "choices": choices,
+                                                        "aliases": tuple(aliases), "cli": cli})
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Base of a command's options: every field is checked when an instance is made (or replaced)."""
+
+    #: What the options are of, for messages (``fit``).
+    command = "command"
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            value, check = getattr(self, spec.name), spec.metadata["check"]
+            if check is not None and (value is not None or spec.default is not None):  # None only where it is the default
+                object.__setattr__(self, spec.name, check(spec.name, value))
+            if isinstance(spec.default, bool) and not isinstance(value, bool):
+                raise ConfigError(f"{spec.name} must be True or False, got {value!r}")
+            choices = spec.metadata["choices"]
+            if choices is not None and (value is not None or spec.default is not None) and value not in choices:
+                raise UnknownNameError(f"unknown {spec.name} {value!r}; expected one of: {', '.join(map(str, choices))}")
+
+    @classmethod
+    def names(cls):
+        return [spec.name for spec in dataclasses.fields(cls)]
+
+    @classmethod
+    def build(cls, options=None, **values):
+        """``options`` (an instance; None: the defaults) with ``values`` in place of its fields, checked; a name
+        that is no field is refused, listing the valid ones."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise UnknownNameError(f"unknown {cls.command} option {unknown[0]!r}; expected one of: {', '.join(cls.names())}")
+        if options is None:
+            return cls(**values)
+        if not isinstance(options, cls):
+            raise ConfigError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+        return dataclasses.replace(options, **values)
+
+    @classmethod
+    def from_mapping(cls, mapping, exclude=()):
+        """The fields found in ``mapping`` (a preset, an ``argparse`` namespace's ``vars``) that are not None."""
+        return {name: mapping[name] for name in cls.names() if name not in exclude and mapping.get(name) is not None}
+
+    @classmethod
+    def add_arguments(cls, group, exclude=(), from_preset=False):
+        """A flag per field (``--batch-size`` for ``batch_size``) with its check, choices, help and default;
+        ``from_preset``: every default None, the help saying the preset's value rules."""
+        for spec in dataclasses.fields(cls):
+            if not spec.metadata["cli"] or spec.name in exclude:
+                continue
+            flag = "--" + spec.name.replace("_", "-")
+            kwargs = {"dest": spec.name, "help": help_text(spec) + (" (default: the preset's)" if from_preset else "")}
+            if isinstance(spec.default, bool):
+                kwargs.update(action="store_true", default=None if from_preset else spec.default)
+            else:
+                check, parse = spec.metadata["check"], spec.metadata["parse"]
+                kwargs.update(type=checks.argument_type(check, spec.name, parse) if check is not None else parse,
+                              choices=spec.metadata["choices"], default=None if from_preset else spec.default)
+            group.add_argument(flag, **kwargs)
+            for alias in spec.metadata["aliases"]:
+                group.add_argument(alias, dest=spec.name, type=kwargs.get("type"), help=argparse.SUPPRESS,
+                                   default=argparse.SUPPRESS, action=_deprecated(flag))
+
+    @classmethod
+    def parameter_docs(cls):
+        """The fields as reStructuredText ``:param`` lines, for the docstring of the function taking them."""
+        return "\n".join(f"    :param {spec.name}: {help_text(spec)}"
+                         + ("." if "default" in help_text(spec) else f" (default: ``{spec.default!r}``).")
+                         for spec in dataclasses.fields(cls))
+
+    @classmethod
+    def signature_of(cls, function):
+        """``function``'s signature with its ``**values`` spelled out as the fields, keyword-only with their
+        defaults: what ``help()``, an IDE and Sphinx show."""
+        signature = inspect.signature(function)
+        parameters = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        fields = [inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=spec.default)
+                  for spec in dataclasses.fields(cls)]
+        return signature.replace(parameters=parameters + fields)
+
+
+def documented(options_class):
+    """Decorate a function taking ``options=`` and ``**values`` of ``options_class``: its signature shows the fields,
+    and ``{options}`` in its docstring becomes their parameter list."""
+
+    def decorate(function):
+        function.__signature__ = options_class.signature_of(function)
+        function.__doc__ = function.__doc__.replace("    {options}", options_class.parameter_docs())
+        return function
+
+    return decorate
+
+
+def help_text(spec):
+    """A field's help; a callable help is asked when shown, so a list of registered names is the current one."""
+    text = spec.metadata["help"]
+    return text() if callable(text) else text
+
+
+def _deprecated(flag):
+    class Deprecated(argparse.Action):
+        """An old spelling of ``flag``: it works, with a note on stderr, for one release."""
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"pyro-vae: note: {option_string} is deprecated and will be removed in the next release; use {flag}",
+                  file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    return Deprecated

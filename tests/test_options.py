@@ -1,0 +1,90 @@
+"""Options declared once (pyro_vae.options): FitOptions is fit's keywords, its checks, its config and its CLI flags."""
+
+import dataclasses
+import inspect
+import json
+
+import pyro
+import pytest
+
+from pyro_vae.data import load_data
+from pyro_vae.errors import ConfigError, UnknownNameError
+from pyro_vae.inference import fit
+from pyro_vae.inference.options import FitOptions
+from pyro_vae.models import VAE
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits")
+
+
+def _fit(digits, out, **kwargs):
+    pyro.set_rng_seed(0)
+    vae = VAE(digits.event_shape, latent_dim=2, likelihood="cbernoulli", hidden=(16,))
+    return fit(vae.model, vae.guide, digits.train[:200], val=digits.val[:50], out=out, progress=False, **kwargs)
+
+
+def test_options_given_as_keywords_or_as_an_object_are_the_same_fit(digits, tmp_path):
+    keywords = _fit(digits, tmp_path / "keywords", epochs=2, batch_size=50, lr=3e-3, kl_warmup=1, seed=3)
+    options = _fit(digits, tmp_path / "object", options=FitOptions(epochs=2, batch_size=50, lr=3e-3, kl_warmup=1, seed=3))
+    mixed = _fit(digits, tmp_path / "mixed", options=FitOptions(epochs=2, batch_size=50, lr=1.0, kl_warmup=1), lr=3e-3, seed=3)
+    def numbers(result):
+        return [{key: value for key, value in row.items() if key != "seconds"} for row in result.history]
+
+    assert numbers(keywords) == numbers(options) == numbers(mixed)  # keywords replace the object's fields
+    # 200 points in batches of 50: beta warms up over the 4 steps of the first epoch (0.75 at its last), then stays
+    assert [row["beta"] for row in keywords.history] == [0.75, 1.0]
+
+
+def test_the_run_config_records_every_option_under_its_field_name(digits, tmp_path):
+    _fit(digits, tmp_path / "run", epochs=1, clip_norm=5.0, on_nonfinite="rollback")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    for name in FitOptions.names():
+        assert name in config, name
+    assert config["clip_norm"] == 5.0 and config["on_nonfinite"] == "rollback" and config["particles"] == 1  # resolved K
+
+
+@pytest.mark.parametrize("values, error, pattern", [
+    ({"epoch": 3}, UnknownNameError, "unknown fit option 'epoch'; expected one of: objective, particles, beta"),
+    ({"epochs": None}, ConfigError, "epochs must be a positive integer, got None"),
+    ({"validate": "yes"}, ConfigError, "validate must be True or False"),
+    ({"on_nonfinite": "ignore"}, UnknownNameError, "unknown on_nonfinite 'ignore'; expected one of: raise, rollback"),
+    ({"on_nonfinite": None}, UnknownNameError, "unknown on_nonfinite None"),
+    ({"objective": "vimco"}, UnknownNameError, "unknown objective 'vimco'"),
+    ({"kl_warmup": 5, "epochs": 2}, ConfigError, "kl_warmup 5 epochs is longer than the fit's 2"),
+    ({"kl_warmup": 1, "beta": lambda step: 1.0}, ConfigError, "with a schedule as beta, leave kl_warmup at 0"),
+])
+def test_a_bad_option_is_refused_when_the_options_are_made_before_any_work(digits, tmp_path, values, error, pattern):
+    with pytest.raises(error, match=pattern):
+        FitOptions.build(**values)
+    with pytest.raises(error, match=pattern):
+        _fit(digits, tmp_path / "run", **values)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fits_signature_and_docstring_list_every_option_with_its_default():
+    parameters = inspect.signature(fit).parameters
+    for spec in dataclasses.fields(FitOptions):
+        assert parameters[spec.name].default == spec.default and parameters[spec.name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert f":param {spec.name}: " in fit.__doc__
+    assert "{options}" not in fit.__doc__ and "Examples::" in fit.__doc__
+
+
+def test_a_new_field_is_a_new_cli_flag_with_its_check_and_default():
+    """What "one field" buys: a subclass with one more field gets the flag, its check and its default from it alone."""
+    import argparse
+
+    from pyro_vae import checks
+    from pyro_vae.options import option
+
+    @dataclasses.dataclass(frozen=True)
+    class MoreOptions(FitOptions):
+        warmup_lr_steps: int = option(10, "steps of learning-rate warm-up", checks.positive_int, int)
+
+    parser = argparse.ArgumentParser()
+    MoreOptions.add_arguments(parser)
+    assert parser.parse_args([]).warmup_lr_steps == 10
+    assert parser.parse_args(["--warmup-lr-steps", "3"]).warmup_lr_steps == 3
+    with pytest.raises(ConfigError, match="warmup_lr_steps must be a positive integer"):
+        MoreOptions(warmup_lr_steps=0)
