@@ -39,6 +39,7 @@ from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
 from pyro_vae.inference.objectives import parse_objective
+from pyro_vae.inference.options import FitOptions
 from pyro_vae.inference.plates import find_data_plate, local_pair
 from pyro_vae.inference.trainer import load_parameters
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
@@ -52,14 +53,18 @@ from pyro_vae.sweep import run_sweep
 from .common import begin, check_option, finish, fit_fresh
 
 NAME = "compare"
+#: The fields of FitOptions that compare sets for each fit (the objective spec's name and K, the seed) or takes
+#: from its own options and the data; every other field reaches each fit as the preset or the caller gives it.
+PER_FIT = ("objective", "particles", "seed", "device", "dynamic_binarization")
+_FIT_DEFAULTS = {name: getattr(FitOptions(), name) for name in FitOptions.names() if name not in PER_FIT}
 PRESETS = {
-    "quick": dict(data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4, hidden=(64,),
-                  prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64, lr=3e-3,
-                  particles=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
+    "quick": dict(_FIT_DEFAULTS, data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4,
+                  hidden=(64,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64,
+                  lr=3e-3, particles=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
                   nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
                   device="cpu", seed=0, model=None, model_kwargs=None, data_plate=None),
-    "full": dict(data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"), seeds=3,
-                 latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
+    "full": dict(_FIT_DEFAULTS, data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"),
+                 seeds=3, latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
                  epochs=50, batch_size=128, lr=1e-3, particles=1000, snr_particles=(1, 5, 50), snr_draws=100,
                  snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
                  nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
@@ -68,13 +73,16 @@ PRESETS = {
 METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "seconds_per_epoch")
 
 
-def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, epochs, batch_size, lr, eval_particles,
-                     dynamic_binarization, device="cpu", data_plate=None):
-    """One task of the sweep: fit ``make_module()`` under one objective and seed, evaluate on the test split."""
+def fit_and_evaluate(run_dir, make_module, data, objective, particles, seed, eval_particles, dynamic_binarization,
+                     device="cpu", data_plate=None, fit_options=None):
+    """One task of the sweep: fit ``make_module()`` under one objective and seed, evaluate on the test split.
+
+    :param fit_options: ``{field: value}`` of :class:`~pyro_vae.inference.options.FitOptions` for the fit, beside the
+        per-fit ones (:data:`PER_FIT`)."""
     pair, result = fit_fresh(functools.partial(_built_on_cpu, make_module), data["train"], seed, val=data["val"],
-                             objective=objective, particles=particles, epochs=epochs, batch_size=batch_size, lr=lr,
-                             device=device, dynamic_binarization=dynamic_binarization, out=run_dir / "fit",
-                             progress=False, data_plate=data_plate)
+                             objective=objective, particles=particles, device=device,
+                             dynamic_binarization=dynamic_binarization, out=run_dir / "fit", progress=False,
+                             data_plate=data_plate, **(fit_options or {}))
     test = data["test"].to(device)
     terms = elbo_terms(pair.model, pair.guide, test, data_plate=result.data_plate)
     model, guide, _ = local_pair(pair.model, pair.guide, test, result.data_plate)
@@ -161,27 +169,34 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def compare(make_module, data, out, objectives, seeds=3, seed=0, epochs=50, batch_size=128, lr=1e-3, particles=1000,
-            dynamic_binarization=False, snr_particles=(1, 5, 50), snr_draws=100, snr_points=100, gap_points=200,
-            gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500, nuts_chains=4, executor="local",
-            workers=None, device="cpu", progress=None, data_plate=None):
+def compare(make_module, data, out, objectives, seeds=3, seed=0, particles=1000, dynamic_binarization=False,
+            snr_particles=(1, 5, 50), snr_draws=100, snr_points=100, gap_points=200, gap_steps=500, nuts_points=10,
+            nuts_samples=500, nuts_warmup=500, nuts_chains=4, executor="local", workers=None, device="cpu", progress=None,
+            data_plate=None, fit_options=None, **fit_values):
     """Fit ``make_module()`` under every objective spec (``"elbo"``, ``"iwae:50"``, ...) and ``seeds`` seeds,
     and write the comparison (module doc) into ``out``.
 
     :param make_module: a picklable callable returning a pair (:mod:`pyro_vae.contract`): a
         ``functools.partial`` of a class, or a :class:`~pyro_vae.factories.ModelFactory` for a user's file.
     :param data: ``{"train", "val", "test"}`` tensors.
+    :param particles: importance samples K of each fit's test log-likelihood (the objectives' K is in their specs).
+    :param fit_options: a :class:`~pyro_vae.inference.options.FitOptions` for every fit; keywords such as ``epochs=50``,
+        ``lr=1e-3`` or ``clip_norm=5.0`` replace its fields.  Its fields in :data:`PER_FIT` are compare's to set.
     :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}, "skipped": {what: why}}``;
         a diagnostic the pair cannot serve (e.g. an importance-weighted SNR for a pair with a global latent,
         the gap split for a flow guide) is skipped and named with the reason.
     """
+    if "objective" in fit_values:
+        raise ConfigError("compare fits one model per objective: give them as objectives=[...], not objective=")
+    shared = FitOptions.build(fit_options, **fit_values)
+    shared = {name: getattr(shared, name) for name in FitOptions.names() if name not in PER_FIT}
     specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):
         raise ConfigError(f"objectives repeat: {', '.join(specs)}")
     seeds = check_option("seeds", seeds)
     seed_values = list(range(seed, seed + seeds))
-    common = dict(make_module=make_module, data=data, epochs=epochs, batch_size=batch_size, lr=lr, eval_particles=particles,
-                  dynamic_binarization=dynamic_binarization, device=device, data_plate=data_plate)
+    common = dict(make_module=make_module, data=data, eval_particles=particles, dynamic_binarization=dynamic_binarization,
+                  device=device, data_plate=data_plate, fit_options=shared)
     tasks = {f"{spec.replace(':', '=')},seed={s}": dict(common, objective=spec.split(":")[0], particles=int(spec.split(":")[1]), seed=s)
              for spec in specs for s in seed_values}
     results = run_sweep(fit_and_evaluate, tasks, out / "fits", executor=executor, workers=workers, progress=progress)
@@ -274,12 +289,11 @@ def _make_module(preset, event_shape):
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    keys = ("seeds", "seed", "epochs", "batch_size", "lr", "particles", "snr_particles", "snr_draws", "snr_points",
-            "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers",
-            "device", "data_plate")
+    keys = ("seeds", "seed", "particles", "snr_particles", "snr_draws", "snr_points", "gap_points", "gap_steps", "nuts_points",
+            "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers", "device", "data_plate")
     result = compare(_make_module(preset, data.event_shape), {"train": data.train, "val": data.val, "test": data.test}, out,
                      preset["objectives"], dynamic_binarization=data.binarize == "dynamic", progress=progress,
-                     **{k: preset[k] for k in keys})
+                     **{k: preset[k] for k in keys}, **FitOptions.from_mapping(preset, exclude=PER_FIT))
     print(format_table(result["summary"]))
     for what, why in result["skipped"].items():
         print(f"skipped: {what} ({why})")

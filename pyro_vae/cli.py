@@ -42,7 +42,7 @@ _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
           ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers",
            "seeds", "elbo_draws", "nproc", "steps", "chains", "leapfrog")}
 _SEED = checks.argument_type(checks.seed, "seed")
-_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in ("prior_scale", "prior_df", "lr")}
+_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in ("prior_scale", "prior_df")}
 
 
 def _widths(text):
@@ -205,14 +205,16 @@ def build_parser():
     compare.add_argument("--data-dir", help="folder with the MNIST IDX files")
     for option, kind, text in (("--latent-dim", _COUNT["latent_dim"], "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
                                ("--prior", str, "prior"), ("--guide", str, "guide family"), ("--likelihood", str, "likelihood"),
-                               ("--encoder", str, "network"), ("--epochs", _COUNT["epochs"], "epochs per fit"),
-                               ("--batch-size", _COUNT["batch_size"], "batch size"), ("--lr", _POSITIVE["lr"], "learning rate"),
-                               ("--particles", _COUNT["particles"], "importance samples K for log p(x)"),
+                               ("--encoder", str, "network"), ("--particles", _COUNT["particles"], "importance samples K for log p(x)"),
                                ("--executor", str, "serial, local (worker processes) or ray"),
                                ("--workers", _COUNT["workers"], "local worker processes (default: the CPU count)"),
                                ("--device", str, "cpu, cuda, ...")):
         compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
     compare.add_argument("--no-progress", action="store_true")
+    from .analyses.compare import PER_FIT
+
+    FitOptions.add_arguments(compare.add_argument_group("each fit (FitOptions; the objective, K and seed come from "
+                                                        "--objectives and --seeds)"), exclude=PER_FIT, from_preset=True)
     _add_pair_options(compare)
 
     report = subcommands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")

@@ -216,9 +216,13 @@ def compare_command(args):
     from .analyses import ANALYSES
     refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
     factory = model_factory(args)
+    from .analyses.compare import PER_FIT
+    from .inference.options import FitOptions
+
     options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
-                                                   "likelihood", "epochs", "batch_size", "lr", "particles", "executor",
-                                                   "workers", "device", "model", "data_plate")}
+                                                   "likelihood", "particles", "executor", "workers", "device", "model",
+                                                   "data_plate")}
+    options.update(FitOptions.from_mapping(vars(args), exclude=PER_FIT))
     options["model_kwargs"] = factory.kwargs if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None

@@ -77,8 +77,8 @@ def test_a_compare_task_builds_fits_and_reloads_its_module_where_the_data_are(da
     make_module = partial(VAE, (1, 6, 6), latent_dim=3, hidden=(8,))
     with torch.device("meta"):
         row = fit_and_evaluate(tmp_path, make_module, {"train": data[:32], "val": data[32:40], "test": data[40:]},
-                               "iwae", 2, seed=0, epochs=1, batch_size=8, lr=1e-3, eval_particles=4,
-                               dynamic_binarization=False)
+                               "iwae", 2, seed=0, eval_particles=4, dynamic_binarization=False,
+                               fit_options=dict(epochs=1, batch_size=8, lr=1e-3))
         module = _fitted(make_module, tmp_path, "cpu")
     assert math.isfinite(row["log_likelihood"])
     assert all(p.device.type == "cpu" for p in module.parameters())

@@ -245,13 +245,19 @@ def test_compare_three_objectives(case, tmp_path):
 def test_cli_compare_takes_a_users_pair(tmp_path):
     done = _cli("compare", "--quick", "--data", "synthetic-patches", "--model", PAIRS / "robust_fa.py:make_robust_fa",
                 "--model-arg", "factors=2", "--objectives", "elbo", "iwae:3", "--seeds", 1, "--epochs", 1, "--particles", 20,
-                "--executor", "serial", "--no-progress", "--out", tmp_path / "cmp")
+                "--clip-norm", 5, "--on-nonfinite", "rollback", "--executor", "serial", "--no-progress", "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr
     headline = json.loads((tmp_path / "cmp" / "headline.json").read_text())
     assert set(headline["table"]) == {"elbo:1", "iwae:3"}
     assert "gradient SNR per network" in headline["skipped"] and "skipped: gradient SNR per network" in done.stdout
     config = json.loads((tmp_path / "cmp" / "config.json").read_text())
     assert config["model"].endswith("robust_fa.py:make_robust_fa") and config["model_kwargs"] == {"factors": 2}
+    # fit options that compare does not set itself reach every fit from FitOptions' flags, none of them threaded by hand
+    assert config["clip_norm"] == 5.0 and config["on_nonfinite"] == "rollback"
+    for fit_config in (tmp_path / "cmp" / "fits").glob("*/fit/config.json"):
+        fitted = json.loads(fit_config.read_text())
+        assert fitted["clip_norm"] == 5.0 and fitted["on_nonfinite"] == "rollback" and fitted["epochs"] == 1
+    assert len(list((tmp_path / "cmp" / "fits").glob("*/fit/config.json"))) == 2
 
 
 def _normal_pair(sized):
