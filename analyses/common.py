@@ -10,6 +10,7 @@ what the process (a sweep worker fits many) did before.
 """
 
 import functools
+import inspect
 import json
 import numbers
 import shutil
@@ -23,6 +24,7 @@ import torch
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.factories import pair_module
+from pyro_vae.models import VAE
 from pyro_vae.files import TEMPORARY_GLOB, DirectoryLock, make_directory, read_json, write_csv, write_json
 from pyro_vae.rundir import RunDir, library_versions
 
@@ -32,8 +34,8 @@ COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "p
                     "track_points", "gmm_components", "gmm_steps", "second_epochs", "draws_per_point",
                     "epochs_per_level", "max_levels", "revival_epochs"})
 RATES = frozenset({"lr"})
-#: Preset options that build the catalogue VAE (keywords of :class:`~pyro_vae.models.VAE`) and that train it.
-MODEL_KEYS = ("latent_dim", "prior", "prior_options", "guide", "likelihood", "sigma_x", "min_scale", "network", "hidden")
+#: Preset options that build the catalogue VAE (the keywords of :class:`~pyro_vae.models.VAE`) and that train it.
+MODEL_KEYS = tuple(inspect.signature(VAE).parameters)[1:]
 TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed")
 #: Columns that say what a row is about rather than measure it, in the order ``results.csv`` puts them first:
 #: what the row is, its settings, then its place in a sequence.
@@ -199,8 +201,6 @@ def fit_catalogue_vae(train, preset, init_seed=None, watch=None, **overrides):
     :data:`TRAINING_KEYS`, without a progress bar; ``overrides`` replace either (``latent_dim=4``,
     ``epochs=...``, ``progress=...``) or add fit's other options (``objective``, ``beta``, ``val``, ...).
     """
-    from pyro_vae.models import VAE
-
     options = {"progress": False, **{key: preset[key] for key in MODEL_KEYS + TRAINING_KEYS if key in preset},
                **overrides}
     model = {key: options.pop(key) for key in MODEL_KEYS if key in options}

@@ -15,7 +15,7 @@ shares that rank (``=`` in the table, on the leader too) instead of being ordere
 
 At the parameters of the first objective's first-seed fit (one parameter point for all, as
 Rainforth et al. 2018 measure): the gradient SNR (:mod:`pyro_vae.inference.gradient_snr`) of every
-objective's estimator, and of ``iwae`` and ``iwae-dreg`` at each K of ``snr_particles``.  For each
+objective's estimator, and of every importance-weighted one (``iwae``, ``iwae-dreg``) at each K of ``snr_particles``.  For each
 objective's first-seed fit: the inference gap split (:mod:`pyro_vae.inference.gaps`).  For the
 reference fit: NUTS draws of :math:`p(z \mid x)` for ``nuts_points`` test points compared with
 :math:`q(z \mid x)`, and with PSIS :math:`\hat k` (:mod:`pyro_vae.inference.reference`).
@@ -38,7 +38,7 @@ from pyro_vae.inference import elbo_terms, importance_log_weights, latent_statis
 from pyro_vae.inference.diagnostics import psis
 from pyro_vae.inference.gaps import inference_gaps
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
-from pyro_vae.inference.objectives import parse_objective
+from pyro_vae.inference.objectives import OBJECTIVES, capabilities, parse_objective
 from pyro_vae.inference.options import FitOptions
 from pyro_vae.inference.plates import find_data_plate, local_pair
 from pyro_vae.inference.trainer import load_parameters
@@ -250,7 +250,8 @@ def _parameter_groups(pair, skipped):
 
 def _snr_rows(pair, x, specs, snr_particles, draws, seed, skipped):
     estimators = {tuple(spec.split(":")) for spec in specs}
-    estimators |= {(name, str(k)) for name in ("iwae", "iwae-dreg") for k in snr_particles}
+    weighted = [name for name in OBJECTIVES.names() if capabilities(OBJECTIVES.get(name)).importance_weighted]
+    estimators |= {(name, str(k)) for name in weighted for k in snr_particles}
     groups = _parameter_groups(pair, skipped)
     rows = []
     for name, k in sorted(estimators, key=lambda e: (e[0], int(e[1]))):
@@ -361,11 +362,14 @@ def _plot(summary, snr_rows, gap_rows, path, model, skipped):
 
 
 def _plot_snr(ax, snr_rows):
-    """Median gradient SNR of encoder and decoder against K, a line per estimator; False where there is none."""
+    """Median gradient SNR of encoder and decoder against K, a line per estimator measured at several K (the
+    importance-weighted ones); False where there is none."""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     lines = 0
-    for name, marker in (("iwae", "o"), ("iwae-dreg", "s")):
+    estimators = sorted({r["estimator"] for r in snr_rows})
+    swept = [name for name in estimators if len({r["particles"] for r in snr_rows if r["estimator"] == name}) > 1]
+    for name, marker in zip(swept, "os^vDP"):
         rows = [r for r in snr_rows if r["estimator"] == name]
         for group, style in (("encoder", "-"), ("decoder", ":"), ("all", "--")):  # "all": a pair without the two networks
             key = f"{group}_snr_median"

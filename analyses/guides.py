@@ -67,12 +67,16 @@ PUBLISHED = {("one-layer", "elbo"): -86.76, ("one-layer", "iwae:5"): -85.54,
 
 
 def guide_options(spec):
-    """``"iaf:4"`` -> ``("iaf", {"layers": 4})``, ``"lowrank:3"`` -> ``("lowrank", {"rank": 3})``, ``"normal"`` -> ``("normal", {})``."""
+    """``"iaf:4"`` -> ``("iaf", {"layers": 4})``, ``"lowrank:3"`` -> ``("lowrank", {"rank": 3})``, ``"normal"`` -> ``("normal", {})``:
+    the number is the one option a guide family declares in its registry."""
+    from pyro_vae.guides import GUIDES
+
     name, _, number = spec.partition(":")
-    option = {"iaf": "layers", "lowrank": "rank"}.get(name)
-    if number and option is None:
-        raise ConfigError(f"guide {spec!r}: only iaf:LAYERS and lowrank:RANK take a number")
-    return name, ({option: int(number)} if number else {})
+    counted = {part: next(iter(options)) for part in GUIDES.names() if len(options := GUIDES.options(part)) == 1}
+    if number and name not in counted:
+        raise ConfigError(f"guide {spec!r}: only {' and '.join(f'{part}:{option.upper()}' for part, option in counted.items())} "
+                          "take a number")
+    return name, ({counted[name]: int(number)} if number else {})
 
 
 def build(model, event_shape, guide, prior, preset):

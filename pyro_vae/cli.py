@@ -39,10 +39,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "prior_components", "guide_rank", "guide_layers", "epochs", "batch_size", "particles", "points", "workers",
-           "seeds", "elbo_draws", "nproc", "steps", "chains", "leapfrog")}
+          ("latent_dim", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws", "nproc", "steps",
+           "chains", "leapfrog")}
 _SEED = checks.argument_type(checks.seed, "seed")
-_POSITIVE = {name: checks.argument_type(checks.positive_float, name, float) for name in ("prior_scale", "prior_df")}
 
 
 def _widths(text):
@@ -89,17 +88,36 @@ def _add_model_options(parser):
     group = parser.add_argument_group("model")
     group.add_argument("--latent-dim", type=_COUNT["latent_dim"], default=MAIN_DEFAULTS["latent_dim"], help="latent dimension d (default 8)")
     group.add_argument("--prior", default="normal", help=f"{', '.join(PRIORS.names())} (default normal)")
-    group.add_argument("--prior-scale", type=_POSITIVE["prior_scale"], default=1.0, help="scale of the normal/laplace/cauchy/studentt prior")
-    group.add_argument("--prior-df", type=_POSITIVE["prior_df"], default=3.0, help="degrees of freedom of the studentt prior")
-    group.add_argument("--prior-components", type=_COUNT["prior_components"], default=10, help="components of the mixture or vamp prior")
+    _add_part_options(group, PRIORS)
     group.add_argument("--guide", default="normal", help=f"{', '.join(GUIDES.names())} (default normal)")
-    group.add_argument("--guide-rank", type=_COUNT["guide_rank"], default=2, help="rank of the lowrank guide's covariance factor")
-    group.add_argument("--guide-layers", type=_COUNT["guide_layers"], default=2, help="autoregressive layers of the iaf guide")
+    _add_part_options(group, GUIDES)
     group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
     group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
     group.add_argument("--hidden", type=_widths, default=MAIN_DEFAULTS["hidden"], help="mlp hidden widths (default 256,64)")
     _add_pair_options(parser)
+
+
+def catalogue_options():
+    """The destinations of ``pyro-vae fit``'s model group: the options that build the catalogue VAE."""
+    parser = _Parser()
+    _add_model_options(parser)
+    group = next(group for group in parser._action_groups if group.title == "model")
+    return [action.dest for action in group._group_actions]
+
+
+def _add_part_options(group, registry):
+    """A flag ``--<kind>-<option>`` per option the registry's parts declare (:meth:`Registry.options_by_name`), its
+    default the chosen part's own."""
+    for name, parts in registry.options_by_name().items():
+        spec = next(iter(parts.values()))
+        dest = f"{registry.kind}_{name}"
+        defaults = {part: f"{field.default:g}" for part, field in parts.items()}
+        default = (next(iter(defaults.values())) if len(set(defaults.values())) == 1 else
+                   ", ".join(f"{part} {value}" for part, value in defaults.items()))
+        group.add_argument(f"--{registry.kind}-{name.replace('_', '-')}", dest=dest, default=None,
+                           type=checks.argument_type(spec.metadata["check"], dest, spec.metadata["parse"]),
+                           help=f"{spec.metadata['help']} of the {', '.join(parts)} {registry.kind} (default: {default})")
 
 
 def _add_pair_options(parser):

@@ -52,15 +52,27 @@ def catalogue_vae(args, data):
     from .likelihoods import parse_sigma_x
     from .models import VAE
 
-    prior_options = {"scale": args.prior_scale}
-    if args.prior == "studentt":
-        prior_options["df"] = args.prior_df
-    if args.prior in ("mixture", "vamp"):
-        prior_options = {"components": args.prior_components}
-    guide_options = {"lowrank": {"rank": args.guide_rank}, "iaf": {"layers": args.guide_layers}}.get(args.guide)
-    return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=prior_options,
-               guide=args.guide, guide_options=guide_options, likelihood=args.likelihood, sigma_x=parse_sigma_x(args.sigma_x),
-               network=args.encoder, hidden=args.hidden)
+    from .guides import GUIDES
+    from .priors import PRIORS
+
+    return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=part_options(args, PRIORS, args.prior),
+               guide=args.guide, guide_options=part_options(args, GUIDES, args.guide), likelihood=args.likelihood,
+               sigma_x=parse_sigma_x(args.sigma_x), network=args.encoder, hidden=args.hidden)
+
+
+def part_options(args, registry, name):
+    """The options given on the command line (``--prior-df``) of the part ``name`` of ``registry``; one that this part
+    does not declare is refused, naming those it does."""
+    from .errors import ConfigError
+
+    given = {option: getattr(args, f"{registry.kind}_{option}") for option in registry.options_by_name()
+             if getattr(args, f"{registry.kind}_{option}", None) is not None}
+    declared = registry.options(name)
+    for option in given:
+        if option not in declared:
+            raise ConfigError(f"--{registry.kind}-{option.replace('_', '-')} does not apply to the {name} {registry.kind}; "
+                              f"it takes {', '.join(f'--{registry.kind}-{o}' for o in declared) or 'no options'}")
+    return given
 
 
 def fit_command(args):
@@ -95,11 +107,10 @@ def _fit(args, reports):
 
     options = FitOptions.build(**FitOptions.from_mapping(vars(args)))  # refused here, before any data are read
     if args.model is not None:
-        from .cli import build_parser
+        from .cli import build_parser, catalogue_options
 
         defaults = vars(build_parser().parse_args(["fit"]))
-        refuse_vae_options(args, {name: defaults[name] for name in ("latent_dim", "prior", "prior_scale", "prior_df",
-                                   "prior_components", "guide", "guide_rank", "guide_layers", "likelihood", "sigma_x", "encoder", "hidden")})
+        refuse_vae_options(args, {name: defaults[name] for name in catalogue_options()})
     binarize = args.binarize
     if binarize == "auto":
         binarize = "dynamic" if args.likelihood == "bernoulli" and args.model is None else "none"

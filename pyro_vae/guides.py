@@ -53,6 +53,7 @@ from torch import nn
 from . import checks
 from .errors import ConfigError
 from .kl import base_distribution
+from .options import option
 from .registry import Registry
 
 GUIDES = Registry("guide")
@@ -174,8 +175,8 @@ def cauchy_guide(latent_dim):
     return LocationScaleGuide(dist.Cauchy)
 
 
-GUIDES.register("lowrank")(LowRankGuide)
-GUIDES.register("iaf")(IAFGuide)
+GUIDES.register("lowrank", {"rank": option(2, "rank of the covariance factor U", checks.positive_int, int)})(LowRankGuide)
+GUIDES.register("iaf", {"layers": option(2, "autoregressive layers of the flow", checks.positive_int, int)})(IAFGuide)
 
 
 def make_guide_family(guide, latent_dim, **options):

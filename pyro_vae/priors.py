@@ -32,9 +32,11 @@ import pyro.distributions as dist
 
 from . import checks
 from .errors import ConfigError
+from .options import option
 from .registry import Registry
 
 PRIORS = Registry("prior")
+_SCALE = option(1.0, "scale", checks.positive_float, float)
 
 
 def _positive(name, value):
@@ -63,22 +65,23 @@ class FactorisedPrior(nn.Module):
         return f"{self.family.__name__}, latent_dim={self.loc.numel()}"
 
 
-@PRIORS.register("normal")
+@PRIORS.register("normal", {"scale": _SCALE})
 def normal_prior(latent_dim, scale=1.0):
     return FactorisedPrior(dist.Normal, latent_dim, scale)
 
 
-@PRIORS.register("laplace")
+@PRIORS.register("laplace", {"scale": _SCALE})
 def laplace_prior(latent_dim, scale=1.0):
     return FactorisedPrior(dist.Laplace, latent_dim, scale)
 
 
-@PRIORS.register("cauchy")
+@PRIORS.register("cauchy", {"scale": _SCALE})
 def cauchy_prior(latent_dim, scale=1.0):
     return FactorisedPrior(dist.Cauchy, latent_dim, scale)
 
 
-@PRIORS.register("studentt")
+@PRIORS.register("studentt", {"scale": _SCALE,
+                              "df": option(3.0, "degrees of freedom nu", checks.positive_float, float)})
 def studentt_prior(latent_dim, scale=1.0, df=3.0):
     return FactorisedPrior(dist.StudentT, latent_dim, scale, df=df)
 
@@ -105,7 +108,7 @@ class MixturePrior(nn.Module):
         return _PointwiseMixture(dist.Categorical(logits=self.logits), components)
 
 
-@PRIORS.register("mixture")
+@PRIORS.register("mixture", {"components": option(10, "components", checks.positive_int, int)})
 def mixture_prior(latent_dim, components=10):
     return MixturePrior(latent_dim, components)
 
@@ -201,7 +204,7 @@ class VampPrior(nn.Module):
         return f"components={self.components}, latent_dim={self.latent_dim}"
 
 
-@PRIORS.register("vamp")
+@PRIORS.register("vamp", {"components": option(50, "components", checks.positive_int, int)})
 def vamp_prior(latent_dim, components=50):
     return VampPrior(latent_dim, components)
 

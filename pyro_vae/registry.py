@@ -7,21 +7,38 @@ class Registry:
     """A table of named factories of one kind of part (priors, likelihoods, ...).
 
     ``registry.get(name)`` raises :class:`~pyro_vae.errors.UnknownNameError` listing the valid names,
-    which is the one place that message is written.
+    which is the one place that message is written.  A part registered with ``options`` declares the
+    keywords its factory takes, each made by :func:`pyro_vae.options.option` (default, help, check); the CLI
+    builds its ``--<kind>-<option>`` flags from them (``--guide-rank``, ``--prior-df``).
     """
 
     def __init__(self, kind):
         self.kind = kind
         self._factories = {}
+        self._options = {}
 
-    def register(self, name):
+    def register(self, name, options=None):
         def decorator(factory):
             if name in self._factories:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
+            self._options[name] = dict(options or {})
             return factory
 
         return decorator
+
+    def options(self, name):
+        """``{option: field}`` that the part ``name`` declared (:func:`pyro_vae.options.option`)."""
+        self.get(name)
+        return dict(self._options[name])
+
+    def options_by_name(self):
+        """``{option: {part: field}}`` over every registered part, options and parts in name order."""
+        table = {}
+        for part in self.names():
+            for option, field in self._options[part].items():
+                table.setdefault(option, {})[part] = field
+        return {option: table[option] for option in sorted(table)}
 
     def get(self, name):
         try:

@@ -262,6 +262,42 @@ def test_cli_guide_flags_become_guide_options(flags, label):
     assert vae.guide_family.label == label and vae.prior.components == 3
 
 
+def test_a_parts_options_come_from_its_registry_with_its_own_defaults_and_others_are_refused():
+    from pyro_vae.errors import ConfigError
+
+    vamp = catalogue_vae(build_parser().parse_args(["fit", "--prior", "vamp", "--hidden", "8"]),
+                         SimpleNamespace(event_shape=(1, 8, 8)))
+    assert vamp.prior.components == 50  # the vamp prior's declared default, not the mixture's 10
+    studentt = catalogue_vae(build_parser().parse_args(["fit", "--prior", "studentt", "--prior-df", "5", "--hidden", "8"]),
+                             SimpleNamespace(event_shape=(1, 8, 8)))
+    assert studentt.init_kwargs["prior_options"] == {"df": 5.0}
+    with pytest.raises(ConfigError, match="^--prior-df does not apply to the normal prior; it takes --prior-scale$"):
+        catalogue_vae(build_parser().parse_args(["fit", "--prior-df", "5"]), SimpleNamespace(event_shape=(1, 8, 8)))
+    with pytest.raises(ConfigError, match="^--guide-rank does not apply to the iaf guide; it takes --guide-layers$"):
+        catalogue_vae(build_parser().parse_args(["fit", "--guide", "iaf", "--guide-rank", "3"]),
+                      SimpleNamespace(event_shape=(1, 8, 8)))
+
+
+def test_a_part_registered_with_an_option_gets_its_flag_check_and_default_from_the_registry_alone():
+    import argparse
+
+    from pyro_vae import checks
+    from pyro_vae.cli import _add_part_options
+    from pyro_vae.options import option
+    from pyro_vae.registry import Registry
+
+    widgets = Registry("widget")
+    widgets.register("round", {"radius": option(2.0, "radius", checks.positive_float, float)})(dict)
+    widgets.register("square")(dict)
+    parser = argparse.ArgumentParser()
+    _add_part_options(parser, widgets)
+    assert parser.parse_args(["--widget-radius", "3"]).widget_radius == 3.0
+    assert parser.parse_args([]).widget_radius is None  # the part's own default applies
+    assert "radius of the round widget (default: 2)" in " ".join(parser.format_help().split())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--widget-radius", "-1"])
+
+
 @pytest.mark.parametrize("scale", [1.0, 1e-2, 1e-4])
 def test_diagonal_normal_mixture_is_scored_exactly_by_matrix_products_also_when_a_plate_expands_it(scale):
     """The diagonal-Normal components' matrix-product path (priors._PointwiseMixture) against the
