@@ -25,6 +25,28 @@ for _source in TUTORIALS:
     if not _copy.exists() or _copy.read_bytes() != _source.read_bytes():
         shutil.copyfile(_source, _copy)
 
+# ---- the command-line reference: written from the parser at every build (docs/cli.md, ignored by git), so that
+# it says what `pyro-vae COMMAND --help` says
+def _write_cli_reference():
+    from unittest import mock
+
+    from pyro_vae.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    lines = ["# Command-line reference", "",
+             "Each command's `--help`, as the installed `pyro-vae` prints it; this page is written from the parser "
+             "(`pyro_vae.cli.build_parser`) whenever the documentation is built.", ""]
+    with mock.patch.dict(os.environ, {"COLUMNS": "86"}):  # argparse's width: the theme's column holds 88 characters of code
+        for name, command in commands.items():
+            lines += [f"## pyro-vae {name}", "", "```text", command.format_help().rstrip(), "```", ""]
+    text = "\n".join(lines)
+    page = DOCS / "cli.md"
+    if not page.exists() or page.read_text() != text:
+        page.write_text(text)
+
+
+_write_cli_reference()
+
 # The notebooks' kernels inherit this environment: one torch/BLAS thread each (the tutorials' models
 # are tiny, and several threads fighting over two cores are slower than one) and no spinning waits.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -37,15 +59,19 @@ release = version = "0.1.0"
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "myst_nb",
 ]
+# Formulas become MathML when the page is built (latex2mathml; the browser draws MathML itself), so they render
+# with no script and no network; MathJax from a CDN showed raw \(q(z \mid x)\) offline.
+html_math_renderer = "mathml"
 
 root_doc = "index"
 exclude_patterns = ["conf.py", "_build", "jupyter_execute", ".jupyter_cache", "Thumbs.db", ".DS_Store"]
 html_theme = "furo"
 html_title = "pyro-vae"
+html_static_path = ["_static"]
+html_css_files = ["reading.css"]
 
 # ---- autodoc (the package must be installed: pyro_vae.models, .inference and .analyses map to the
 # folders models/, inference/ and analyses/)
@@ -74,5 +100,30 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
     return None
 
 
+def _mathml(latex, display):
+    from latex2mathml.converter import convert
+
+    return convert(latex.strip(), display="block" if display else "inline")
+
+
+def _visit_math(translator, node):
+    from docutils import nodes
+
+    translator.body.append(f'<span class="math">{_mathml(node.astext(), False)}</span>')
+    raise nodes.SkipNode
+
+
+def _visit_displaymath(translator, node):
+    """A display formula; several separated by blank lines (as Sphinx's math directive allows) each get one."""
+    from docutils import nodes
+
+    parts = [part for part in node.astext().split("\n\n") if part.strip()]
+    number = f'<span class="eqno">({node["number"]})</span>' if node.get("number") else ""
+    formulas = "".join(_mathml(part, True) for part in parts)
+    translator.body.append(f'<div class="math notranslate">{number}{formulas}</div>')
+    raise nodes.SkipNode
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_foreign_members)
+    app.add_html_math_renderer("mathml", (_visit_math, None), (_visit_displaymath, None))

@@ -161,11 +161,60 @@ def test_the_api_pages_document_every_module_and_the_key_objects(build):
     assert "Parameters" in fit_section and "objective" in fit_section  # :param: fields rendered as a field list
 
 
-def test_the_api_pages_render_math_with_mathjax(build):
-    for name in ("models", "inference"):
-        page = _page(build, f"api/{name}")
-        assert "mathjax" in page.lower(), f"api/{name}.html loads no MathJax"
-        display = re.findall(r'<div class="math[^"]*">\s*\\\[', page)
-        inline = re.findall(r'<span class="math[^"]*">\\\(', page)
-        assert display and inline, f"api/{name}.html: {len(display)} display and {len(inline)} inline formulas rendered"
-        assert ":math:" not in page and ".. math::" not in page, f"api/{name}.html shows unrendered reST math"
+def test_the_cli_reference_is_written_from_the_parser_and_there_is_an_install_page(build):
+    from pyro_vae.cli import build_parser
+
+    page = html.unescape(_page(build, "cli"))
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        assert f"pyro-vae {name}" in page
+        for action in command._actions:  # every flag of every command, as the parser has it today
+            for flag in action.option_strings:
+                if action.help != "==SUPPRESS==":
+                    assert flag in page, (name, flag)
+    install = html.unescape(re.sub(r"<[^>]+>", "", _page(build, "install")))  # the text, without the highlighting's spans
+    assert "pip install -e" in install and "pyro-vae --version" in install
+
+
+def test_the_pages_render_math_as_mathml_with_no_script_and_no_network(build):
+    """Formulas are MathML written at build time (conf.py): no MathJax, nothing fetched, no TeX left in the HTML."""
+    for name in ("api/models", "api/inference", "api/core", *(f"tutorials/{t}" for t in TUTORIALS)):
+        page = _page(build, name)
+        scripts = re.findall(r"<script[^>]*>", page)
+        assert not [s for s in scripts if "mathjax" in s.lower() or "//" in s], f"{name}.html loads a script for math: {scripts}"
+        assert len(re.findall(r"<math[ >]", page)) >= 20, f"{name}.html holds few MathML formulas"
+        assert not re.search(r"\\\(|\\\[|\\mid|\\frac|\\mathcal", page), f"{name}.html shows raw TeX"
+        assert ":math:" not in page and ".. math::" not in page, f"{name}.html shows unrendered reST math"
+
+
+def test_a_reader_in_chromium_offline_sees_drawn_formulas_and_no_text_cut_at_1280_px(build):
+    """Headless Chromium with every network request refused: each formula is drawn (a MathML box of some size, no
+    raw TeX in the text), and no code or output block is wider than its column (they wrap: docs/_static/reading.css)."""
+    import json
+    import os
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None and not os.environ.get("PYRO_VAE_REQUIRE_BROWSER"):
+        pytest.skip("no chromium on the PATH (apt-get install chromium); .ci/run installs it and requires this test")
+    assert browser, "PYRO_VAE_REQUIRE_BROWSER is set but no chromium binary is on the PATH"
+    probe = """<script>window.addEventListener("load", () => {
+      const formulas = [...document.querySelectorAll("article math")].map(m => m.getBoundingClientRect().width);
+      const blocks = [...document.querySelectorAll("div.highlight pre, div.cell_output pre")];
+      const cut = blocks.filter(b => b.scrollWidth > b.clientWidth + 1).map(b => b.textContent.slice(0, 60));
+      const pre = document.createElement("pre"); pre.id = "probe";
+      pre.textContent = JSON.stringify({formulas, cut, text: document.body.innerText});
+      document.body.appendChild(pre);
+    });</script>"""
+    for name in ("api/models", "tutorials/03_diagnosing_with_arviz"):
+        page = build["out"] / f"{name}.html"
+        probed = page.with_name(page.stem + "_probed.html")
+        probed.write_text(page.read_text(encoding="utf-8").replace("</body>", probe + "</body>"), encoding="utf-8")
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+                              "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--virtual-time-budget=10000",
+                              "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=600).stdout
+        start = dom.index('<pre id="probe">') + len('<pre id="probe">')
+        found = json.loads(html.unescape(dom[start:dom.index("</pre>", start)]))
+        assert len(found["formulas"]) >= 20 and all(width > 0 for width in found["formulas"]), name
+        assert not re.search(r"\\(mid|frac|mathcal|hat|log)\b|\\\(", found["text"]), name
+        assert found["cut"] == [], (name, found["cut"])
