@@ -1,4 +1,4 @@
-r"""Beta across a range, with two latents, on all digits and on a single digit (seed 003, Sec. 5.3, Fig. 5.17).
+r"""Beta across a range, with two latents, on all digits and on a single digit (VAE implementation thesis ch. 5, Sec. 5.3, Fig. 5.17).
 
 For each beta a VAE with d = 2 latents is fitted to the digits and to one digit class alone, and
 reports active units, test ELBO, latent spread, sample diversity, reconstruction error and classifier

@@ -1,4 +1,4 @@
-r"""Latent-variable collapse (overpruning), after Asperti (2019, seed 000, Section 3).
+r"""Latent-variable collapse (overpruning), after Asperti (2019, Section 3).
 
 A dense VAE (784-256-64-32-16 in the seed) and the convolutional VAE of the seed's Fig. 4, each with
 16 latents, are fitted; for each: the per-latent table of Table 1 (:math:`\mathrm{Var}_x \mu_j`,
@@ -116,7 +116,7 @@ def _plot_evolution(evolution, active, path, model):
     ax.set_xlabel("minibatches")
     ax.set_ylabel("Var_x(mu_j) over tracked training points")
     note = f"; {clipped} {'value' if clipped == 1 else 'values'} off the scale, drawn at its edge" if clipped else ""
-    ax.set_title(f"{model}\nper-latent variance of the posterior means along training (seed 000, Fig. 2){note}",
+    ax.set_title(f"{model}\nper-latent variance of the posterior means along training (Asperti 2019, Fig. 2){note}",
                  fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + len(active) // 13, frameon=False)
     fig.tight_layout()

@@ -139,7 +139,7 @@ def _fit_gmm(train, preset):
 @torch.no_grad()
 def aggregate_posterior_kl(vae, train, test, preset):
     r"""Plug-in estimate of :math:`\mathrm{KL}(q(z) \| p(z))`: a Gaussian mixture fitted to draws of the
-    aggregate posterior on the training data (seed 000 reads :math:`q(z)` as a mixture), scored on
+    aggregate posterior on the training data (Asperti 2019 reads :math:`q(z)` as a mixture), scored on
     draws for the test data, :math:`\overline{\log \hat q(z)} - \overline{\log p(z)}`."""
     vae.eval()
     with torch.enable_grad():

@@ -1,4 +1,4 @@
-r"""The moment law of the KL term, and the smallest beta that keeps it (Asperti 2019, seed 000, Section 4).
+r"""The moment law of the KL term, and the smallest beta that keeps it (Asperti 2019, Section 4).
 
 When the KL term works, the aggregate posterior :math:`q(z) = E_x q(z \mid x)` matches the prior's
 first two moments, so for every latent j
@@ -83,7 +83,7 @@ def _plot(rows, path, preset, model):
     ax.set_xscale("log")
     ax.set_xlabel("beta (KL weight)")
     ax.set_ylabel("Var_x(mu_j) + E_x[sigma_j^2]")
-    ax.set_title(f"{model}\nthe moment law of the KL term across beta (seed 000, Sec. 4)", fontsize=10)
+    ax.set_title(f"{model}\nthe moment law of the KL term across beta (Asperti 2019, Sec. 4)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

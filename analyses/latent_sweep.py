@@ -1,4 +1,4 @@
-r"""Enlarge the latent space until sparsity appears (Asperti 2019, seed 000, Section 7, step 2).
+r"""Enlarge the latent space until sparsity appears (Asperti 2019, Section 7, step 2).
 
 For latent sizes d = 2, 4, ..., the same VAE is fitted and evaluated: active units (Burda's
 :math:`\mathrm{Var}_x \mu_j > 0.01`), test ELBO and importance-sampled log-likelihood.  The seed's
@@ -70,6 +70,6 @@ def _plot(rows, path, preset, model):
     right.set_xlabel("latent size d")
     right.set_ylabel("nats per test point")
     right.legend(fontsize=8)
-    fig.suptitle(f"Latent size sweep on {preset['data']} (seed 000, Sec. 7)\n{model}", fontsize=11)
+    fig.suptitle(f"Latent size sweep on {preset['data']} (Asperti 2019, Sec. 7)\n{model}", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-r"""Collapse a latent on purpose by noise, then remove the noise (seed 000, Section 5, Fig. 7).
+r"""Collapse a latent on purpose by noise, then remove the noise (Asperti 2019, Section 5, Fig. 7).
 
 Asperti's account of collapse: a latent :math:`z_j` stays active while its *reconstruction gain*
 (how much worse :math:`-\log p(x \mid z)` gets with :math:`z_j` at the prior's location, see
@@ -193,7 +193,7 @@ def _plot(rows, latent, path, model):
                 marked = [r["epoch"] for r in part if r["phase"] == phase]
                 if marked:
                     ax.axvspan(min(marked) - 0.5, max(marked) + 0.5, color=colour, alpha=0.08)
-    fig.suptitle(f"{model}\nnoise on z_{latent}: growing (white), held (red), removed (green) (seed 000, Sec. 5)",
+    fig.suptitle(f"{model}\nnoise on z_{latent}: growing (white), held (red), removed (green) (Asperti 2019, Sec. 5)",
                  fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-r"""Sparse priors: Normal, Laplace and Cauchy (with a Cauchy guide), after Pyle, "A Sparse VAE" (seed 002).
+r"""Sparse priors: Normal, Laplace and Cauchy (with a Cauchy guide), after Pyle, "A Sparse VAE".
 
 For each data set the same VAE is fitted with each (prior, guide) pair and reports, on the test split:
 reconstruction squared error, ELBO, the sparsity of the codes :math:`\mu(x)` (fraction of
@@ -8,7 +8,7 @@ latents; a Laplace code has excess kurtosis 3, a Gaussian 0), and for two latent
 latent decodes to, :math:`E[x \mid z = s e_j] - E[x \mid z = 0]` with s the prior's scale ("patterns").
 
 Data sets: ``synthetic-patches`` (5x5, five basis images with Laplace coefficients, 10 latents),
-``digits`` (2 latents, labelled), ``natural-patches`` (12x12 grey photographs, 25 latents; seed 002 used
+``digits`` (2 latents, labelled), ``natural-patches`` (12x12 grey photographs, 25 latents; Pyle used
 CIFAR), and MNIST with 10 and 2 latents in the full preset.
 """
 
@@ -93,7 +93,7 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
 
 @torch.no_grad()
 def _plot_patterns(vae, path, title):
-    """The image each latent decodes to, less the image of z = 0 (seed 002's patterns): what one unit of
+    """The image each latent decodes to, less the image of z = 0 (Pyle's patterns): what one unit of
     each latent, at the prior's scale, adds to the picture."""
     from pyro_vae.plots import image_panels
 

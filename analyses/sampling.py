@@ -1,6 +1,6 @@
-r"""Ancestral against deterministic generation (seed 003, Algorithms 6 and 7, Fig. 5.15).
+r"""Ancestral against deterministic generation (VAE implementation thesis ch. 5, Algorithms 6 and 7, Fig. 5.15).
 
-A VAE whose decoder predicts both :math:`\mu_x(z)` and :math:`\sigma_x(z)` (seed 003's "simple VAE",
+A VAE whose decoder predicts both :math:`\mu_x(z)` and :math:`\sigma_x(z)` (the implementation thesis's "simple VAE",
 likelihood ``gaussian`` with ``sigma_x="per-sample"``) generates from the same prior draws
 :math:`z \sim p(z)` in three modes: ancestral :math:`x \sim \mathcal N(\mu_x(z), \sigma_x(z))`
 (Algorithm 6), deterministic :math:`x = \mu_x(z)` (Algorithm 7) and :math:`\mu_x(z) + \alpha

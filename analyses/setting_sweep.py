@@ -1,4 +1,4 @@
-r"""What the beta and sigma_x sweeps share (seed 003, Sec. 5.3): fits with two latents, one per setting, on
+r"""What the beta and sigma_x sweeps share (VAE implementation thesis ch. 5, Sec. 5.3): fits with two latents, one per setting, on
 all digits and on one digit, their numbers and their figures.
 
 Per fit, on the test split of its data set: active units, test ELBO, the squared error of the

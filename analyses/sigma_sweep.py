@@ -1,4 +1,4 @@
-r"""A fixed decoder scale :math:`\sigma_x` across a range against a learned one (seed 003, Sec. 5.3.4 and 5.4).
+r"""A fixed decoder scale :math:`\sigma_x` across a range against a learned one (VAE implementation thesis ch. 5, Sec. 5.3.4 and 5.4).
 
 With a Gaussian likelihood :math:`p(x \mid z) = \mathcal N(\mu_\theta(z), \sigma_x^2 I)` the ELBO's
 reconstruction term is :math:`-\|x - \mu_\theta(z)\|^2 / 2\sigma_x^2` plus a constant; multiplying the

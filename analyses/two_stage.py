@@ -1,4 +1,4 @@
-r"""The two-stage VAE (Dai & Wipf 2019, "Diagnosing and enhancing VAE models"; seed 000, Section 6.2).
+r"""The two-stage VAE (Dai & Wipf 2019, "Diagnosing and enhancing VAE models"; Asperti 2019, Section 6.2).
 
 Stage 1 is a VAE on the data with a learned decoder scale (Gaussian likelihood, one shared
 :math:`\sigma_x`, as Dai & Wipf's learned :math:`\gamma`).  Its aggregate posterior

@@ -1,6 +1,6 @@
 """Seconds per epoch of ``pyro_vae.fit`` against a hand-written PyTorch loop, in one process.
 
-The model is the dense 784-400-20 Bernoulli VAE (``--network conv``: the convolutional VAE of seed 000) at batch 128 on the MNIST files (dynamic
+The model is the dense 784-400-20 Bernoulli VAE (``--network conv``: the convolutional VAE of Asperti 2019) at batch 128 on the MNIST files (dynamic
 binarisation, Adam at lr 1e-3).  Both loops start from the same weights; the plain loop computes the
 same mean-field objective by hand (Bernoulli log-likelihood of one reparameterised draw minus the
 closed-form Gaussian KL) with one fused ``torch.optim.Adam``, as ``fit`` does.  Prints the median seconds per epoch of each,
@@ -58,7 +58,7 @@ def main():
     parser.add_argument("--objective", default="meanfield")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--network", default="mlp", help="mlp (784-400-20) or conv (the convolutional net of seed 000)")
+    parser.add_argument("--network", default="mlp", help="mlp (784-400-20) or conv (the convolutional net of Asperti 2019)")
     args = parser.parse_args()
 
     data = load_data("mnist", args.data_dir, binarize="dynamic")

@@ -15,7 +15,7 @@ from .traces import latent_site, observed_log_prob, random_state_kept, trace_pai
 
 @torch.no_grad()
 def latent_statistics(model, guide, x, site=None, batch_size=1000, active_threshold=0.01):
-    r"""Per latent coordinate j, over the data points x (seed 000, Table 1 and Section 4), against the
+    r"""Per latent coordinate j, over the data points x (Asperti 2019, Table 1 and Section 4), against the
     prior's own variance :math:`v_j` (:func:`prior_moments`: 1 for a standard Normal, :math:`2b^2` for a
     Laplace of scale b, :math:`\nu/(\nu - 2)` for a Student-t, the mixture's variance):
 
@@ -24,7 +24,7 @@ def latent_statistics(model, guide, x, site=None, batch_size=1000, active_thresh
       :math:`\mathrm{Cov}_x(E_q[z_j]) > 0.01` for a unit-variance prior);
     * ``mean_sigma2``: :math:`E_x[\sigma_j^2(x)]`;  ``moment_sum``: their sum, the variance of the
       aggregate posterior :math:`q(z_j) = E_x q(z_j \mid x)`, which is :math:`v_j` when the KL term works
-      (the moment law, seed 000 Section 4, stated there for :math:`v_j = 1`); ``prior_variance``: :math:`v_j`,
+      (the moment law, Asperti 2019 Section 4, stated there for :math:`v_j = 1`); ``prior_variance``: :math:`v_j`,
       and ``prior_mean`` beside it;
     * ``mean_mu``: :math:`E_x[\mu_j(x)]`, which should be the prior's mean (0);
     * ``kl``: :math:`E_x \mathrm{KL}(q(z_j \mid x) \| p(z_j))` (closed form where registered, else the
@@ -124,7 +124,7 @@ def reconstruction_gain(model, guide, x, site=None, batch_size=1000):
     With :math:`z = \mu(x)` (the guide's location) and :math:`z^{(j)}` equal to it except
     that :math:`z_j` is set to the prior's location (0 for the built-in priors),
     :math:`\mathrm{gain}_j = E_x[-\log p(x \mid z^{(j)})] - E_x[-\log p(x \mid z)]`, in nats per data
-    point (seed 000, Section 5: a latent collapses when its gain falls below its KL).
+    point (Asperti 2019, Section 5: a latent collapses when its gain falls below its KL).
     """
     totals, base_total = None, 0.0
     for batch in x.split(batch_size):
@@ -168,7 +168,7 @@ def aggregate_posterior(stats):
 @torch.no_grad()
 def collapsed_generation_difference(vae, active, n=1000):
     r""":math:`E_{z \sim p(z)} \overline{|E[x \mid z] - E[x \mid z_{\text{active}}, 0]|}`: how much
-    generation changes when the collapsed latents are set to 0 (seed 000, Fig. 3 claims: not at all)."""
+    generation changes when the collapsed latents are set to 0 (Asperti 2019, Fig. 3 claims: not at all)."""
     z = vae.prior().sample((n,))
     zeroed = torch.where(torch.as_tensor(active, device=z.device), z, torch.zeros_like(z))
     return (vae.generate(n, "mean", z=z) - vae.generate(n, "mean", z=zeroed)).abs().mean().item()

@@ -150,7 +150,7 @@ class VAE(nn.Module):
         return self.decode(location(self.encode(x))).mean
 
     def generate(self, n, mode="ancestral", alpha=1.0, z=None):
-        """``n`` new data points from the prior, by one of the three modes of seed 003:
+        """``n`` new data points from the prior, by one of the three modes of the VAE implementation thesis (ch. 5):
 
         * ``ancestral`` (Algorithm 6): :math:`z \\sim p(z)`, :math:`x \\sim p_\\theta(x \\mid z)`;
         * ``mean`` (Algorithm 7, "deterministic"): :math:`z \\sim p(z)`, :math:`x = E[x \\mid z]`;

@@ -196,7 +196,7 @@ def synthetic_basis(side=5, n_basis=5):
 @DATASETS.register("synthetic-patches")
 def load_synthetic_patches(n=10000, noise=0.1, seed=0):
     r"""``x = sum_k c_k B_k + noise * eps`` with ``c_k ~ Laplace(0, 1/sqrt 2)`` (unit variance, sparse)
-    and ``eps ~ N(0, I)``: the "5 basis functions plus noise" patches of seed 002."""
+    and ``eps ~ N(0, I)``: the "5 basis functions plus noise" patches of Pyle's Sparse VAE."""
     generator = torch.Generator().manual_seed(seed)
     basis = synthetic_basis()
     uniform = torch.rand(n, len(basis), generator=generator) - 0.5
@@ -208,7 +208,7 @@ def load_synthetic_patches(n=10000, noise=0.1, seed=0):
 @DATASETS.register("natural-patches")
 def load_natural_patches(n=20000, side=12, seed=0):
     """Grey patches (mean of RGB, scaled to [0, 1]) at positions drawn uniformly from scikit-learn's
-    two sample photographs (seed 002 used CIFAR patches, which cannot be had offline)."""
+    two sample photographs (Pyle used CIFAR patches, which cannot be had offline)."""
     from sklearn.datasets import load_sample_images
 
     images = [torch.tensor(im, dtype=torch.float32).mean(-1) / 255.0 for im in load_sample_images().images]
@@ -228,7 +228,7 @@ def load_data(name="digits", data_dir=None, *, digit=None, binarize="none", spli
     """Load a registered data set and split it deterministically (see the module doc).
 
     :param digit: keep only images of these classes (an int or a sequence; digit data sets only),
-        e.g. the single-digit study of seed 003, Fig. 5.17.
+        e.g. the single-digit study of the VAE implementation thesis (ch. 5), Fig. 5.17.
     :param binarize: ``none``, ``static`` or ``dynamic``.
     :returns: :class:`DataSplits` of CPU tensors, whatever torch's default device (``fit`` and
         ``evaluate`` move data to their ``device``).

@@ -22,7 +22,7 @@ The iaf layers are :math:`z_l = m_l(z_{l-1}, h) + \sigma_l(z_{l-1}, h) \odot z_{
 of the encoder), with the coordinate order reversed between layers.
 
 * ``normal`` is the diagonal Gaussian of Kingma & Welling (2014); ``cauchy`` the "Cauchy generator" of
-  Pyle, "A Sparse VAE" (seed 002).  Both are location-scale families.
+  Pyle, "A Sparse VAE".  Both are location-scale families.
 * ``lowrank`` is the diagonal-plus-low-rank Gaussian of Rezende, Mohamed & Wierstra (2014, rank one)
   and Ong, Nott & Smith (2018, "factor covariance"): ``pyro.distributions.LowRankMultivariateNormal``,
   :math:`O(d r)` to sample and to score.  Rank :math:`r \ge d - 1` holds every covariance

@@ -1,7 +1,7 @@
 r"""KL divergences that torch lacks, and which (guide, prior) pairs have a finite KL at all.
 
 torch 2.14 already registers, in closed form, Normal->Laplace (through the folded-normal mean
-:math:`E|z|`; seed 002 says no closed form exists, but one does), Laplace->Laplace, Laplace->Normal
+:math:`E|z|`; Pyle says no closed form exists, but one does), Laplace->Laplace, Laplace->Normal
 and Cauchy->Cauchy, :math:`\log\frac{(g_1+g_2)^2 + (m_1-m_2)^2}{4 g_1 g_2}`.  This module registers
 the two finite ones it lacks, so that ``TraceMeanField_ELBO`` uses them:
 

@@ -17,10 +17,10 @@ laplace          :math:`\mathrm{Laplace}(f(z), \sigma_x)`                      r
 
 For ``gaussian`` and ``laplace`` the scale :math:`\sigma_x` is one of (option ``sigma_x``):
 
-* a positive number: fixed (1, 0.1, 1e-4 ... as compared in seed 003, Sec. 5.3);
+* a positive number: fixed (1, 0.1, 1e-4 ... as compared in the VAE implementation thesis (ch. 5), Sec. 5.3);
 * ``"shared"``: one learned scalar;
 * ``"per-feature"``: one learned value per data feature;
-* ``"per-sample"``: predicted by the decoder for every sample (seed 003's "simple VAE"),
+* ``"per-sample"``: predicted by the decoder for every sample (the implementation thesis's "simple VAE"),
   :math:`\sigma_x(z) = \mathrm{softplus}(g(z)) + \sigma_{\min}` with ``min_scale`` :math:`\sigma_{\min}`
   (default :math:`10^{-3}`); the floor keeps the likelihood bounded (without it the maximum-likelihood
   objective is unbounded, Mattei & Frellsen 2018).  On data with constant pixels (MNIST's

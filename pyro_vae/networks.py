@@ -8,9 +8,9 @@ the same leading dimensions and trailing ``out_shape``, so the same decoder serv
 vector out) or the decoder (flat vector in, image or vector out) of a kind:
 
 * ``mlp``: dense layers of widths ``hidden`` with ReLU, e.g. the 784-256-64-32-16 encoder of
-  Asperti (2019, seed 000, Table 1) is ``hidden=(256, 64, 32)`` with 16 latents; the decoder
+  Asperti (2019, Table 1) is ``hidden=(256, 64, 32)`` with 16 latents; the decoder
   mirrors the widths.
-* ``conv``: the convolutional encoder of seed 000, Fig. 4, generalised to any image size: stages
+* ``conv``: the convolutional encoder of Asperti 2019, Fig. 4, generalised to any image size: stages
   of a 3x3 stride-2 convolution and a 3x3 stride-1 convolution, each stage followed by batch norm
   and ReLU, halving the side until it is at most 2, then one convolution whose kernel covers what is
   left (so 28x28 goes 28-14-7-4-2-1); channels 16 then 32.  The decoder mirrors it with transposed
@@ -139,7 +139,7 @@ class ConvDecoder(nn.Module):
 
 @NETWORKS.register("conv")
 def conv(in_shape, out_shape, hidden=(), decoder=False):
-    """Convolutional encoder/decoder of seed 000, Fig. 4 (``hidden`` is ignored)."""
+    """Convolutional encoder/decoder of Asperti 2019, Fig. 4 (``hidden`` is ignored)."""
     image_shape = out_shape if decoder else in_shape
     if len(image_shape) < 3 or image_shape[-1] != image_shape[-2] or image_shape[-1] < 2:
         raise ConfigError(

@@ -71,7 +71,7 @@ def plot_reconstructions_and_samples(vae, x, path, n=10, title=None):
 
 
 def plot_latent_variances(stats, path, title=None, model=None):
-    """Per-latent stacked bars of Var(mu_j) and E[sigma_j^2], active and collapsed apart (seed 000, Table 1).
+    """Per-latent stacked bars of Var(mu_j) and E[sigma_j^2], active and collapsed apart (Asperti 2019, Table 1).
 
     A dashed line marks 1, the variance of the aggregate posterior when the KL term works.
     """
@@ -206,8 +206,8 @@ def robust_range(values, lower=2, upper=98, pad=0.1):
 
 @torch.no_grad()
 def plot_generation_modes(vae, x, path, active, n=10, alpha=1.0, title=None):
-    """Data, then the three generation modes of seed 003 on the same prior draws, and the decoder mean
-    with the collapsed latents set to the prior location (seed 000, Fig. 3); grey panels share the
+    """Data, then the three generation modes of the VAE implementation thesis (ch. 5) on the same prior draws, and the decoder mean
+    with the collapsed latents set to the prior location (Asperti 2019, Fig. 3); grey panels share the
     data's colour scale."""
     z = vae.prior().sample((n,))
     zeroed = torch.where(torch.as_tensor(active, device=z.device), z, torch.zeros_like(z))

@@ -18,7 +18,7 @@ vamp       :math:`\frac1K \sum_k q_\phi(z \mid u_k)`, the guide at K learned    
            pseudo-inputs :math:`u_k`                                             (50)
 ========== ===================================================================== ==================
 
-The sparse priors follow Pyle, "A Sparse VAE" (seed 002); the learned mixture is the
+The sparse priors follow Pyle, "A Sparse VAE"; the learned mixture is the
 "mixture of Gaussians" prior of Dilokthanakul et al. (2016) / Tomczak & Welling (2018, VampPrior
 without pseudo-inputs); ``vamp`` is the VampPrior of Tomczak & Welling (2018), "VAE with a
 VampPrior", which needs the model's encoder (:meth:`VampPrior.bind`; the catalogue VAE binds it).

@@ -13,7 +13,7 @@ def _estimate(value, se):
 
 
 def format_latent_table(result):
-    """The per-latent table (seed 000, Table 1) as text; "sum" is read against the prior's variance."""
+    """The per-latent table (Asperti 2019, Table 1) as text; "sum" is read against the prior's variance."""
     latents = result["latents"]
     mu, sigma = ("mu", "sigma") if "mean/sd" in latents["moments"] else ("loc", "scale")
     lines = [f"{'j':>3} {'Var(' + mu + ')':>10} {'E[' + sigma + '^2]':>12} {'sum':>7} {'prior var':>9} {'mean ' + mu:>9} "

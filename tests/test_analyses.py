@@ -25,7 +25,7 @@ def _fraction(row):
 
 def test_beta_and_sigma_x_move_variance_between_latent_and_noise(identifiability):
     _, rows = identifiability
-    # seed 003's claim: a larger beta or a larger fixed sigma_x pushes variance out of the latent path
+    # the implementation thesis's claim: a larger beta or a larger fixed sigma_x pushes variance out of the latent path
     assert _fraction(rows["beta=0.25, sigma_x learned"]) > 10 * _fraction(rows["beta=4, sigma_x learned"])
     assert _fraction(rows["sigma_x=0.1"]) > 10 * _fraction(rows["sigma_x=1"])
     assert int(rows["sigma_x=0.1"]["active_units"]) > int(rows["sigma_x=1"]["active_units"])
@@ -112,7 +112,7 @@ def test_sampling_deterministic_samples_are_smoother_and_closer_to_data(tmp_path
     assert main(["analyze", "sampling", "--quick", "--out", str(out), "--no-progress"]) == 0
     headline = json.loads((out / "headline.json").read_text())
     ancestral, mean = headline["ancestral (Algorithm 6)"], headline["deterministic (Algorithm 7)"]
-    # seed 003: Algorithm 6 adds the decoder's pixel noise, Algorithm 7 does not
+    # the VAE implementation thesis (ch. 5): Algorithm 6 adds the decoder's pixel noise, Algorithm 7 does not
     assert ancestral["roughness"] > mean["roughness"]
     assert mean["distance_to_data"] < ancestral["distance_to_data"]
     assert ancestral["diversity"] > mean["diversity"]  # the price: less variety
@@ -146,7 +146,7 @@ def test_priors_on_synthetic_patches_find_the_five_sources_and_laplace_codes_are
     # Laplace-distributed sources: a Laplace prior gives heavier-tailed (sparser) codes than a Normal one;
     # the difference exceeds twice the standard error of a kurtosis from 1,000 points, sqrt(24 / 1000)
     assert float(rows["laplace"]["excess_kurtosis"]) - float(rows["normal"]["excess_kurtosis"]) > 2 * (24 / 1000) ** 0.5
-    # seed 002: the Cauchy model reconstructs worse
+    # Pyle (A Sparse VAE): the Cauchy model reconstructs worse
     assert float(rows["cauchy"]["reconstruction_squared_error"]) > 2 * float(rows["normal"]["reconstruction_squared_error"])
     assert len(list((out / "figures").glob("patterns_*.png"))) == 3
 
@@ -160,7 +160,7 @@ def test_beta_sweep_large_beta_collapses_the_posterior_and_the_samples(tmp_path)
         small, large = rows[(data, 0.1)], rows[(data, 50.0)]
         assert int(large["active_units"]) == 0 and int(small["active_units"]) == 2
         assert float(large["latent_spread"]) < 0.01 * float(small["latent_spread"])
-        # seed 003: with the posterior collapsed, prior samples lose their variety
+        # the VAE implementation thesis (ch. 5): with the posterior collapsed, prior samples lose their variety
         assert float(large["sample_diversity"]) < float(small["sample_diversity"])
     assert float(rows[("all digits", 50.0)]["sample_diversity"]) < 0.2 * float(rows[("all digits", 0.1)]["sample_diversity"])
     assert (out / "figures" / "latent_spread.png").stat().st_size > 10_000
@@ -173,7 +173,7 @@ def test_sigma_sweep_large_fixed_sigma_collapses_small_spreads_learned_uses_the_
         rows = {(row["data"], row["setting"]): row for row in csv.DictReader(handle)}
     for data in ("all digits", "digit 3 only"):
         large, small = rows[(data, "sigma_x=1")], rows[(data, "sigma_x=0.01")]
-        # seed 003, Sec. 5.3.4: sigma_x acts as sqrt(beta / 2): a large one collapses the posterior
+        # the VAE implementation thesis (ch. 5), Sec. 5.3.4: sigma_x acts as sqrt(beta / 2): a large one collapses the posterior
         assert int(large["active_units"]) == 0 and int(small["active_units"]) == 2
         assert float(large["latent_spread"]) < 0.01 * float(small["latent_spread"])
         assert float(large["sample_diversity"]) < 0.2 * float(small["sample_diversity"])
@@ -201,7 +201,7 @@ def test_noise_injection_drives_gain_below_kl_collapses_and_a_short_collapse_rev
     headline = json.loads((out / "headline.json").read_text())
     for hold in (6, 12):
         run = headline[f"hold {hold} epochs"]
-        assert run["noise_scale_where_gain_fell_below_kl"] is not None  # seed 000: the gain drops below the KL
+        assert run["noise_scale_where_gain_fell_below_kl"] is not None  # Asperti 2019: the gain drops below the KL
         assert run["min_var_mu_under_noise"] < 0.05 * run["var_mu_at_start"]
         assert run["min_kl_under_noise"] < 0.05 * run["kl_at_start"]
     assert headline["hold 6 epochs"]["revived_after_noise_removed"]  # the seed's reversibility, after a short hold

@@ -12,7 +12,7 @@ from pyro_vae.kl import kl_path, min_particles_for_finite_bound
 N_DRAWS = 200_000
 
 PAIRS = {
-    # torch's closed forms that the seeds need (seed 002 says Normal->Laplace has none)
+    # torch's closed forms that the seeds need (Pyle says Normal->Laplace has none)
     "normal->laplace": (dist.Normal(torch.tensor([0.7, -1.0, 0.0]), torch.tensor([0.4, 2.0, 0.1])), dist.Laplace(0.0, 1.0)),
     "cauchy->cauchy": (dist.Cauchy(torch.tensor([0.5, 0.0]), torch.tensor([0.3, 2.0])), dist.Cauchy(0.0, 1.0)),
     # ours, by the integral of pyro_vae.kl.expected_log1p_square

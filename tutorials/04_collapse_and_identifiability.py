@@ -15,7 +15,7 @@
 #
 # Two questions about a fitted VAE, asked where the answer is known in closed form:
 #
-# * **Collapse.**  Which latents does the model use?  Asperti (2019, seed 000) reads a collapsed
+# * **Collapse.**  Which latents does the model use?  Asperti (2019) reads a collapsed
 #   ("inactive") latent $z_j$ off its posterior means: $\mathrm{Var}_x\, \mu_j(x) \approx 0$, so
 #   $q(z_j \mid x) \approx p(z_j)$ for every $x$ and the decoder ignores $z_j$.
 # * **Identifiability of the variance split.**  How much of the data's variance does the model put
@@ -36,7 +36,7 @@
 # and a latent collapses exactly when $\lambda_j \le \sigma^2$.  At that optimum the posterior of
 # $z_j$ is $\mathcal N\big(\mu_j(x), \sigma^2/\lambda_j\big)$ with
 # $\mathrm{Var}_x\, \mu_j(x) = \max(0,\, 1 - \sigma^2/\lambda_j)$, so that
-# $\mathrm{Var}_x\, \mu_j + E_x \sigma_j^2 = 1$, the prior's variance (seed 000's "moment law").
+# $\mathrm{Var}_x\, \mu_j + E_x \sigma_j^2 = 1$, the prior's variance (Asperti's (2019) "moment law").
 # We check these predictions on the 8x8 digits.
 
 # %% tags=["remove-stderr"]
@@ -193,7 +193,7 @@ plt.show()
 #   directions, and the model's total variance falls short of the data's.  Fixing $\sigma_x = 0.5$ or
 #   $0.7$ forces a noise part that alone is several times the data's variance.  With $\sigma_x$
 #   learned, $\beta = 4$ moves variance from the latents into the noise.  In each case the ELBO at
-#   $\beta = 1$ with $\sigma_x$ learned is the one setting that lets the data choose (seed 003,
+#   $\beta = 1$ with $\sigma_x$ learned is the one setting that lets the data choose (the VAE implementation thesis (ch. 5),
 #   Sections 5.3-5.5).
 # * Everything here is linear, on 64-pixel images, one seed.  The `identifiability` study
 #   (`pyro-vae analyze identifiability --quick --out DIR`) repeats the split for non-linear VAEs over
