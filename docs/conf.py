@@ -101,9 +101,14 @@ def _skip_foreign_members(app, what, name, obj, skip, options):
 
 
 def _mathml(latex, display):
+    """MathML of a formula; a function name (log, exp, ...) gets TeX's thin space before its argument, which
+    latex2mathml leaves to a renderer that MathML Core browsers do not have."""
+    import re
+
     from latex2mathml.converter import convert
 
-    return convert(latex.strip(), display="block" if display else "inline")
+    mathml = convert(latex.strip(), display="block" if display else "inline")
+    return re.sub(r"<mi>(log|exp|max|min|sup|inf|det|tr|arg|sin|cos)</mi>", r'<mi>\1</mi><mspace width="0.1667em"/>', mathml)
 
 
 def _visit_math(translator, node):
