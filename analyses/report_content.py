@@ -18,7 +18,7 @@ Three kinds of number get a flag a reader cannot miss:
 import math
 from dataclasses import dataclass, field
 
-from pyro_vae.inference.weights import HIGH_KHAT_SHARE
+from pyro_vae.summaries import HIGH_KHAT_SHARE, khat_flagged
 
 NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
 NEGATIVE_GAP = ("negative gap estimate: the inference gap and its approximation and amortisation parts are ≥ 0 in "
@@ -121,7 +121,7 @@ HIGH_KHAT = (f"more than {HIGH_KHAT_SHARE:.0%} of points have k-hat above the th
 
 
 def _likelihood_flag(share):
-    return HIGH_KHAT if share is not None and share > HIGH_KHAT_SHARE else ""
+    return HIGH_KHAT if khat_flagged(share) else ""
 
 
 #: The flag of a number whose Monte Carlo error is NaN.

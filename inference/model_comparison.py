@@ -51,10 +51,11 @@ from pyro_vae.errors import ConfigError, DataError, RunDirError
 from pyro_vae.factories import ModelFactory, pair_module, recorded_entry
 from pyro_vae.files import check_file_target, write_json
 from pyro_vae.rundir import RunDir
+from pyro_vae.summaries import HIGH_KHAT_SHARE, khat_flagged
 
 from .ais import ais_log_likelihood
 from .estimators import DEFAULT_MAX_MEMORY, importance_log_weights
-from .weights import HIGH_KHAT_SHARE, log_likelihood
+from .weights import log_likelihood
 from .plates import find_data_plate, local_pair
 from .runs import Run, catalogue_factories, load_run
 
@@ -195,7 +196,7 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     :param ais: :class:`~pyro_vae.inference.ais.AISOptions` to score every point by annealed importance sampling
         instead of IS (its ``where`` and ``bracket_points`` are evaluate's and are not used here).
     :returns: :class:`RunComparison`; ``str()`` of it is the printed table.  A run whose estimate is flagged
-        (more than :data:`~.weights.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
+        (more than :data:`~pyro_vae.summaries.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
         in its row (``flag``) and under the table.
 
     Every refusal (a missing run or checkpoint, an unnamed factory, data that differ, an ``out`` that
@@ -246,7 +247,7 @@ def _flag(estimate, estimator):
     """``khat_share``, ``khat_threshold`` and, for an estimate that cannot vouch for itself, ``flag``: why."""
     share, threshold = estimate.get("fraction_khat_above_threshold", math.nan), estimate["khat_threshold"]
     row = {"khat_share": share, "khat_threshold": threshold, "flag": ""}
-    if math.isfinite(share) and share > HIGH_KHAT_SHARE:
+    if khat_flagged(share):
         row["flag"] = (f"{estimator}'s k-hat is above {threshold:.2f} for {share:.1%} of the points: its estimate is biased "
                        "low by an amount no error bar covers, so a difference may be that bias alone")
     return row

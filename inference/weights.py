@@ -12,9 +12,6 @@ import torch
 
 #: Fewest draws for which ArviZ's PSIS fits a Pareto tail (to the largest min(0.2 K, 3 sqrt K) > 4 weights).
 PSIS_MIN_DRAWS = 25
-#: Above this share of points with k-hat over the threshold, an importance-weighted log-likelihood is flagged
-#: (in the report, compare-runs and the studies).
-HIGH_KHAT_SHARE = 0.1
 #: Groups of particles in the replicate standard error of :func:`log_likelihood`.
 REPLICATES = 10
 

@@ -139,7 +139,7 @@ def test_python_refusals(runs, tmp_path):
 
 
 def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, monkeypatch):
-    import pyro_vae.inference.model_comparison as model_comparison
+    from pyro_vae import summaries
     from pyro_vae.inference.ais import AISOptions
 
     x = load_data("digits").test[:12]
@@ -153,7 +153,7 @@ def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, 
         assert math.isfinite(row["khat_share"]) and 0 < row["khat_threshold"] < 1
     # a flagged run says so in its row and under the table, and the way out is named (every run is flagged
     # when any share of points above the threshold is too many)
-    monkeypatch.setattr(model_comparison, "HIGH_KHAT_SHARE", -1.0)
+    monkeypatch.setattr(summaries, "HIGH_KHAT_SHARE", -1.0)  # the one rule's share (pyro_vae.summaries.khat_flagged)
     flagged = compare_runs([runs["short"], runs["good"]], x=x, particles=30)
     text = str(flagged)
     assert all(row["flag"] for row in flagged.runs) and text.count("FLAGGED") == 2
@@ -162,8 +162,8 @@ def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, 
 
 
 def test_the_flag_rule_follows_the_share_of_points_above_the_threshold():
-    from pyro_vae.inference.weights import HIGH_KHAT_SHARE
     from pyro_vae.inference.model_comparison import _flag
+    from pyro_vae.summaries import HIGH_KHAT_SHARE
 
     assert _flag({"fraction_khat_above_threshold": HIGH_KHAT_SHARE, "khat_threshold": 0.7}, "IS")["flag"] == ""
     flag = _flag({"fraction_khat_above_threshold": 0.997, "khat_threshold": 0.67}, "IS")["flag"]

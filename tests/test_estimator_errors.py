@@ -144,3 +144,20 @@ def test_a_cauchy_prior_has_no_moment_law_and_says_so():
     x = torch.randn(100, 1)
     stats = latent_statistics(*_one_latent_pair(dist.Cauchy(0.0, 1.0)), x)
     assert stats["prior_variance"] == [math.inf] and "no variance" in stats["moment_law"]
+
+
+@pytest.mark.parametrize("share, word", [(0.0, None), (0.05, "note"), (0.1, "note"), (0.35, "warning")])
+def test_the_terminal_flags_a_high_khat_share_by_the_rule_the_report_and_compare_runs_use(share, word):
+    """One rule (pyro_vae.summaries.khat_flagged): above 10% of points over the threshold, a warning in the terminal, a
+    flag in the report and a FLAGGED row in compare-runs; a smaller share is a note; none, nothing."""
+    from pyro_vae.analyses.report_content import _likelihood_flag as khat_flag
+    from pyro_vae.inference import log_likelihood
+    from pyro_vae.summaries import format_summary
+
+    estimate = log_likelihood(0.1 * torch.randn(20, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "particles": 1000, "diagnostics": {}}
+    result.update({key: value for key, value in estimate.items() if not torch.is_tensor(value) and key != "psis"})
+    result.update(khat_threshold=0.67, fraction_khat_above_threshold=share)
+    lines = [line for line in format_summary(result).splitlines() if "PSIS k-hat exceeds" in line]
+    assert [line.split(":")[0] for line in lines] == ([word] if word else [])
+    assert bool(khat_flag(share)) == (word == "warning")

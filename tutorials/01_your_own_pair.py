@@ -168,8 +168,9 @@ except pyro_vae.ConfigError as error:
 #   $\log p(x)$ that tightens as $K$ grows, with the larger of a delta-method and a replicate
 #   standard error;
 # * **PSIS** $\hat k$ per point (Vehtari et al. 2024; Yao et al. 2018): the Pareto shape of the
-#   largest importance weights.  Above ArviZ's threshold ($0.7$ for $K = 1000$) the estimate of that
-#   point cannot be trusted: $q(z \mid x)$ is too light-tailed there.
+#   largest importance weights.  Above ArviZ's threshold $\min(1 - 1/\log_{10} K, 0.7)$ ($0.67$ for
+#   $K = 1000$) the estimate of that point cannot be trusted: $q(z \mid x)$ is too light-tailed there;
+#   where more than 10% of the points are above it, every output flags the log-likelihood.
 #
 # With a global latent the per-point numbers are computed *conditional on one draw of $\sigma$ from
 # $q(\sigma)$*, and `conditioned_on` says which value; the KL of $q(\sigma)$ is counted once per data
