@@ -76,8 +76,8 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         rows += [{"network": network, "latent": j, **{key: values[j] for key, values in latents.items()}}
                  for j in range(preset["latent_dim"])]
         headline[network] = {
+            "latents": preset["latent_dim"],
             "inactive_latents": preset["latent_dim"] - result["active_units"],
-            "of": preset["latent_dim"],
             "test_elbo": result["elbo"],
             **{key: result[key] for key in ("test_log_likelihood", "test_log_likelihood_se", "test_log_likelihood_estimator",
                                             "fraction_khat_above_threshold")},
@@ -85,6 +85,11 @@ def run(out, quick=False, data_dir=None, progress=None, **overrides):
         }
         _plot_evolution(result["evolution"], latents["active"], out / "figures" / f"variance_evolution_{network}.png",
                         result["model"])
+    collapsed = [network for network, result in results.items() if result["active_units"] == 0]
+    if collapsed:  # said where it is shown: the terminal, headline.json and the report
+        headline["all_collapsed"] = (f"every latent of the {' and the '.join(collapsed)} VAE collapsed: its decoder ignores z, "
+                                     "so its samples do not depend on the prior draw and its per-latent numbers describe "
+                                     "nothing learned (try more epochs, a KL warm-up or a smaller beta)")
     return finish(out, rows, headline, started)
 
 

@@ -25,7 +25,7 @@ import jinja2
 from pyro_vae.errors import RunDirError
 from pyro_vae.files import atomic_write_bytes, os_error_text, read_json, read_received
 
-from .report_content import FIGURES, evaluation_tables, headline_tables, table
+from .report_content import FIGURES, evaluation_tables, figure_caption, headline_tables, table
 
 def _read_text(path):
     """The UTF-8 text of ``path``; one :class:`RunDirError` line if it is binary or unreadable."""
@@ -137,7 +137,7 @@ def _figures(inputs):
     # the directory's own figures first, then those of the fits inside it (a study's fits/<key>/...)
     images = sorted(inputs.images(), key=lambda path: (len(path.relative_to(inputs.directory).parts) > 2,
                                                        order.get(path.name, len(order)), str(path)))
-    return [{"name": str(path.relative_to(inputs.directory)), "caption": FIGURES.get(path.name, ""),
+    return [{"name": str(path.relative_to(inputs.directory)), "caption": figure_caption(path.name),
              "data": base64.b64encode(read_received(path)).decode()} for path in images]
 
 

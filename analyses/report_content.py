@@ -18,7 +18,7 @@ Three kinds of number get a flag a reader cannot miss:
 import math
 from dataclasses import dataclass, field
 
-from pyro_vae.summaries import HIGH_KHAT_SHARE, khat_flagged
+from pyro_vae.summaries import HIGH_KHAT_SHARE, estimate_text, khat_flagged, label, significant
 
 NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
 NEGATIVE_GAP = ("negative gap estimate: the inference gap and its approximation and amortisation parts are ≥ 0 in "
@@ -49,7 +49,27 @@ FIGURES = {
     "compare.png": "Objectives compared: held-out log-likelihood, gradient SNR and the inference gap split.",
     "nuts_marginals.png": "The guide's marginals against the NUTS reference posterior.",
     "samples.png": "Samples from the one-stage and two-stage models.",
+    "guides.png": "Per objective: test log p(x) ± 2 SE of each guide and model against its share of points with k-hat "
+                  "above the threshold (right: less trustworthy).",
 }
+#: Figures named per setting: file-name prefix -> caption, ``{}`` the rest of the name (a network, a setting).
+FIGURES_BY_PREFIX = {
+    "variance_evolution_": "Collapse along training ({} network): the variance over the data of each latent's posterior "
+                           "mean, per step (solid: active at the end, dashed: collapsed), with the 0.01 threshold of "
+                           "activity; log scale.",
+    "patterns_": "What each latent decodes to, less the decoding of z = 0 (Pyle's patterns), for data set, latent "
+                 "size and prior {}.",
+}
+
+
+def figure_caption(name):
+    """What the figure file ``name`` shows, for its caption (empty for a figure no study or command writes)."""
+    if name in FIGURES:
+        return FIGURES[name]
+    for prefix, caption in FIGURES_BY_PREFIX.items():
+        if name.startswith(prefix) and name.endswith(".png"):
+            return caption.format(name[len(prefix):-len(".png")])
+    return ""
 
 
 @dataclass
@@ -67,25 +87,12 @@ class Table:
     flags: list = field(default_factory=list)  # distinct flag texts, for the note under the table
 
 
-def significant(value, digits=4):
-    """``value`` to ``digits`` significant figures (integers and text as they are)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value == int(value) and abs(value) < 1e6:
-            return str(int(value))
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def as_number(text):
-    """A CSV cell as a float where it is one, else the text."""
+    """A CSV cell as a float where it is one, a bool where it is ``True`` / ``False``, else the text."""
     if not isinstance(text, str):
         return text
+    if text in ("True", "False"):  # a CSV's Python booleans: shown as yes / no (significant)
+        return text == "True"
     try:
         return float(text)
     except ValueError:
@@ -130,11 +137,7 @@ NO_ERROR = "no Monte Carlo error could be estimated for it (from one draw, or fr
 
 def _cell(name, value, error, khat_flag):
     if isinstance(value, float):
-        text = significant(value)
-        if isinstance(error, float) and math.isnan(error):
-            text += " ± ?"
-        elif isinstance(error, float):  # an error below float32 rounding is a closed form's: shown as 0
-            text += f" ± {significant(error, 2) if error > 1e-7 * max(1.0, abs(value)) else 0}"
+        text = estimate_text(value, error if isinstance(error, float) else None, "±")  # the terminal's digits
         flag = (NEGATIVE_KL if _is_kl(name) else NEGATIVE_GAP if _is_gap(name) else "") if value < 0 else ""
         if "log_likelihood" in str(name) and not flag:
             flag = khat_flag
@@ -158,7 +161,7 @@ def table(title, header, rows):
         cells.append([_cell(name, row[header.index(name)],
                             row[header.index(errors[name])] if errors[name] else None, khat_flag) for name in shown])
     flags = list(dict.fromkeys(cell.flag for row in cells for cell in row if cell.flag))
-    return Table(title, shown, cells, flags)
+    return Table(title, [label(name) for name in shown], cells, flags)
 
 
 def _is_scalar(value):
@@ -172,7 +175,10 @@ def name_value_table(title, mapping, labels=None, value_heading="value"):
     errors = [error for error in map(lambda name: _error_column(mapping, name), names) if error and error not in names]
     wide = table(title, names + errors, [[mapping[name] for name in names + errors]])
     labels = labels or {}
-    rows = [[Cell(labels.get(name, name)), cell] for name, cell in zip(wide.header, wide.rows[0])]
+    header = names + errors
+    folded = {_error_column(header, name) for name in header} - {None}
+    shown = [name for name in header if name not in folded]  # the rows of wide's one row, by their keys
+    rows = [[Cell(labels.get(name, label(name))), cell] for name, cell in zip(shown, wide.rows[0])]
     return Table(title, ["quantity", value_heading], rows, wide.flags)
 
 
@@ -187,9 +193,14 @@ def headline_tables(headline, title="Headline numbers"):
     flat = {key: value for key, value in headline.items()
             if isinstance(value, dict) and all(_is_scalar(v) for v in value.values())}
     notes = [f"{key}: {value}" for key, value in headline.items() if isinstance(value, str)]
+    lists = {key: value for key, value in headline.items()
+             if isinstance(value, list) and value and all(isinstance(row, dict) for row in value)}
     notes += [f"{key}: nested deeper than a table; see headline.json" for key, value in headline.items()
-              if not (_is_scalar(value) or key in flat)]
+              if not (_is_scalar(value) or key in flat or key in lists)]
     tables = [name_value_table(title, scalars)] if scalars else []
+    for key, rows in lists.items():  # rows of a sweep (kl-law's by_beta): a table, a column per quantity
+        columns = list(dict.fromkeys(column for row in rows for column in row))
+        tables.append(table(f"{title}: {key.replace('_', ' ')}", columns, [[row.get(c, "") for c in columns] for row in rows]))
     by_label = {key: value for key, value in flat.items() if "_by_" in key}
     if by_label:
         labels = list(dict.fromkeys(label for value in by_label.values() for label in value))
@@ -226,8 +237,12 @@ EVALUATION_ROWS = {  # key -> label, in the order shown
 def evaluation_tables(evaluation):
     """The evaluation summary (per-point averages, with errors and flags) and the per-latent table of
     an ``evaluation.json``."""
+    labels = dict(EVALUATION_ROWS)
+    if "particles" in evaluation:  # every log-likelihood with its estimator, K and error
+        labels["log_likelihood"] = f"log p(x), importance-sampled, K = {evaluation['particles']} (± the larger error)"
+        labels["psis_log_likelihood"] = f"log p(x), Pareto-smoothed, K = {evaluation['particles']}"
     tables = [name_value_table(f"Evaluation on {evaluation.get('num_datapoints', '?')} points", evaluation,
-                               EVALUATION_ROWS, "per point")]
+                               labels, "per point")]
     by_site = evaluation.get("latents_by_site")
     per_site = list(by_site.values()) if isinstance(by_site, dict) else [evaluation.get("latents")]
     if isinstance(evaluation.get("ais"), dict):

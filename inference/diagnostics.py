@@ -20,7 +20,7 @@ import torch
 from pyro.distributions.util import scale_and_mask
 
 from pyro_vae import checks
-from pyro_vae._arviz import arviz
+from pyro_vae._arviz import arviz, khat_elpd
 from pyro_vae.errors import ConfigError
 
 from .iwae import _per_datapoint
@@ -57,11 +57,8 @@ def khat_data(idata):
 
     >>> az.plot_khat(khat_data(az.from_netcdf("runs/latest/posterior.nc")), show_hlines=True)  # doctest: +SKIP
     """
-    az = arviz()
-    khat = idata.sample_stats["khat"]
     draws = idata.sample_stats.sizes["draw"]
-    return az.ELPDData(data=[draws, khat.size, khat_threshold(draws), khat.rename("pareto_k")],
-                       index=["n_samples", "n_data_points", "good_k", "pareto_k"])
+    return khat_elpd(idata.sample_stats["khat"], khat_threshold(draws), draws)
 
 
 #: Names of the trailing dims of data (and posterior-predictive draws) by their number.

@@ -87,7 +87,9 @@ def atomic_write_bytes(path, data):
 
 
 def write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+    """``obj`` as indented JSON, atomically, its keys in the order they were made (the order of meaning, which the
+    report and the terminal show), not sorted."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
 def write_csv(path, rows):

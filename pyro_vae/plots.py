@@ -104,18 +104,21 @@ def plot_khat(khat, path, threshold, particles, model=None):
     The k-hats go to ArviZ as ``ELPDData`` (with the number of draws), the form it asks for."""
     plt = pyplot()
     import numpy as np
-    import xarray
+    from matplotlib.lines import Line2D
 
-    from ._arviz import arviz
+    from ._arviz import arviz, khat_elpd
 
-    az = arviz()
     khat = np.asarray(khat, dtype=float)
-    elpd = az.ELPDData(data=[xarray.DataArray(khat, dims=["datapoint"]), threshold, particles],
-                       index=["pareto_k", "good_k", "n_samples"])
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    az.plot_khat(elpd, ax=ax, show_bins=False, show_hlines=True)
+    fig, ax = plt.subplots(figsize=(7, 4.3))
+    arviz().plot_khat(khat_elpd(khat, threshold, particles), ax=ax, show_bins=False, show_hlines=True)
     ax.set_xlabel("test data point")
     ax.set_ylabel("PSIS k-hat")
+    # ArviZ draws its three reference lines without labels (at 0, good_k and 1, in its own styles): a legend for them
+    references = [(":", "0"), ("-.", f"{threshold:.2f}: threshold for K = {particles} (above: unreliable)"),
+                  ("--", "1: the weights' mean is infinite (no finite error)")]
+    ax.legend([Line2D([], [], color="C1", linestyle=style, alpha=0.7) for style, _ in references],
+              [label for _, label in references], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+              frameon=False)
     share = (khat > threshold).mean()
     ax.set_title(f"{model + chr(10) if model else ''}PSIS k-hat at K = {particles}: {share:.0%} of points above "
                  f"{threshold:.2f} (IS estimate unreliable there)", fontsize=10)

@@ -13,12 +13,65 @@ def khat_flagged(share):
     return share is not None and math.isfinite(share) and share > HIGH_KHAT_SHARE
 
 
-def _estimate(value, se):
-    if not math.isfinite(value):
-        return f"{value}"
+#: Human labels, with units, of the keys that metrics.json, evaluation.json and the studies' tables hold; another key
+#: is shown with its underscores as spaces (:func:`label`).
+LABELS = {
+    "train_seconds": "training time (s)", "seconds": "time (s)", "seconds_per_epoch": "seconds per epoch",
+    "train_elbo": "training ELBO (nats per point)", "val_elbo": "validation ELBO (nats per point)",
+    "test_elbo": "test ELBO (nats per point)", "elbo": "ELBO (nats per point)", "test_kl": "test KL (nats per point)",
+    "log_likelihood": "log p(x) (nats per point)", "test_log_likelihood": "test log p(x) (nats per point)",
+    "log_likelihood_estimator": "estimator of log p(x)", "test_log_likelihood_estimator": "estimator of log p(x)",
+    "fraction_khat_above_threshold": "share of points with k-hat above the threshold", "khat_threshold": "k-hat threshold",
+    "gap": "gap log p(x) - ELBO (nats)", "active_units": "active latents", "inactive_latents": "inactive latents",
+    "latents": "latents", "var_mu": "Var(μ)", "mean_sigma2": "E[σ²]", "moment_sum": "Var(μ) + E[σ²]",
+    "prior_variance": "prior variance", "mean_mu": "mean μ", "kl": "KL (nats)", "reconstruction_gain": "reconstruction gain (nats)",
+    "ks_pvalue": "KS p-value", "coverage_50": "coverage of the 50% interval", "coverage_90": "coverage of the 90% interval",
+    "beta": "β", "max_sum_deviation": "largest |Var(μ) + E[σ²] - 1| (active latents)",
+    "max_mean_deviation": "largest |mean μ| (active latents)", "smallest_beta_keeping_the_law": "smallest β keeping the law",
+    "collapsed_generation_mean_abs_difference": "mean |change| of generated pixels with collapsed latents zeroed",
+}
+
+
+def label(key):
+    """The human label of a key (:data:`LABELS`)."""
+    return LABELS.get(str(key), str(key).replace("_", " "))
+
+
+def significant(value, digits=4):
+    """A number as every output shows it: ``digits`` significant figures, integers whole, booleans yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value == int(value) and abs(value) < 1e6:
+            return str(int(value))
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def estimate_text(value, se=None, plus_minus="+-"):
+    """An estimate and its standard error as every output shows them: the error to two significant figures, the
+    value to the same decimal place (``-23.3004 +- 0.0059``); a closed form's zero error as 0, a missing one as ?,
+    a value without an error by :func:`significant`.  The report passes ``plus_minus="±"``."""
+    if not isinstance(value, float) or not math.isfinite(value) or se is None or not isinstance(se, (int, float)):
+        return significant(value)
     if math.isnan(se):
-        return f"{value:.3f} (one draw: no error estimate)"
-    return f"{value:.3f} +- {se:.3f}"
+        return f"{significant(value)} {plus_minus} ?"
+    if math.isinf(se):
+        return f"{significant(value)} {plus_minus} inf"
+    if se <= 1e-7 * max(1.0, abs(value)):  # below float32 rounding: a closed form's
+        return f"{significant(value)} {plus_minus} 0"
+    decimals = max(0, 1 - math.floor(math.log10(se)))
+    return f"{value:.{decimals}f} {plus_minus} {se:.{decimals}f}"
+
+
+def _estimate(value, se):
+    if isinstance(se, float) and math.isnan(se) and math.isfinite(value):
+        return f"{significant(value)} (one draw: no error estimate)"
+    return estimate_text(value, se)
 
 
 def format_latent_table(result):
@@ -149,13 +202,10 @@ def format_rows(rows):
     return "\n".join(f"{name:<{name_width}}  {value:<{value_width}}  {note}".rstrip() for name, value, note in rows)
 
 
-def _number(value):
-    return f"{value:.4g}" if isinstance(value, float) and math.isfinite(value) else str(value)
-
-
 def headline_rows(mapping, prefix=""):
-    """A flat list of ``(name, value, "")`` rows of a (nested) mapping of numbers, 4 significant figures,
-    each ``name`` paired with its ``name_se`` / ``name_mc_se`` as ``value +- se``."""
+    """``(name, value, "")`` rows of a mapping's scalars and lists of numbers, each ``name`` paired with its
+    ``name_se`` / ``name_mc_se`` (:func:`estimate_text`); a mapping inside is flattened as ``outer.inner`` (tables
+    of rows are :func:`headline_tables`')."""
     rows = []
     for key, value in mapping.items():
         if key.endswith("_se") and (key[:-3] in mapping or key.removesuffix("_mc_se") in mapping):
@@ -164,17 +214,74 @@ def headline_rows(mapping, prefix=""):
         if isinstance(value, dict):
             rows += headline_rows(value, f"{name}.")
             continue
+        if isinstance(value, str) or (isinstance(value, list) and any(isinstance(row, dict) for row in value)):
+            continue
         se = mapping.get(f"{key}_se", mapping.get(f"{key}_mc_se"))
-        text = _number(value) if not isinstance(value, (list, tuple)) else ", ".join(_number(v) for v in value)
-        if isinstance(se, float) and math.isnan(se):
-            text += " (no error estimate)"
-        elif isinstance(se, float):
-            text += f" +- {se:.2g}"
+        if isinstance(value, (list, tuple)):
+            text = ", ".join(significant(v) for v in value)
+        elif isinstance(se, float) and math.isnan(se):
+            text = f"{significant(value)} (no error estimate)"
+        else:
+            text = estimate_text(value, se)
         rows.append((name, text, ""))
     return rows
 
 
+def _is_row(value):
+    """A mapping of scalars with at least one number: a row of a table."""
+    return (isinstance(value, dict) and bool(value) and all(not isinstance(cell, (dict, list)) for cell in value.values())
+            and any(isinstance(cell, (int, float)) and not isinstance(cell, bool) for cell in value.values()))
+
+
+def format_table(rows, label=None):
+    """Rows (dicts of scalars) as an aligned text table, a column per key; ``label``: the heading of a first column
+    of row labels (``rows`` then a mapping label -> row).  An ``x_se`` column is folded into ``x`` (:func:`estimate_text`)."""
+    labelled = label is not None
+    items = list(rows.items()) if labelled else [(None, row) for row in rows]
+    columns = list(dict.fromkeys(key for _, row in items for key in row))
+    shown = [c for c in columns if not ((c.endswith("_se") and c[:-3] in columns) or (c.endswith("_mc_se") and c[:-6] in columns))]
+    header = ([label] if labelled else []) + shown
+    body = []
+    for name, row in items:
+        cells = [estimate_text(row.get(c, ""), row.get(f"{c}_se", row.get(f"{c}_mc_se"))) if c in row else "" for c in shown]
+        body.append(([str(name)] if labelled else []) + cells)
+    widths = [max(len(str(line[i])) for line in [header] + body) for i in range(len(header))]
+    return "\n".join("  ".join(f"{cell:<{w}}" if i == 0 and labelled else f"{cell:>{w}}" for i, (cell, w) in
+                               enumerate(zip(line, widths))).rstrip() for line in [header] + body)
+
+
+def headline_tables(mapping, prefix=""):
+    """``(name, text)`` of every table in a (nested) headline: each list of rows, and at each level the entries that
+    are rows (mappings of scalars) together, one row per key (by network, by objective, ...)."""
+    tables = []
+    rows = {key: value for key, value in mapping.items() if _is_row(value)}
+    if rows:
+        tables.append((prefix.rstrip(".") or "per row", format_table(rows, label="")))
+    for key, value in mapping.items():
+        if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+            tables.append((f"{prefix}{key}", format_table(value)))
+        elif isinstance(value, dict) and key not in rows:
+            tables += headline_tables(value, f"{prefix}{key}.")
+    return tables
+
+
+def _texts(mapping, prefix=""):
+    """``(name, text)`` of every text value in a (nested) headline that no table holds."""
+    found = []
+    for key, value in mapping.items():
+        if isinstance(value, str):
+            found.append((f"{prefix}{key}", value))
+        elif isinstance(value, dict) and not _is_row(value):
+            found += _texts(value, f"{prefix}{key}.")
+    return found
+
+
 def format_headline(mapping):
-    """A study's headline or a fit's metrics as an aligned table (:func:`headline_rows`)."""
-    rows = headline_rows(mapping)
-    return format_rows(rows) if rows else "(no numbers)"
+    """A study's headline or a fit's metrics as text: its numbers as an aligned table (:func:`headline_rows`), each
+    table inside it (rows by beta, by network, ...) aligned under its name, and each text as a note."""
+    tables = headline_tables(mapping)
+    rows = headline_rows({key: value for key, value in mapping.items() if not isinstance(value, dict)})
+    blocks = [format_rows(rows)] if rows else []
+    blocks += [f"{name}:\n{text}" for name, text in tables]
+    blocks += [f"note: {name}: {text}" for name, text in _texts(mapping)]
+    return "\n".join(blocks) if blocks else "(no numbers)"

@@ -8,6 +8,7 @@ import pytest
 from pyro_vae.cli import main
 from pyro_vae.data import load_data
 from pyro_vae.errors import RunDirError
+from pyro_vae.summaries import label
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def test_report_gathers_studies_and_runs_into_one_html_page(tmp_path, identifiab
     text = page.read_text()
     assert "<h2>identifiability" in text and "<h2>fit" in text
     assert text.count('src="data:image/png;base64,') >= 2  # figures embedded, no links to folders
-    assert "pPCA (closed form)" in text and "test_elbo" in text and "torch" in text
+    assert "pPCA (closed form)" in text and label("test_elbo") in text and "torch" in text
     assert oct(page.stat().st_mode & 0o777) != oct(0o600)
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyro_vae.cli import main
+from pyro_vae.summaries import estimate_text
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,7 +21,9 @@ def test_fit_command_writes_a_run_directory_with_figure(tmp_path, capsys):
     printed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())  # an aligned table
     metrics = json.loads((out / "metrics.json").read_text())
     assert printed["epochs"] == "2" and metrics["epochs"] == 2 and metrics["test_elbo"] < 0
-    assert printed["test_elbo"] == f"{metrics['test_elbo']:.4g} +- {metrics['test_elbo_mc_se']:.2g}"
+    assert printed["test_elbo"] == estimate_text(metrics["test_elbo"], metrics["test_elbo_mc_se"])
+    decimals = printed["test_elbo"].split(" +- ")[1].split(".")[1]  # the error to two significant figures
+    assert len(decimals.lstrip("0")) == 2
     for figure in ("reconstructions_samples", "training_curve"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 5_000
     config = json.loads((out / "config.json").read_text())

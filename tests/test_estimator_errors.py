@@ -161,3 +161,21 @@ def test_the_terminal_flags_a_high_khat_share_by_the_rule_the_report_and_compare
     lines = [line for line in format_summary(result).splitlines() if "PSIS k-hat exceeds" in line]
     assert [line.split(":")[0] for line in lines] == ([word] if word else [])
     assert bool(khat_flag(share)) == (word == "warning")
+
+
+@pytest.mark.parametrize("value, se, text", [
+    (-23.30012345, 0.00613, "-23.3001 +- 0.0061"),  # the error to 2 significant figures, the value to its decimal place
+    (-22.8, 0.0123, "-22.800 +- 0.012"),
+    (1234.56, 12.3, "1235 +- 12"),
+    (0.5, 0.123, "0.50 +- 0.12"),
+    (4.123, 0.0, "4.123 +- 0"),  # a closed form's
+    (4.123, float("nan"), "4.123 +- ?"),
+    (4.123, float("inf"), "4.123 +- inf"),
+    (-1.25, None, "-1.25"),
+    (True, None, "yes"),
+])
+def test_one_number_format_for_every_output(value, se, text):
+    from pyro_vae.summaries import estimate_text
+
+    assert estimate_text(value, se) == text
+    assert estimate_text(value, se, "±") == text.replace("+-", "±")

@@ -11,6 +11,7 @@ import pytest
 from pyro_vae.cli import main
 from pyro_vae.errors import RunDirError
 from pyro_vae.analyses.report import write_report
+from pyro_vae.summaries import label
 
 SECRET = "TOP-SECRET-MARKER-7f3a"
 
@@ -71,7 +72,7 @@ def test_symlinks_and_outside_files_are_not_embedded(tmp_path):
     assert "Skipped (not embedded)" in text
     assert "figures/leak.png: a symbolic link" in text and "versions.json: a symbolic link" in text
     assert "linked_figures: a symbolic link to a directory (not followed)" in text
-    assert "test_elbo" in text  # the regular files are still shown
+    assert label("test_elbo") in text  # the regular files are still shown
 
     # the CLI writes the same page
     assert main(["report", str(run), "--out", str(tmp_path / "cli.html")]) == 0
@@ -135,7 +136,7 @@ def test_well_formed_results_csv_is_a_table_with_quoted_cells(tmp_path):
     run = _run_dir(tmp_path)
     (run / "results.csv").write_text('setting,elbo\n"beta=4, sigma_x learned",-98.25\n')
     text = write_report([run], tmp_path / "page.html").read_text()
-    assert "<th>setting</th><th>elbo</th>" in text
+    assert f"<th>setting</th><th>{label('elbo')}</th>" in text
     assert "<td>beta=4, sigma_x learned</td><td class=\"number\">-98.25</td>" in text
 
 
@@ -174,3 +175,20 @@ def test_a_nan_monte_carlo_error_is_shown_as_unknown_and_flagged_not_as_zero():
     elbo, kl = shown.rows[0]
     assert elbo.text == "-101.5 ± ?" and elbo.flag == NO_ERROR
     assert kl.text == "3.25 ± 0" and not kl.flag  # a closed form's error is 0, and says so
+
+
+def test_every_figure_a_study_or_command_writes_has_a_caption_that_says_what_it_shows():
+    """Each figure name written anywhere in the package (a literal ``"name.png"``, or an f-string's fixed prefix) has a
+    caption in the report (FIGURES, FIGURES_BY_PREFIX), not its file name alone."""
+    import re
+    from pathlib import Path
+
+    from pyro_vae.analyses.report_content import figure_caption
+
+    root = Path(__file__).resolve().parents[1]
+    sources = "".join(path.read_text() for folder in ("analyses", "inference", "pyro_vae")
+                      for path in (root / folder).glob("*.py"))
+    names = set(re.findall(r'"([a-z_]+\.png)"', sources))
+    names |= {prefix + "x.png" for prefix in re.findall(r'f"([a-z_]+_)\{[^"]*\.png"', sources)}
+    assert len(names) >= 20
+    assert [name for name in sorted(names) if not figure_caption(name)] == []

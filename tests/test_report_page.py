@@ -18,6 +18,7 @@ import pytest
 
 from pyro_vae.analyses.report import write_report
 from pyro_vae.analyses.report_content import HIGH_KHAT, HIGH_KHAT_SHARE, NEGATIVE_GAP, NEGATIVE_KL, significant
+from pyro_vae.summaries import label
 
 
 def _png(width=4.0):
@@ -101,15 +102,16 @@ def test_page_structure_contents_numbers_and_flags(directories, tmp_path):
     parsed.feed(page)
     assert len(parsed.ids) == len(set(parsed.ids))
     assert parsed.links and set(parsed.links) <= set(parsed.ids)  # every contents link lands
-    assert "-23.3 ± 0.0061" in parsed.cells  # metrics.json: 4 significant figures, the error folded in
-    assert "-22.81 ± 0.0071" in parsed.cells and "4.123 ± 0" in parsed.cells
+    # metrics.json: the error to 2 significant figures and the value to its decimal place, as the terminal prints them
+    assert "-23.3001 ± 0.0061" in parsed.cells
+    assert "-22.8145 ± 0.0071" in parsed.cells and "4.123 ± 0" in parsed.cells
     assert "1.235" in parsed.cells and not any("1.2345" in cell for cell in parsed.cells)
     assert parsed.headers.count("setting") == 2  # results.csv and the headline by setting, label first
-    first_results_header = parsed.headers.index("aggregate_posterior_kl_to_prior")
+    first_results_header = parsed.headers.index(label("aggregate_posterior_kl_to_prior"))  # its human label
     assert parsed.headers[first_results_header - 1] == "setting"
     flags = dict(parsed.flagged)
     assert flags["-0.0087"] == NEGATIVE_KL and flags["-0.0161"] == NEGATIVE_GAP and "0.3" not in flags
-    assert 0.35 > HIGH_KHAT_SHARE and flags["-22.81 ± 0.0071"] == HIGH_KHAT
+    assert 0.35 > HIGH_KHAT_SHARE and flags["-22.8145 ± 0.0071"] == HIGH_KHAT
     assert page.index("training_curve.png") < page.index("khat.png")  # reading order, not file order
     assert page.index("figures/variance_split.png") < page.index("fits/a/figures/training_curve.png")  # own ones first
     assert "Training curve:" in page and "Pareto k-hat" in page  # captions say what a figure shows
