@@ -84,6 +84,9 @@ def posterior_inference_data(model, guide, x, draws=1000, site=None, attrs=None,
     ``observed_data``        ``<obs>``     (datapoint, \*data dims): the data, in their own shape
     ======================== ============= ==================================================================
 
+    A discrete likelihood's draws and data (a Bernoulli's 0/1) are stored as integers, so ``az.plot_ppc`` compares
+    the frequency of each value in the data with that in each draw, like with like.
+
     ``chain`` has length 1: the draws are independent, so r-hat and ESS check no convergence (bulk ESS is
     about ``draws``; ``attrs["draws"]`` says so, on the object and on ``posterior``).  ``log_joint - log_q``
     are the log importance weights of the very draws in ``posterior`` (arviz-devs/arviz#498), whichever
@@ -172,6 +175,10 @@ def _predictive_draws(model_trace, draws):
             if tuple(sample.shape) != (draws, *value.shape):
                 raise ConfigError(f"observed site {name!r}: p(x | z) draws have shape {tuple(sample.shape)}, not "
                                   f"(draws, *data shape) = {(draws, *value.shape)}")
+            if getattr(site["fn"].support, "is_discrete", False) and bool((value == value.round()).all()):
+                # a discrete likelihood's draws and data as integers: az.plot_ppc then compares how often each value
+                # occurs in the data and in each draw (like with like), where float 0/1 would get a density estimate
+                sample, value = sample.to(torch.int32), value.to(torch.int32)  # as many bytes as float32
             predictive[name] = (sample, value)
     return predictive
 

@@ -149,8 +149,14 @@ def test_arviz_plots_the_khat_values_and_the_posterior_predictive_check():
         assert khat_data(idata).good_k == pytest.approx(threshold)
         levels = {round(float(segment[0, 1]), 6) for lines in ax.collections[1:] for segment in lines.get_segments()}
         assert levels == {0.0, round(threshold, 6), 1.0}  # show_hlines draws 0, good_k and 1
+        # like with like: the Bernoulli's data and its draws are both integers, so the check compares how often each value
+        # occurs (step histograms), not a density estimate of 0/1 floats
+        assert idata.observed_data["x"].dtype.kind == "i" and idata.posterior_predictive["x"].dtype.kind == "i"
         ax = _axes(az.plot_ppc(idata, num_pp_samples=50, random_seed=0))
         assert len(ax.get_lines()) >= 52  # 50 predictive draws, the observed data and the predictive mean
+        observed = next(line for line in ax.get_lines() if line.get_label() == "Observed")
+        share_of_ones = float(idata.observed_data["x"].values.mean())
+        assert sorted(set(np.round(observed.get_ydata(), 6))) == sorted({round(1 - share_of_ones, 6), round(share_of_ones, 6)})
     finally:
         plt.close("all")
 
