@@ -40,6 +40,7 @@ import pyro
 import torch
 
 from pyro_vae import checks
+from pyro_vae.options import Options, option
 from pyro_vae.progress import progress_bar
 
 from .annealing import BASES, AnnealingPath, hmc_transition
@@ -70,24 +71,22 @@ BRACKET_POINTS = 10
 
 
 @dataclass(frozen=True)
-class AISOptions:
+class AISOptions(Options):
     """How :func:`~.evaluate.evaluate` runs AIS (module doc): T ``steps``, M ``chains``, ``leapfrog`` steps a move,
     the ``base`` of the path (``guide`` or ``prior``), ``where`` (:data:`WHERE`), and the simulated points of
-    the bidirectional bracket (``bracket_points``; 0 for none)."""
+    the bidirectional bracket (``bracket_points``; 0 for none).  Declared once (:mod:`pyro_vae.options`): the CLI's
+    AIS flags are these fields (``where`` comes from ``--estimator``)."""
 
-    steps: int = STEPS
-    chains: int = CHAINS
-    leapfrog: int = LEAPFROG
-    base: str = "guide"
-    where: str = "all"
-    bracket_points: int = BRACKET_POINTS
+    command = "ais"
 
-    def __post_init__(self):
-        for name in ("steps", "chains", "leapfrog"):
-            checks.positive_int(name, getattr(self, name))
-        checks.nonnegative_int("bracket_points", self.bracket_points)
-        checks.one_of("base", self.base, BASES)
-        checks.one_of("where", self.where, WHERE)
+    steps: int = option(STEPS, "AIS: intermediate distributions T", checks.positive_int, int)
+    chains: int = option(CHAINS, "AIS: independent chains M per point", checks.positive_int, int)
+    leapfrog: int = option(LEAPFROG, "AIS: leapfrog steps per HMC move", checks.positive_int, int)
+    base: str = option("guide", "AIS: the path starts at q(z|x) (guide) or at the prior", choices=BASES)
+    where: str = option("all", "AIS on every point (all) or where IS's k-hat is above the threshold (unreliable)",
+                        choices=WHERE, cli=False)
+    bracket_points: int = option(BRACKET_POINTS, "AIS: points simulated from the model for the bidirectional bracket "
+                                 "(0: none)", checks.nonnegative_int, int)
 
     def annealing(self):
         """The keyword arguments of :func:`ais_log_weights` and :func:`~.bdmc.bdmc`."""

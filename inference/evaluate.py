@@ -15,10 +15,12 @@ from pyro_vae import checks
 from pyro_vae.contract import describe_pair, missing, owner_module
 from pyro_vae.errors import ConfigError
 from pyro_vae.files import atomic_write
+from pyro_vae.options import documented
 
-from .estimators import DEFAULT_MAX_MEMORY, elbo_terms, importance_log_weights
+from .estimators import elbo_terms, importance_log_weights
+from .options import EvaluateOptions
 from .weights import log_likelihood, point_se
-from .calibration import SIMULATIONS, calibration
+from .calibration import calibration
 from .latents import aggregate_posterior, collapsed_generation_difference, latent_statistics, reconstruction_gain
 from .plates import find_data_plate, local_pair
 from .refine import OPTIMISATION_PARTICLES, refine
@@ -35,9 +37,8 @@ AIS_KEYS = ("log_likelihood", "log_likelihood_se", "log_likelihood_mc_se", "log_
 SEVERAL_SITES = "the guide has several latent sites; name one with site=... for these"
 
 
-def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, site=None, module=None, out=None,
-             inference_points=20, draws=1000, alpha=1.0, seed=0, data_plate=None, elbo_draws=None,
-             refine_steps=None, ais=None, calibration=SIMULATIONS):
+@documented(EvaluateOptions)
+def evaluate(model, guide, x, *, site=None, module=None, out=None, data_plate=None, options=None, **values):
     r"""Evaluate a fitted model/guide pair on data ``x``: one call for every number of a run.
 
     Computes, in nats per data point, each with its Monte Carlo standard error: the ELBO and its terms
@@ -82,17 +83,24 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     ArviZ InferenceData, :func:`~pyro_vae.inference.diagnostics.posterior_inference_data`) and figures
     under ``out/figures``.
 
+    :param site: the guide's latent site of the per-latent analyses (default: its only one).
+    :param module: ``nn.Module`` owning the pair's parameters (default: owner of a bound ``model``).
+    :param out: the run directory to write ``evaluation.json``, ``posterior.nc`` and figures into (None: nothing written).
+    :param str data_plate: the name of the plate over data points (default: found, see :mod:`pyro_vae.contract`).
+    :param options: an :class:`~pyro_vae.inference.options.EvaluateOptions`; the keywords below replace its fields.
+    {options}
     :returns: dict of the numbers (JSON-able), with ``khat`` and ``log_likelihood_per_datapoint`` lists.
     """
+    options = EvaluateOptions.build(options, **values)
+    particles, inference_points, draws, alpha, seed = (options.particles, options.inference_points, options.draws,
+                                                       options.alpha, options.seed)
+    max_memory, elbo_draws, refine_steps, ais, calibration = (options.max_memory, options.elbo_draws, options.refine_steps,
+                                                              options.ais, options.calibration)
     module = owner_module(model, module)
     x = _checked_data(module, x)
-    particles, inference_points = checks.positive_int("particles", particles), checks.positive_int("inference_points", inference_points)
-    draws = checks.positive_int("draws", draws)
-    alpha, seed = checks.finite_float("alpha", alpha), checks.seed("seed", seed)
-    checks.positive_int("max_memory", max_memory)
     checks.check_work({"points": min(inference_points, len(x)), "draws a point": draws}, "posterior.nc's draws")
     if refine_steps is not None:
-        checks.check_work({"points": len(x), "steps": checks.positive_int("refine_steps", refine_steps),
+        checks.check_work({"points": len(x), "steps": refine_steps,
                            "draws a step": OPTIMISATION_PARTICLES}, "--refine-steps")
     pyro.set_rng_seed(seed)
     data_plate = find_data_plate(model, guide, x[:1000], data_plate)
@@ -115,7 +123,7 @@ def evaluate(model, guide, x, *, particles=1000, max_memory=DEFAULT_MAX_MEMORY, 
     stats = _add_latents(result, model, guide, x, site, module, ran, skipped)
     if refine_steps is not None:
         _add_refinement(result, model, guide, x, refine_steps, seed, data_plate, ran, skipped)
-    if checks.nonnegative_int("calibration", calibration):
+    if calibration:
         _add_calibration(result, (model, guide), x, calibration, seed, data_plate, out, ran, skipped)
     result["diagnostics"] = {"ran": ran, "skipped": skipped}
     if out is not None:

@@ -1,4 +1,5 @@
-"""The options of :func:`~pyro_vae.inference.fit`, declared once (:mod:`pyro_vae.options`).
+"""The options of :func:`~pyro_vae.inference.fit` and :func:`~pyro_vae.inference.evaluate`, declared once
+(:mod:`pyro_vae.options`).
 
 ``fit(..., epochs=20)`` and ``fit(..., options=FitOptions(epochs=20))`` are the same call; ``pyro-vae fit`` builds its
 inference flags from these fields, ``pyro-vae compare`` and :func:`~pyro_vae.analyses.compare.compare` pass every
@@ -13,6 +14,8 @@ from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 from pyro_vae.options import Options, option
 
+from .calibration import SIMULATIONS
+from .estimators import DEFAULT_MAX_MEMORY
 from .objectives import OBJECTIVES, parse_objective
 from .optimizers import OPTIMIZERS, describe_optimizer
 
@@ -91,3 +94,38 @@ class FitOptions(Options):
         if callable(self.beta):
             return self.beta
         return linear_warmup(self.beta, math.floor(self.kl_warmup * steps_per_epoch))
+
+
+def _ais(name, value):
+    from .ais import AISOptions
+
+    if not isinstance(value, AISOptions):
+        raise ConfigError(f"{name} must be an AISOptions (pyro_vae.inference.ais) or None, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class EvaluateOptions(Options):
+    """How :func:`~pyro_vae.inference.evaluate` scores a fitted pair; every field is checked when made.
+
+    ``evaluate(..., particles=5000)`` and ``evaluate(..., options=EvaluateOptions(particles=5000))`` are the same call;
+    ``pyro-vae evaluate`` builds its flags from these fields (the AIS ones from
+    :class:`~pyro_vae.inference.ais.AISOptions`)."""
+
+    command = "evaluate"
+
+    particles: int = option(1000, "importance samples K per data point of the IS log-likelihood", checks.positive_int, int)
+    elbo_draws: int = option(None, "draws per point of the ELBO terms (default: as many as a standard error of about "
+                             "0.01 needs)", checks.positive_int, int)
+    max_memory: int = option(DEFAULT_MAX_MEMORY, "bytes per chunk of importance samples (the CLI reads 128MB, 2GB, ...)",
+                             checks.positive_int, int, cli=False)
+    inference_points: int = option(20, "data points whose q(z|x) draws go to posterior.nc", checks.positive_int, int,
+                                   aliases=("--points",))
+    draws: int = option(1000, "draws of q(z|x) per point in posterior.nc", checks.positive_int, int)
+    alpha: float = option(1.0, "alpha of the mean + alpha * sd generation mode", checks.finite_float, float)
+    seed: int = option(0, "seeds every draw of the evaluation", checks.seed, int)
+    refine_steps: int = option(None, "also refine each point's guide by this many gradient steps (semi-amortised; "
+                               "default: off)", checks.positive_int, int)
+    calibration: int = option(SIMULATIONS, "simulations from the model for the calibration check of q(z|x) (0: none)",
+                              checks.nonnegative_int, int)
+    ais: Any = option(None, "annealed importance sampling as well (an AISOptions), or None", _ais, cli=False)

@@ -39,8 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "epochs", "batch_size", "particles", "points", "workers", "seeds", "elbo_draws", "nproc", "steps",
-           "chains", "leapfrog")}
+          ("latent_dim", "epochs", "particles", "workers", "seeds", "nproc")}
 _SEED = checks.argument_type(checks.seed, "seed")
 
 
@@ -55,20 +54,13 @@ def _widths(text):
 
 
 def _add_ais_options(parser, estimators, bracket=True):
-    from .inference.ais import BASES, BRACKET_POINTS, CHAINS, LEAPFROG, STEPS
+    from .inference.ais import AISOptions
 
-    group = parser.add_argument_group("annealed importance sampling (pyro_vae.inference.ais)")
+    group = parser.add_argument_group("annealed importance sampling (pyro_vae.inference.ais.AISOptions)")
     group.add_argument("--estimator", default="is", choices=estimators,
                        help="log p(x) by IS alone, by AIS too on every point, or by AIS on the points whose IS k-hat is "
                             "above the threshold" if bracket else "log p(x) of every run by IS or by AIS")
-    group.add_argument("--steps", type=_COUNT["steps"], default=STEPS, help="AIS: intermediate distributions T")
-    group.add_argument("--chains", type=_COUNT["chains"], default=CHAINS, help="AIS: independent chains M per point")
-    group.add_argument("--leapfrog", type=_COUNT["leapfrog"], default=LEAPFROG, help="AIS: leapfrog steps per HMC move")
-    group.add_argument("--base", default="guide", choices=BASES, help="AIS: the path starts at q(z|x) or at the prior")
-    if bracket:
-        group.add_argument("--bracket-points", type=checks.argument_type(checks.nonnegative_int, "bracket_points"),
-                           default=BRACKET_POINTS, help="AIS: points simulated from the model for the bidirectional "
-                                                        "bracket (0: none)")
+    AISOptions.add_arguments(group, exclude=() if bracket else ("bracket_points",))
 
 
 def _add_model_options(parser):
@@ -131,8 +123,7 @@ def _add_pair_options(parser):
 
 
 def build_parser():
-    from .inference import OBJECTIVES
-    from .inference.calibration import SIMULATIONS as CALIBRATION_SIMULATIONS
+    from .inference.options import EvaluateOptions, FitOptions
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -140,8 +131,6 @@ def build_parser():
 
     fit = subcommands.add_parser("fit", help="fit a VAE and write a run directory")
     _add_model_options(fit)
-    from .inference.options import FitOptions
-
     group = fit.add_argument_group("inference (pyro_vae.inference.options.FitOptions)")
     FitOptions.add_arguments(group)
     group.add_argument("--nproc", type=_COUNT["nproc"], default=1, help="fit data-parallel in this many local processes "
@@ -152,22 +141,13 @@ def build_parser():
 
     evaluate = subcommands.add_parser("evaluate", help="evaluate a fitted run: log-likelihood, latents, PSIS, figures")
     evaluate.add_argument("run_dir", help="run directory written by pyro-vae fit")
-    evaluate.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
-    evaluate.add_argument("--elbo-draws", type=_COUNT["elbo_draws"], default=None,
-                          help="draws per point of the ELBO terms (default: as many as a standard error of about 0.01 needs)")
-    evaluate.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples (default 128MB, the fastest measured on CPU)")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--points", type=_COUNT["points"], default=20, help="data points whose q(z|x) draws go to posterior.nc")
-    evaluate.add_argument("--alpha", type=checks.argument_type(checks.finite_float, "alpha", float), default=1.0, help="alpha of the mean + alpha * sd generation mode")
+    EvaluateOptions.add_arguments(evaluate.add_argument_group("evaluation (pyro_vae.inference.options.EvaluateOptions)"))
+    evaluate.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples "
+                          "(default 128MB, the fastest measured on CPU)")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split to score")
     evaluate.add_argument("--data-dir", help="override the run's data directory")
-    evaluate.add_argument("--seed", type=_SEED, default=0)
-    evaluate.add_argument("--refine-steps", type=checks.argument_type(checks.positive_int, "refine_steps"), default=None,
-                          help="also refine each point's guide by this many gradient steps (semi-amortised; off by default)")
-    evaluate.add_argument("--calibration", type=checks.argument_type(checks.nonnegative_int, "calibration"),
-                          default=CALIBRATION_SIMULATIONS,
-                          help="simulations from the model for the calibration check of q(z|x) (0: none)")
     _add_ais_options(evaluate, tuple(commands.ESTIMATORS))
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--device", default="cpu", help="where the evaluation runs: cpu, cuda, cuda:1, ...")
     evaluate.add_argument("--model", help="the factory of the run's pair when it is not the catalogue's (path/to/file.py:factory "
                           "or package.module:factory): pyro-vae runs no code that a run directory names, so you name it; "
                           "it must be the one the run's config.json records")
@@ -178,10 +158,10 @@ def build_parser():
                                "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.")
     runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by pyro-vae fit (two or more)")
     runs.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
-    runs.add_argument("--split", default="test", choices=("train", "val", "test"))
+    runs.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split to score")
     runs.add_argument("--seed", type=_SEED, default=0, help="run j in the list (from 0) draws with seed SEED + j")
     runs.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples")
-    runs.add_argument("--device", default="cpu")
+    runs.add_argument("--device", default="cpu", help="where the scoring runs: cpu, cuda, cuda:1, ...")
     runs.add_argument("--data-dir", help="override the runs' data directory")
     _add_ais_options(runs, ("is", "ais"), bracket=False)
     runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")

@@ -154,13 +154,13 @@ def ais_options(args):
     where = ESTIMATORS[args.estimator]
     if where is None:
         return None
-    return AISOptions(steps=args.steps, chains=args.chains, leapfrog=args.leapfrog, base=args.base, where=where,
-                      bracket_points=getattr(args, "bracket_points", 0))
+    return AISOptions.build(**{"bracket_points": 0, **AISOptions.from_mapping(vars(args))}, where=where)
 
 
 def evaluate_command(args):
     from .data import load_data
     from .inference import evaluate, load_run
+    from .inference.options import EvaluateOptions
     from .summaries import format_latent_table, format_summary
 
     run = load_run(args.run_dir, device=args.device, model=args.model)
@@ -168,11 +168,8 @@ def evaluate_command(args):
     data = load_data(config["data"], args.data_dir or config.get("data_dir"), digit=config.get("digit"),
                      binarize=config.get("binarize", "none"))
     x = getattr(data, args.split).to(args.device)
-    result = evaluate(run.model.model, run.model.guide, x, particles=args.particles, max_memory=args.max_memory,
-                      out=run.path, inference_points=args.points, alpha=args.alpha, seed=args.seed,
-                      data_plate=config.get("data_plate"), elbo_draws=args.elbo_draws,
-                      refine_steps=args.refine_steps, ais=ais_options(args),
-                      calibration=args.calibration)
+    options = EvaluateOptions.build(**EvaluateOptions.from_mapping(vars(args)), ais=ais_options(args))
+    result = evaluate(run.model.model, run.model.guide, x, out=run.path, data_plate=config.get("data_plate"), options=options)
     if "latents" in result:
         print(format_latent_table(result))
     print(format_summary(result))

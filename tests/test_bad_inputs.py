@@ -97,8 +97,8 @@ def fitted_run(tmp_path_factory):
 
 @pytest.mark.parametrize("argv, pattern", [
     (["--seed", "-1"], "seed must be an integer"),
-    (["--points", "0"], "points must be a positive integer"),
-    (["--points", "-1"], "points must be a positive integer"),
+    (["--inference-points", "0"], "points must be a positive integer"),
+    (["--inference-points", "-1"], "points must be a positive integer"),
     (["--alpha", "nan"], "alpha must be a finite number"),
     (["--alpha", "inf"], "alpha must be a finite number"),
     (["--particles", "0"], "particles must be a positive integer"),

@@ -137,3 +137,20 @@ def test_every_fit_flag_shows_its_default_and_the_inference_flags_are_the_fit_op
     for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--kl-warmup", "--clip-norm"):
         shown = re.search(re.escape(flag) + r" [A-Z_]+ (.*?)(?= --|$)", text).group(1)
         assert "default" in shown, (flag, shown)
+
+
+def test_evaluate_takes_its_flags_from_evaluate_options_and_the_old_points_spelling_with_a_note(tmp_path, capsys):
+    import dataclasses
+
+    from pyro_vae.cli import build_parser
+    from pyro_vae.inference.options import EvaluateOptions
+
+    parser = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    flags = {action.dest: action for action in evaluate._actions if action.option_strings and action.help != "==SUPPRESS=="}
+    for spec in dataclasses.fields(EvaluateOptions):
+        if spec.metadata["cli"]:
+            assert flags[spec.name].default == spec.default, spec.name
+    args = parser.parse_args(["evaluate", "run", "--points", "7"])
+    assert args.inference_points == 7
+    assert "--points is deprecated" in capsys.readouterr().err and "--inference-points" in " ".join(flags["inference_points"].option_strings)

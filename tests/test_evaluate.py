@@ -129,7 +129,7 @@ def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, ca
     run = tmp_path / "run"
     assert main(["fit", "--epochs", "3", "--latent-dim", "4", "--hidden", "32", "--out", str(run), "--no-progress"]) == 0
     fit_figure = (run / "figures" / "reconstructions_samples.png").read_bytes()
-    assert main(["evaluate", str(run), "--particles", "50", "--points", "3", "--max-memory", "4MB"]) == 0
+    assert main(["evaluate", str(run), "--particles", "50", "--inference-points", "3", "--max-memory", "4MB"]) == 0
     assert (run / "figures" / "reconstructions_samples.png").read_bytes() == fit_figure  # evaluate keeps the fit's
     printed = capsys.readouterr().out
     assert "Var(mu)" in printed and "log p(x)" in printed

@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     for seed in (0, 1):
         done = _cli("fit", "--model", SPEC, *SIZE, "--epochs", 3, "--seed", seed, "--no-progress", "--out", root / f"s{seed}")
         assert done.returncode == 0, done.stderr
-    done = _cli("evaluate", root / "s0", "--model", SPEC, "--particles", 100, "--points", 4, "--estimator", "ais",
+    done = _cli("evaluate", root / "s0", "--model", SPEC, "--particles", 100, "--inference-points", 4, "--estimator", "ais",
                 "--steps", 10, "--chains", 4, "--bracket-points", 3, "--calibration", 50)
     assert done.returncode == 0, done.stderr
     return root

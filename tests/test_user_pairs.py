@@ -187,9 +187,9 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     assert done.returncode == 0, done.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["factory"].endswith(spec.replace("/", "")) and config["model"]["kwargs"]["event_shape"]
-    refused = _cli("evaluate", out, "--particles", 20, "--points", 3)  # the directory's say-so runs no code
+    refused = _cli("evaluate", out, "--particles", 20, "--inference-points", 3)  # the directory's say-so runs no code
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "name the factory yourself" in refused.stderr
-    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--particles", 20, "--points", 3, "--estimator", "ais",
+    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--particles", 20, "--inference-points", 3, "--estimator", "ais",
                  "--steps", 5, "--chains", 4, "--bracket-points", 3, "--calibration", 20)
     assert shown.returncode == 0, shown.stderr
     assert "ran: elbo, importance-sampled log-likelihood" in shown.stdout and "AIS (T = 5, M = 4) on" in shown.stdout
