@@ -33,10 +33,10 @@ BUILD_TIMEOUT = 1800  # a hang guard, not a speed limit: the suite must pass und
 #: Every module of the API reference, by the page that documents it.
 MODULES = {
     "core": ["pyro_vae." + m for m in ("contract", "factories", "priors", "guides", "likelihoods", "networks", "kl", "data",
-                                        "checks", "files", "rundir", "sweep", "plots", "summaries", "errors", "usercode", "launch")],
+                                        "checks", "files", "rundir", "sweep", "plots", "summaries", "errors", "usercode", "launch", "options")],
     "models": ["pyro_vae.models." + m for m in ("vae", "two_layer", "ppca", "gmm")],
     "inference": ["pyro_vae.inference." + m for m in (
-        "fit", "trainer", "objectives", "iwae", "mean_field", "path_gradients", "estimators", "latents", "evaluate",
+        "fit", "options", "trainer", "objectives", "iwae", "mean_field", "path_gradients", "estimators", "latents", "evaluate",
         "diagnostics", "model_comparison", "gradient_snr", "gaps", "refine", "reference", "sample_quality", "plates", "handlers",
         "traces", "runs", "distributed")],
     "analyses": ["pyro_vae.analyses." + m for m in (
