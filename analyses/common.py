@@ -24,6 +24,7 @@ import torch
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.factories import pair_module
+from pyro_vae.inference.options import FitOptions
 from pyro_vae.models import VAE
 from pyro_vae.files import TEMPORARY_GLOB, DirectoryLock, make_directory, read_json, write_csv, write_json
 from pyro_vae.rundir import RunDir, library_versions
@@ -36,7 +37,11 @@ COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "p
 RATES = frozenset({"lr"})
 #: Preset options that build the catalogue VAE (the keywords of :class:`~pyro_vae.models.VAE`) and that train it.
 MODEL_KEYS = tuple(inspect.signature(VAE).parameters)[1:]
-TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed")
+#: The fields of FitOptions a study's fits take from its preset, or from an override the preset does not name
+#: (``clip_norm=5``); the objective, its particles and beta are the study's own to set (a preset's ``particles`` is the
+#: K of its log-likelihoods; the sweeps set beta per fit).
+STUDY_SET = ("objective", "particles", "beta", "dynamic_binarization")
+TRAINING_KEYS = tuple(name for name in FitOptions.names() if name not in STUDY_SET)
 #: Columns that say what a row is about rather than measure it, in the order ``results.csv`` puts them first:
 #: what the row is, its settings, then its place in a sequence.
 LABELS = ("data", "network", "layers", "objective", "mode", "generation", "stage", "setting", "prior", "guide", "name", "key",
@@ -55,13 +60,18 @@ def check_option(key, value):
 
 
 def choose_preset(presets, quick, overrides):
-    """The ``quick`` or ``full`` preset with the non-None ``overrides`` applied (checked by :func:`check_option`)."""
+    """The ``quick`` or ``full`` preset with the non-None ``overrides`` applied (checked by :func:`check_option`, and
+    a field of FitOptions by FitOptions); any field of :data:`TRAINING_KEYS` may be given, reaching every fit of
+    :func:`fit_catalogue_vae`."""
     preset = dict(presets["quick" if quick else "full"])
     for key, value in overrides.items():
         if value is not None:
-            if key not in preset:
-                raise ConfigError(f"unknown option {key!r} for this analysis; it takes: {', '.join(sorted(preset))}")
+            if key not in preset and key not in TRAINING_KEYS:
+                raise ConfigError(f"unknown option {key!r} for this analysis; it takes: "
+                                  f"{', '.join(sorted({*preset, *TRAINING_KEYS}))}")
             preset[key] = check_option(key, value)
+            if key in TRAINING_KEYS:
+                FitOptions.build(**{key: preset[key]})  # a bad fit option is refused before the study starts
     return preset
 
 

@@ -46,7 +46,7 @@ from pyro_vae.inference.objectives import parse_objective
 from pyro_vae.errors import ConfigError
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, figure_title, finish, fit_fresh
+from .common import TRAINING_KEYS, begin, figure_title, finish, fit_fresh
 
 NAME = "guides"
 PRESETS = {
@@ -131,8 +131,8 @@ def fit_and_score(run_dir, data, model, guide, prior, objective, preset):
     name, particles = parse_objective(objective)
     pair, result = fit_fresh(functools.partial(build, model, tuple(data["train"].shape[1:]), guide, prior, preset),
                              data["train"], preset["seed"], val=data["val"], objective=name, particles=particles,
-                             epochs=preset["epochs"], batch_size=preset["batch_size"], lr=preset["lr"],
-                             dynamic_binarization=True, out=run_dir / "fit", progress=False)
+                             dynamic_binarization=True, out=run_dir / "fit", progress=False,
+                             **{key: preset[key] for key in TRAINING_KEYS if key in preset and key != "seed"})
     test = data["test"]
     terms = elbo_terms(pair.model, pair.guide, test, particles=preset["elbo_draws"])
     estimate = log_likelihood(importance_log_weights(pair.model, pair.guide, test, preset["particles"], seed=preset["seed"]))

@@ -184,10 +184,13 @@ def build_parser():
     analyze.add_argument("--data", help="data set (default: the study's preset)")
     analyze.add_argument("--data-dir", help="folder with the MNIST IDX files")
     analyze.add_argument("--latent-dim", type=_COUNT["latent_dim"], help="latent dimension (default: the preset's)")
-    analyze.add_argument("--epochs", type=_COUNT["epochs"], help="epochs per fit (default: the preset's)")
     analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
     analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
     analyze.add_argument("--no-progress", action="store_true")
+    from .analyses.common import STUDY_SET
+
+    FitOptions.add_arguments(analyze.add_argument_group("each fit of the catalogue VAE (FitOptions; the study sets the "
+                                                        "objective)"), exclude=(*STUDY_SET, "seed", "device"), from_preset=True)
 
     compare = subcommands.add_parser(
         "compare", help="compare inference objectives on one model (fits in parallel, resumable)",

@@ -210,11 +210,15 @@ def nothing_left_if_refused(out):
 def analyze_command(args):
     from .analyses import ANALYSES
 
+    from .analyses.common import STUDY_SET
+    from .inference.options import FitOptions
+
     study = ANALYSES.get(args.name).load()
+    fit_options = FitOptions.from_mapping(vars(args), exclude=(*STUDY_SET, "seed", "device"))
     with nothing_left_if_refused(args.out):
         headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                             data=args.data, latent_dim=args.latent_dim, epochs=args.epochs, executor=args.executor,
-                             workers=args.workers)
+                             data=args.data, latent_dim=args.latent_dim, executor=args.executor, workers=args.workers,
+                             **fit_options)
     print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0
