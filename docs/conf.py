@@ -47,6 +47,59 @@ def _write_cli_reference():
 
 _write_cli_reference()
 
+
+# ---- the parts reference: every name the CLI and Python accept, from the registries (docs/parts.md, ignored by git), so
+# that a part or an objective registered in one file appears here with its options and capabilities
+def _first_line(obj):
+    """The first sentence of a docstring, in MyST: ``code`` as `code`, :math:`x` as $x$, other roles as their text."""
+    import re
+
+    paragraph = " ".join(line.strip() for line in (obj.__doc__ or "").strip().split("\n\n")[0].splitlines())
+    sentence = re.split(r"(?<!et al)(?<!e\.g)(?<!Fig)(?<!Sec)(?<=[a-z)`])\. ", paragraph + " ")[0].strip().rstrip(".")
+    sentence = re.sub(r":math:`([^`]*)`", r"$\1$", sentence)
+    sentence = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]*)`", r"`\1`", sentence)
+    return sentence.replace("``", "`").replace("|", "\\|")
+
+
+def _write_parts_reference():
+    from pyro_vae.data import DATASETS
+    from pyro_vae.guides import GUIDES
+    from pyro_vae.inference.objectives import OBJECTIVES, capabilities
+    from pyro_vae.likelihoods import LIKELIHOODS
+    from pyro_vae.networks import NETWORKS
+    from pyro_vae.priors import PRIORS
+
+    lines = ["# Parts and objectives", "",
+             "Every name that `pyro-vae` and Python accept, with its options and their defaults; this page is written "
+             "from the registries (`pyro_vae.registry.Registry`) whenever the documentation is built, so a part registered "
+             "in its module appears here, and as a flag of the command line, with nothing else to edit.", ""]
+    for registry, flag in ((DATASETS, "--data"), (PRIORS, "--prior"), (GUIDES, "--guide"), (LIKELIHOODS, "--likelihood"),
+                           (NETWORKS, "--encoder")):
+        lines += [f"## {registry.kind.capitalize()}s (`{flag}`)", "", "| name | options (default) | factory | what |",
+                  "| --- | --- | --- | --- |"]
+        for name in registry.names():
+            factory = registry.get(name)
+            options = ", ".join(f"`--{registry.kind}-{option}` ({field.default:g})"
+                                for option, field in registry.options(name).items()) or "none"
+            lines.append(f"| `{name}` | {options} | `{factory.__qualname__}` | {_first_line(factory)} |")
+        lines.append("")
+    lines += ["## Objectives (`--objective NAME` or `NAME:K`)", "",
+              "What each estimator is, read from the capabilities its class declares (`pyro_vae.inference.objectives`).", "",
+              "| name | estimator | K by default | importance-weighted | KL term | gradient |", "| --- | --- | --- | --- | --- | --- |"]
+    for name in OBJECTIVES.names():
+        cls = OBJECTIVES.get(name)
+        able = capabilities(cls)
+        gradient = "path derivative only" if able.path_derivative else "reparameterised only" if able.reparameterised_only else "full"
+        lines.append(f"| `{name}` | `{cls.__module__}.{cls.__qualname__}` | {able.default_particles} | "
+                     f"{'yes' if able.importance_weighted else 'no'} | {able.kl} | {gradient} |")
+    text = "\n".join(lines) + "\n"
+    page = DOCS / "parts.md"
+    if not page.exists() or page.read_text() != text:
+        page.write_text(text)
+
+
+_write_parts_reference()
+
 # The notebooks' kernels inherit this environment: one torch/BLAS thread each (the tutorials' models
 # are tiny, and several threads fighting over two cores are slower than one) and no spinning waits.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

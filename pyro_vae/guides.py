@@ -167,11 +167,13 @@ class IAFGuide(nn.Module):
 
 @GUIDES.register("normal")
 def normal_guide(latent_dim):
+    """Diagonal Normal N(mu(x), diag s(x)^2)."""
     return LocationScaleGuide(dist.Normal)
 
 
 @GUIDES.register("cauchy")
 def cauchy_guide(latent_dim):
+    """Diagonal Cauchy: heavy tails (for the Cauchy prior)."""
     return LocationScaleGuide(dist.Cauchy)
 
 

@@ -116,6 +116,8 @@ class IndependentLogitBernoulli(dist.Independent):
 
 @LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
+    """Bernoulli(p(z)) per pixel, for binary data."""
+
     support_text = "{0, 1}"
     support_hint = (
         "; binarise them (Python: pyro_vae.load_data(name, binarize='dynamic') and fit(..., dynamic_binarization=True); "
@@ -132,6 +134,8 @@ class BernoulliLikelihood(Likelihood):
 
 @LIKELIHOODS.register("cbernoulli")
 class ContinuousBernoulliLikelihood(Likelihood):
+    """Continuous Bernoulli per pixel, a density on [0, 1] (Loaiza-Ganem & Cunningham 2019)."""
+
     support_text = "[0, 1]"
     support_hint = "; rescale the data to [0, 1] or use likelihood='gaussian' (CLI: --likelihood gaussian)"
 
@@ -184,11 +188,13 @@ class LocationScaleLikelihood(Likelihood):
 
 @LIKELIHOODS.register("gaussian")
 def gaussian_likelihood(event_shape, sigma_x=1.0, min_scale=None):
+    """Normal(mu(z), sigma_x^2) per feature, sigma_x fixed, shared, per feature or per sample."""
     return LocationScaleLikelihood(dist.Normal, event_shape, sigma_x, min_scale)
 
 
 @LIKELIHOODS.register("laplace")
 def laplace_likelihood(event_shape, sigma_x=1.0, min_scale=None):
+    """Laplace(mu(z), sigma_x) per feature, sigma_x as for the Gaussian."""
     return LocationScaleLikelihood(dist.Laplace, event_shape, sigma_x, min_scale)
 
 

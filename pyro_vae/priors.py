@@ -67,22 +67,26 @@ class FactorisedPrior(nn.Module):
 
 @PRIORS.register("normal", {"scale": _SCALE})
 def normal_prior(latent_dim, scale=1.0):
+    """N(0, s^2) per coordinate."""
     return FactorisedPrior(dist.Normal, latent_dim, scale)
 
 
 @PRIORS.register("laplace", {"scale": _SCALE})
 def laplace_prior(latent_dim, scale=1.0):
+    """Laplace(0, b) per coordinate: sparse codes (Pyle)."""
     return FactorisedPrior(dist.Laplace, latent_dim, scale)
 
 
 @PRIORS.register("cauchy", {"scale": _SCALE})
 def cauchy_prior(latent_dim, scale=1.0):
+    """Cauchy(0, g) per coordinate: heavy tails, no variance."""
     return FactorisedPrior(dist.Cauchy, latent_dim, scale)
 
 
 @PRIORS.register("studentt", {"scale": _SCALE,
                               "df": option(3.0, "degrees of freedom nu", checks.positive_float, float)})
 def studentt_prior(latent_dim, scale=1.0, df=3.0):
+    """Student-t with df nu and scale s per coordinate."""
     return FactorisedPrior(dist.StudentT, latent_dim, scale, df=df)
 
 
@@ -110,6 +114,7 @@ class MixturePrior(nn.Module):
 
 @PRIORS.register("mixture", {"components": option(10, "components", checks.positive_int, int)})
 def mixture_prior(latent_dim, components=10):
+    """A learned mixture of diagonal Gaussians over the whole vector."""
     return MixturePrior(latent_dim, components)
 
 
@@ -206,6 +211,7 @@ class VampPrior(nn.Module):
 
 @PRIORS.register("vamp", {"components": option(50, "components", checks.positive_int, int)})
 def vamp_prior(latent_dim, components=50):
+    """VampPrior: the guide at K learned pseudo-inputs (Tomczak & Welling 2018)."""
     return VampPrior(latent_dim, components)
 
 

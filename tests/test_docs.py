@@ -164,7 +164,7 @@ def test_the_api_pages_document_every_module_and_the_key_objects(build):
     assert "Parameters" in fit_section and "objective" in fit_section  # :param: fields rendered as a field list
 
 
-def test_the_cli_reference_is_written_from_the_parser_and_there_is_an_install_page(build):
+def test_the_cli_and_parts_references_are_written_from_the_parser_and_registries_and_there_is_an_install_page(build):
     from pyro_vae.cli import build_parser
 
     page = html.unescape(_page(build, "cli"))
@@ -175,6 +175,15 @@ def test_the_cli_reference_is_written_from_the_parser_and_there_is_an_install_pa
             for flag in action.option_strings:
                 if action.help != "==SUPPRESS==":
                     assert flag in page, (name, flag)
+    from pyro_vae.guides import GUIDES
+    from pyro_vae.inference.objectives import OBJECTIVES
+    from pyro_vae.priors import PRIORS
+
+    parts = html.unescape(re.sub(r"<[^>]+>", "", _page(build, "parts")))  # written from the registries
+    for registry in (PRIORS, GUIDES, OBJECTIVES):
+        for name in registry.names():
+            assert name in parts, (registry.kind, name)
+    assert "--guide-rank (2)" in parts and "--prior-components (50)" in parts and "path derivative only" in parts
     install = html.unescape(re.sub(r"<[^>]+>", "", _page(build, "install")))  # the text, without the highlighting's spans
     assert "pip install -e" in install and "pyro-vae --version" in install
 
