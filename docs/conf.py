@@ -100,6 +100,33 @@ def _write_parts_reference():
 
 _write_parts_reference()
 
+
+# ---- the public API: one page per name of pyro_vae.__all__ (autosummary writes them into docs/api/generated/), listed
+# on docs/api/public.rst, written here from __all__ (both ignored by git)
+def _write_public_api():
+    import pyro_vae
+
+    objects = {name: getattr(pyro_vae, name) for name in pyro_vae.__all__}
+    errors = [name for name, obj in objects.items() if isinstance(obj, type) and issubclass(obj, Exception)]
+    classes = [name for name, obj in objects.items() if isinstance(obj, type) and name not in errors]
+    functions = [name for name, obj in objects.items() if not isinstance(obj, type)]
+    lines = ["Public API", "==========", "",
+             "The names of ``pyro_vae.__all__``, one page each, under the name you call them by (``pyro_vae.fit``); "
+             "this page is written from ``__all__`` whenever the documentation is built.", "", ".. currentmodule:: pyro_vae", ""]
+    for title, names in (("Functions", functions), ("Classes", classes)):
+        lines += [title, "-" * len(title), "", ".. autosummary::", "   :toctree: generated", "", *(f"   {name}" for name in names), ""]
+    # the errors keep their one description in pyro_vae.errors (a second would make every :class:`ConfigError` ambiguous)
+    lines += ["Errors", "------", "", "Every error a user can cause is one of these (documented in :mod:`pyro_vae.errors`): "
+              + ", ".join(f":class:`~pyro_vae.errors.{name}`" for name in errors) + ".", ""]
+    text = "\n".join(lines)
+    page = DOCS / "api" / "public.rst"
+    if not page.exists() or page.read_text() != text:
+        page.write_text(text)
+
+
+_write_public_api()
+autosummary_generate = True
+
 # The notebooks' kernels inherit this environment: one torch/BLAS thread each (the tutorials' models
 # are tiny, and several threads fighting over two cores are slower than one) and no spinning waits.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -112,6 +139,7 @@ release = version = "0.1.0"
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.viewcode",
     "myst_nb",
 ]

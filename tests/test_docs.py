@@ -230,3 +230,18 @@ def test_a_reader_in_chromium_offline_sees_drawn_formulas_and_no_text_cut_at_128
         assert len(found["formulas"]) >= 20 and all(width > 0 for width in found["formulas"]), name
         assert not re.search(r"\\(mid|frac|mathcal|hat|log)\b|\\\(", found["text"]), name
         assert found["cut"] == [], (name, found["cut"])
+
+
+def test_every_public_name_has_a_page_of_its_own_under_the_name_users_call(build):
+    """One page per name of pyro_vae.__all__ (autosummary), the functions and classes; fit's shows its Examples and
+    every option."""
+    import pyro_vae
+    from pyro_vae.inference.options import FitOptions
+
+    public = _page(build, "api/public")
+    for name in pyro_vae.__all__:
+        if not (isinstance(getattr(pyro_vae, name), type) and issubclass(getattr(pyro_vae, name), Exception)):
+            page = _page(build, f"api/generated/pyro_vae.{name}")
+            assert f'id="pyro_vae.{name}"' in page and f"generated/pyro_vae.{name}.html" in public, name
+    fit = html.unescape(re.sub(r"<[^>]+>", "", _page(build, "api/generated/pyro_vae.fit")))
+    assert "Examples" in fit and all(name in fit for name in FitOptions.names())
