@@ -56,7 +56,7 @@ NAME = "compare"
 #: The fields of FitOptions that compare sets for each fit (the objective spec's name and K, the seed) or takes
 #: from its own options and the data; every other field reaches each fit as the preset or the caller gives it.
 PER_FIT = ("objective", "particles", "seed", "device", "dynamic_binarization")
-_FIT_DEFAULTS = {name: getattr(FitOptions(), name) for name in FitOptions.names() if name not in PER_FIT}
+_FIT_DEFAULTS = FitOptions().values(exclude=PER_FIT)
 PRESETS = {
     "quick": dict(_FIT_DEFAULTS, data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4,
                   hidden=(64,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64,
@@ -188,8 +188,7 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, particles=1000,
     """
     if "objective" in fit_values:
         raise ConfigError("compare fits one model per objective: give them as objectives=[...], not objective=")
-    shared = FitOptions.build(fit_options, **fit_values)
-    shared = {name: getattr(shared, name) for name in FitOptions.names() if name not in PER_FIT}
+    shared = FitOptions.build(fit_options, **fit_values).values(exclude=PER_FIT)
     specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):
         raise ConfigError(f"objectives repeat: {', '.join(specs)}")

@@ -18,7 +18,7 @@ Three kinds of number get a flag a reader cannot miss:
 import math
 from dataclasses import dataclass, field
 
-from pyro_vae.summaries import HIGH_KHAT_SHARE, estimate_text, khat_flagged, label, significant
+from pyro_vae.summaries import HIGH_KHAT_SHARE, estimate_text, is_table_rows, khat_flagged, label, significant
 
 NEGATIVE_KL = "negative KL estimate: a KL divergence is ≥ 0, so this is estimation error around a value near 0"
 NEGATIVE_GAP = ("negative gap estimate: the inference gap and its approximation and amortisation parts are ≥ 0 in "
@@ -82,9 +82,10 @@ class Cell:
 @dataclass
 class Table:
     title: str
-    header: list
+    header: list  # the columns' labels, as shown
     rows: list  # lists of Cell
     flags: list = field(default_factory=list)  # distinct flag texts, for the note under the table
+    keys: list = field(default_factory=list)  # the columns' keys (header's, before labelling), where they are keys
 
 
 def as_number(text):
@@ -161,7 +162,7 @@ def table(title, header, rows):
         cells.append([_cell(name, row[header.index(name)],
                             row[header.index(errors[name])] if errors[name] else None, khat_flag) for name in shown])
     flags = list(dict.fromkeys(cell.flag for row in cells for cell in row if cell.flag))
-    return Table(title, [label(name) for name in shown], cells, flags)
+    return Table(title, [label(name) for name in shown], cells, flags, shown)
 
 
 def _is_scalar(value):
@@ -175,10 +176,7 @@ def name_value_table(title, mapping, labels=None, value_heading="value"):
     errors = [error for error in map(lambda name: _error_column(mapping, name), names) if error and error not in names]
     wide = table(title, names + errors, [[mapping[name] for name in names + errors]])
     labels = labels or {}
-    header = names + errors
-    folded = {_error_column(header, name) for name in header} - {None}
-    shown = [name for name in header if name not in folded]  # the rows of wide's one row, by their keys
-    rows = [[Cell(labels.get(name, label(name))), cell] for name, cell in zip(shown, wide.rows[0])]
+    rows = [[Cell(labels.get(name, label(name))), cell] for name, cell in zip(wide.keys, wide.rows[0])]
     return Table(title, ["quantity", value_heading], rows, wide.flags)
 
 
@@ -193,8 +191,7 @@ def headline_tables(headline, title="Headline numbers"):
     flat = {key: value for key, value in headline.items()
             if isinstance(value, dict) and all(_is_scalar(v) for v in value.values())}
     notes = [f"{key}: {value}" for key, value in headline.items() if isinstance(value, str)]
-    lists = {key: value for key, value in headline.items()
-             if isinstance(value, list) and value and all(isinstance(row, dict) for row in value)}
+    lists = {key: value for key, value in headline.items() if is_table_rows(value)}
     notes += [f"{key}: nested deeper than a table; see headline.json" for key, value in headline.items()
               if not (_is_scalar(value) or key in flat or key in lists)]
     tables = [name_value_table(title, scalars)] if scalars else []

@@ -25,6 +25,12 @@ for _source in TUTORIALS:
     if not _copy.exists() or _copy.read_bytes() != _source.read_bytes():
         shutil.copyfile(_source, _copy)
 
+def _write_if_changed(page, text):
+    """Write a generated page only when its text changed, so Sphinx rereads only what did."""
+    if not page.exists() or page.read_text() != text:
+        page.write_text(text)
+
+
 # ---- the command-line reference: written from the parser at every build (docs/cli.md, ignored by git), so that
 # it says what `pyro-vae COMMAND --help` says
 def _write_cli_reference():
@@ -40,9 +46,7 @@ def _write_cli_reference():
         for name, command in commands.items():
             lines += [f"## pyro-vae {name}", "", "```text", command.format_help().rstrip(), "```", ""]
     text = "\n".join(lines)
-    page = DOCS / "cli.md"
-    if not page.exists() or page.read_text() != text:
-        page.write_text(text)
+    _write_if_changed(DOCS / "cli.md", text)
 
 
 _write_cli_reference()
@@ -93,9 +97,7 @@ def _write_parts_reference():
         lines.append(f"| `{name}` | `{cls.__module__}.{cls.__qualname__}` | {able.default_particles} | "
                      f"{'yes' if able.importance_weighted else 'no'} | {able.kl} | {gradient} |")
     text = "\n".join(lines) + "\n"
-    page = DOCS / "parts.md"
-    if not page.exists() or page.read_text() != text:
-        page.write_text(text)
+    _write_if_changed(DOCS / "parts.md", text)
 
 
 _write_parts_reference()
@@ -119,9 +121,7 @@ def _write_public_api():
     lines += ["Errors", "------", "", "Every error a user can cause is one of these (documented in :mod:`pyro_vae.errors`): "
               + ", ".join(f":class:`~pyro_vae.errors.{name}`" for name in errors) + ".", ""]
     text = "\n".join(lines)
-    page = DOCS / "api" / "public.rst"
-    if not page.exists() or page.read_text() != text:
-        page.write_text(text)
+    _write_if_changed(DOCS / "api" / "public.rst", text)
 
 
 _write_public_api()

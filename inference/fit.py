@@ -140,7 +140,7 @@ def fit(model, guide, train, *, val=None, test=None, module=None, out=None, resu
     trainer = Trainer(elbo, model, guide, module, data_plate, n, schedule, options.dynamic_binarization, callback, parallel)
     objective, beta = options.objective, options.beta
     run_config = {  # the options as given, with what they resolved to where that differs
-        **{name: getattr(options, name) for name in options.names()},
+        **options.values(),
         "objective": parse_objective(objective)[0] if isinstance(objective, str) else type(objective).__name__,
         "particles": elbo.num_particles,
         "beta": beta if not callable(beta) else getattr(beta, "description", repr(beta)),

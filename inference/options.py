@@ -43,10 +43,6 @@ def _device(name, value):
     return value
 
 
-def _optional_positive_int(name, value):
-    return checks.positive_int(name, value)
-
-
 @dataclass(frozen=True)
 class FitOptions(Options):
     """How :func:`~pyro_vae.inference.fit` fits a pair; every field is checked when made (module doc)."""
@@ -56,10 +52,10 @@ class FitOptions(Options):
     objective: Any = option("elbo", lambda: f"NAME or NAME:K (e.g. iwae:50), NAME one of {', '.join(OBJECTIVES.names())}; "
                             "in Python also a pyro.infer.ELBO instance", _objective)
     particles: int = option(None, "particles per data point K (default: the objective's; 5 for iwae and iwae-dreg, else 1)",
-                            _optional_positive_int, int)
+                            checks.positive_int, int)
     beta: Any = option(1.0, "KL weight beta >= 0, or (in Python) a schedule step -> beta such as linear_warmup", _beta, float)
     kl_warmup: float = option(0.0, "epochs of linear KL warm-up from 0 to beta (Bowman et al. 2016; 0: none)",
-                              lambda name, value: checks.nonnegative_float(name, value), float)
+                              checks.nonnegative_float, float)
     epochs: int = option(30, "passes over the training data", checks.positive_int, int)
     batch_size: int = option(128, "data points per minibatch (the whole data set where it is smaller)", checks.positive_int, int)
     lr: float = option(1e-3, "learning rate", checks.positive_float, float)

@@ -11,7 +11,7 @@ from . import checks, commands, usercode
 from .errors import PyroVAEError
 from .launch import end_failed_rank, launched_rank, leave_crash, leave_error_line
 
-MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64", epochs=30)
+MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -187,10 +187,10 @@ def build_parser():
     analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
     analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
     analyze.add_argument("--no-progress", action="store_true")
-    from .analyses.common import STUDY_SET
+    from .analyses.common import NOT_ANALYZE_FLAGS
 
     FitOptions.add_arguments(analyze.add_argument_group("each fit of the catalogue VAE (FitOptions; the study sets the "
-                                                        "objective)"), exclude=(*STUDY_SET, "seed", "device"), from_preset=True)
+                                                        "objective)"), exclude=NOT_ANALYZE_FLAGS, from_preset=True)
 
     compare = subcommands.add_parser(
         "compare", help="compare inference objectives on one model (fits in parallel, resumable)",

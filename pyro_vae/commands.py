@@ -210,11 +210,11 @@ def nothing_left_if_refused(out):
 def analyze_command(args):
     from .analyses import ANALYSES
 
-    from .analyses.common import STUDY_SET
+    from .analyses.common import NOT_ANALYZE_FLAGS
     from .inference.options import FitOptions
 
     study = ANALYSES.get(args.name).load()
-    fit_options = FitOptions.from_mapping(vars(args), exclude=(*STUDY_SET, "seed", "device"))
+    fit_options = FitOptions.from_mapping(vars(args), exclude=NOT_ANALYZE_FLAGS)
     with nothing_left_if_refused(args.out):
         headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
                              data=args.data, latent_dim=args.latent_dim, executor=args.executor, workers=args.workers,

@@ -36,12 +36,13 @@ class Options:
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             value, check = getattr(self, spec.name), spec.metadata["check"]
-            if check is not None and (value is not None or spec.default is not None):  # None only where it is the default
+            given = value is not None or spec.default is not None  # None passes only where it is the default
+            if check is not None and given:
                 object.__setattr__(self, spec.name, check(spec.name, value))
             if isinstance(spec.default, bool) and not isinstance(value, bool):
                 raise ConfigError(f"{spec.name} must be True or False, got {value!r}")
             choices = spec.metadata["choices"]
-            if choices is not None and (value is not None or spec.default is not None) and value not in choices:
+            if choices is not None and given and value not in choices:
                 raise UnknownNameError(f"unknown {spec.name} {value!r}; expected one of: {', '.join(map(str, choices))}")
 
     @classmethod
@@ -60,6 +61,10 @@ class Options:
         if not isinstance(options, cls):
             raise ConfigError(f"options must be a {cls.__name__}, got {type(options).__name__}")
         return dataclasses.replace(options, **values)
+
+    def values(self, exclude=()):
+        """``{field: value}`` of these options, less the fields named in ``exclude``."""
+        return {name: getattr(self, name) for name in self.names() if name not in exclude}
 
     @classmethod
     def from_mapping(cls, mapping, exclude=()):

@@ -202,21 +202,37 @@ def format_rows(rows):
     return "\n".join(f"{name:<{name_width}}  {value:<{value_width}}  {note}".rstrip() for name, value, note in rows)
 
 
+def _is_error(keys, key):
+    """Whether ``key`` is the standard error of another of ``keys`` (``x_se``, ``x_mc_se``), shown beside it."""
+    return any(key.endswith(suffix) and key[:-len(suffix)] in keys for suffix in ("_se", "_mc_se"))
+
+
+def _error_of(mapping, key):
+    """``key``'s standard error in ``mapping``: ``key_se``, else ``key_mc_se``, else None."""
+    return mapping.get(f"{key}_se", mapping.get(f"{key}_mc_se"))
+
+
+def is_table_rows(value):
+    """A non-empty list of rows (mappings), shown as a table of its own."""
+    return isinstance(value, list) and bool(value) and all(isinstance(row, dict) for row in value)
+
+
 def headline_rows(mapping, prefix=""):
     """``(name, value, "")`` rows of a mapping's scalars and lists of numbers, each ``name`` paired with its
-    ``name_se`` / ``name_mc_se`` (:func:`estimate_text`); a mapping inside is flattened as ``outer.inner`` (tables
-    of rows are :func:`headline_tables`')."""
+    ``name_se`` / ``name_mc_se`` (:func:`estimate_text`); the numbers of a mapping inside that is no row are
+    flattened as ``outer.inner`` (rows and lists of rows are :func:`headline_tables`', texts :func:`_texts`')."""
     rows = []
     for key, value in mapping.items():
-        if key.endswith("_se") and (key[:-3] in mapping or key.removesuffix("_mc_se") in mapping):
+        if _is_error(mapping, key):
             continue
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            rows += headline_rows(value, f"{name}.")
+            if not _is_row(value):
+                rows += headline_rows(value, f"{name}.")
             continue
-        if isinstance(value, str) or (isinstance(value, list) and any(isinstance(row, dict) for row in value)):
+        if isinstance(value, str) or is_table_rows(value):
             continue
-        se = mapping.get(f"{key}_se", mapping.get(f"{key}_mc_se"))
+        se = _error_of(mapping, key)
         if isinstance(value, (list, tuple)):
             text = ", ".join(significant(v) for v in value)
         elif isinstance(se, float) and math.isnan(se):
@@ -239,11 +255,11 @@ def format_table(rows, label=None):
     labelled = label is not None
     items = list(rows.items()) if labelled else [(None, row) for row in rows]
     columns = list(dict.fromkeys(key for _, row in items for key in row))
-    shown = [c for c in columns if not ((c.endswith("_se") and c[:-3] in columns) or (c.endswith("_mc_se") and c[:-6] in columns))]
+    shown = [column for column in columns if not _is_error(columns, column)]
     header = ([label] if labelled else []) + shown
     body = []
     for name, row in items:
-        cells = [estimate_text(row.get(c, ""), row.get(f"{c}_se", row.get(f"{c}_mc_se"))) if c in row else "" for c in shown]
+        cells = [estimate_text(row[column], _error_of(row, column)) if column in row else "" for column in shown]
         body.append(([str(name)] if labelled else []) + cells)
     widths = [max(len(str(line[i])) for line in [header] + body) for i in range(len(header))]
     return "\n".join("  ".join(f"{cell:<{w}}" if i == 0 and labelled else f"{cell:>{w}}" for i, (cell, w) in
@@ -258,7 +274,7 @@ def headline_tables(mapping, prefix=""):
     if rows:
         tables.append((prefix.rstrip(".") or "per row", format_table(rows, label="")))
     for key, value in mapping.items():
-        if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        if is_table_rows(value):
             tables.append((f"{prefix}{key}", format_table(value)))
         elif isinstance(value, dict) and key not in rows:
             tables += headline_tables(value, f"{prefix}{key}.")
@@ -280,7 +296,7 @@ def format_headline(mapping):
     """A study's headline or a fit's metrics as text: its numbers as an aligned table (:func:`headline_rows`), each
     table inside it (rows by beta, by network, ...) aligned under its name, and each text as a note."""
     tables = headline_tables(mapping)
-    rows = headline_rows({key: value for key, value in mapping.items() if not isinstance(value, dict)})
+    rows = headline_rows(mapping)
     blocks = [format_rows(rows)] if rows else []
     blocks += [f"{name}:\n{text}" for name, text in tables]
     blocks += [f"note: {name}: {text}" for name, text in _texts(mapping)]
