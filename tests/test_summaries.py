@@ -21,3 +21,10 @@ def test_a_headline_prints_its_rows_as_aligned_tables_and_its_texts_as_notes():
     assert lines[rows + 2].split() == ["mlp", "8", "5", "-22.800", "+-", "0.012"]
     assert len({len(line) for line in lines[rows + 1:rows + 4]}) == 1  # aligned: every line of the table equally wide
     assert lines[-1] == "note: all_collapsed: every latent of the conv VAE collapsed"
+
+
+def test_the_numbers_of_a_nested_mapping_that_is_no_row_are_kept():
+    """A mapping holding numbers beside a table (``{"a": {"x": 1.5, "sub": {...}}}``) keeps its numbers as ``a.x``."""
+    lines = format_headline({"a": {"x": 1.5, "sub": {"y": 2.0, "y_se": 0.1}}, "s": 3.0}).splitlines()
+    assert lines[0].split() == ["a.x", "1.5"] and lines[1].split() == ["s", "3"]
+    assert lines[-1].split() == ["sub", "2.00", "+-", "0.10"]
