@@ -257,7 +257,7 @@ def _train(trainer, state, splits, epochs, batch_size, run_dir, run_config, prog
             mean_objective, stop = trainer.train_epoch_with_rollback(state, train, batch_size, rollbacks)
         except NonFiniteStep as bad:
             where = first_nonfinite_site(trainer.model, trainer.guide, bad.x)
-            advice = "try a lower --lr, --clip-norm, or --on-nan rollback"
+            advice = "try a lower --lr, --clip-norm, or --on-nonfinite rollback"
             if run_dir is not None:
                 saved = run_dir.finished_epochs()
                 advice = (f"the checkpoint of epoch {saved} in {run_dir} is intact; " if saved else

@@ -92,7 +92,8 @@ class IWAE(ELBO):
         """``(log_w, data_scale, guide_sites)``, with ``(site, particle_dim, data_dim)`` per guide site."""
         if not args or not hasattr(args[0], "__len__"):
             raise ConfigError(f"{self.name}: the model and guide take no data as their first argument; an importance-weighted "
-                              f"bound is a log-mean over each data point's particles, so it needs model(x) and guide(x)")
+                              f"bound is a log-mean over each data point's particles, so it needs model(x) and guide(x); for a pair without data "
+                              f"use elbo, or pyro.infer.RenyiELBO(alpha=0), the same bound over the whole trace")
         model_trace, guide_trace = next(self._get_traces(model, guide, args, kwargs))
         data_plate = self.data_plate or data_plate_of(model_trace, len(args[0]))
         loss_scale = self._loss_scale(model_trace)

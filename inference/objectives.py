@@ -35,7 +35,7 @@ from .iwae import IWAE
 from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
 from .plates import global_latents
-from .traces import guide_dependences, mean_field_valid, random_state_kept, trace_pair
+from .traces import guide_dependences, mean_field_valid, random_state_kept, refuse_unreparameterised, trace_pair
 
 
 @dataclass(frozen=True)
@@ -168,10 +168,8 @@ def check_objective(elbo, model, guide, x, data_plate):
                 )
         if able.reparameterised_only:
             for site_name, site in guide_trace.nodes.items():
-                if site["type"] == "sample" and not site["is_observed"] and not getattr(site["fn"], "has_rsample", False):
-                    raise ConfigError(
-                        f"{name}: guide site {site_name!r} ({_family(site['fn'])}) is not reparameterised, and {name}'s "
-                        f"gradient has no score-function term for it; use elbo, which has one")
+                if site["type"] == "sample" and not site["is_observed"]:
+                    refuse_unreparameterised(name, site_name, site)
         if able.independent_guide_sites:
             dependent = guide_dependences(guide, x)
             if dependent:

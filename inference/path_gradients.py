@@ -54,20 +54,24 @@ from torch.distributions.transforms import AffineTransform, ComposeTransform
 from pyro_vae.errors import ConfigError
 
 from .iwae import IWAE
+from .traces import refuse_enumeration
 
 
-def detach_parameters(distribution):
+def detach_parameters(distribution, estimator="stl"):
     r"""The same distribution with its parameters cut from the graph: :math:`q_{\bar\phi}`.
 
     Handles ``Independent`` and expanded wrappers, multivariate normals, any family whose
     parameters are its ``arg_constraints`` (Normal, Laplace, Cauchy, StudentT, LogNormal, Gamma, ...), a Beta, and a
     ``TransformedDistribution`` of such a base through transforms that are fixed or affine (``ExpTransform``,
-    ``SigmoidTransform``, ``AffineTransform`` with learned location and scale, and compositions of them).
+    ``SigmoidTransform``, ``AffineTransform`` with learned location and scale, and compositions of them), and any
+    of these masked (``.mask(m)``).  Anything else is refused in one line naming ``estimator``.
     """
     if isinstance(distribution, Independent):
-        return Independent(detach_parameters(distribution.base_dist), distribution.reinterpreted_batch_ndims)
+        return Independent(detach_parameters(distribution.base_dist, estimator), distribution.reinterpreted_batch_ndims)
+    if isinstance(distribution, dist.MaskedDistribution):
+        return detach_parameters(distribution.base_dist, estimator).mask(distribution._mask)
     if isinstance(distribution, dist.ExpandedDistribution):
-        return detach_parameters(distribution.base_dist).expand(distribution.batch_shape)
+        return detach_parameters(distribution.base_dist, estimator).expand(distribution.batch_shape)
     if isinstance(distribution, MultivariateNormal):
         return type(distribution)(distribution.loc.detach(), scale_tril=distribution.scale_tril.detach())
     if isinstance(distribution, dist.Beta):  # its concentrations are properties of an inner Dirichlet
@@ -76,25 +80,25 @@ def detach_parameters(distribution):
     if names:
         return type(distribution)(**{name: getattr(distribution, name).detach() for name in names}, validate_args=False)
     if isinstance(distribution, TransformedDistribution):
-        transforms = [_detach_transform(t) for t in distribution.transforms]
-        return TransformedDistribution(detach_parameters(distribution.base_dist), transforms, validate_args=False)
+        transforms = [_detach_transform(t, estimator) for t in distribution.transforms]
+        return TransformedDistribution(detach_parameters(distribution.base_dist, estimator), transforms, validate_args=False)
     raise ConfigError(
-        f"STL/DReG cannot detach the parameters of a {type(distribution).__name__} guide; they need a guide family with "
+        f"{estimator}: cannot detach the parameters of a {type(distribution).__name__} guide; they need a guide family with "
         f"plain tensor parameters (Normal, Laplace, Cauchy, StudentT, LogNormal, Gamma, Beta, MultivariateNormal) or a "
         f"TransformedDistribution of one through fixed or affine transforms"
     )
 
 
-def _detach_transform(transform):
+def _detach_transform(transform, estimator):
     if isinstance(transform, ComposeTransform):
-        return ComposeTransform([_detach_transform(part) for part in transform.parts])
+        return ComposeTransform([_detach_transform(part, estimator) for part in transform.parts])
     if isinstance(transform, AffineTransform):
         detach = lambda value: value.detach() if torch.is_tensor(value) else value  # noqa: E731
         return AffineTransform(detach(transform.loc), detach(transform.scale), event_dim=transform.event_dim)
     learned = isinstance(transform, torch.nn.Module) and any(p.requires_grad for p in transform.parameters())
     if learned or any(torch.is_tensor(value) and value.requires_grad for value in vars(transform).values()):
         raise ConfigError(
-            f"STL/DReG cannot detach the parameters of a {type(transform).__name__} inside a guide's TransformedDistribution; "
+            f"{estimator}: cannot detach the parameters of a {type(transform).__name__} inside a guide's TransformedDistribution; "
             f"they take fixed or affine transforms (use elbo or iwae for learned flows)"
         )
     return transform
@@ -105,7 +109,7 @@ def _path_log_prob(site, estimator):
     if not site["fn"].has_rsample:
         raise ConfigError(f"{estimator}: guide site {site['name']!r} ({type(site['fn']).__name__}) is not "
                           f"reparameterisable; the path derivative needs rsample")
-    log_prob = detach_parameters(site["fn"]).log_prob(site["value"])
+    log_prob = detach_parameters(site["fn"], estimator).log_prob(site["value"])
     return scale_and_mask(log_prob, site["scale"], site["mask"])
 
 
@@ -113,6 +117,9 @@ class STL(Trace_ELBO):
     """The ELBO with the "sticking the landing" gradient (see the module doc); options as ``Trace_ELBO``."""
 
     path_derivative = True
+
+    def _get_trace(self, model, guide, args, kwargs):
+        return super()._get_trace(refuse_enumeration(model, "stl"), refuse_enumeration(guide, "stl"), args, kwargs)
 
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         elbo = 0.0

@@ -6,9 +6,11 @@ from contextlib import contextmanager
 import numpy
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
 from pyro_vae.errors import ConfigError
+from pyro_vae.kl import base_distribution
 
 
 @contextmanager
@@ -23,6 +25,37 @@ def random_state_kept(device):
     finally:
         random.setstate(python_state)
         numpy.random.set_state(numpy_state)
+
+
+class _EnumerationRefused(Messenger):
+    def __init__(self, estimator):
+        super().__init__()
+        self.estimator = estimator
+
+    def _pyro_sample(self, msg):
+        how = msg["infer"].get("enumerate")
+        if how in ("parallel", "sequential") and not msg["is_observed"]:
+            raise ConfigError(
+                f"{self.estimator}: site {msg['name']!r} is marked for enumeration (infer={{'enumerate': {how!r}}}), which "
+                f"{self.estimator} neither does nor replaces with a score-function gradient; use enum, which sums it out")
+
+
+def refuse_enumeration(fn, estimator):
+    """``fn`` refusing, at its first site marked for enumeration, in one line naming ``estimator``.
+
+    An estimator that neither enumerates nor takes a score-function gradient would otherwise sample the
+    site and fail later in the user's own code (a pair written for enumeration asserts enumerated shapes,
+    as in pyro-ppl's ``tests/infer/test_valid_models.py``) or in Pyro's internals."""
+    return _EnumerationRefused(estimator)(fn)
+
+
+def refuse_unreparameterised(estimator, name, site):
+    """Raise, in one line, that ``estimator``'s gradient has no score-function term for guide site ``name``
+    when its distribution has no ``rsample`` (a Bernoulli, a Categorical, a ``NonreparameterizedNormal``)."""
+    if not getattr(site["fn"], "has_rsample", False):
+        raise ConfigError(f"{estimator}: guide site {name!r} ({type(base_distribution(site['fn'])).__name__}) is not "
+                          f"reparameterised, and {estimator}'s gradient has no score-function term for it; use elbo, "
+                          f"which has one")
 
 
 def trace_pair(model, guide, x):

@@ -7,6 +7,7 @@ state plus the parameters, optimiser and random streams (:meth:`Trainer.checkpoi
 """
 
 import copy
+import math
 import random
 import time
 import warnings
@@ -141,18 +142,23 @@ class Trainer:
         :raises NonFiniteStep: when the loss is not finite (no parameter has changed).
         """
         if self.parallel is None:
-            loss = self.elbo.differentiable_loss(self.model, self.guide, x) / self.num_data
+            loss = self._loss(x, step) / self.num_data
             if not torch.isfinite(loss):
                 raise NonFiniteStep(loss.item(), step, x)
             self.optim.zero_grad(set_to_none=True)
             loss.backward()
             return loss.detach()
-        loss = (self.elbo.differentiable_loss(self.model, self.guide, x) / self.num_data if len(x)
-                else torch.zeros((), device=x.device))
+        loss = self._loss(x, step) / self.num_data if len(x) else torch.zeros((), device=x.device)
         loss = self.parallel.sum_gradients(loss, weight, self.params)  # every process sees the same sum
         if not torch.isfinite(loss):
             raise NonFiniteStep(loss.item(), step, x)
         return loss
+
+    def _loss(self, x, step):
+        try:
+            return self.elbo.differentiable_loss(self.model, self.guide, x)
+        except torch.linalg.LinAlgError:  # a covariance no longer positive definite in float32: as lost as a NaN
+            raise NonFiniteStep(math.nan, step, x) from None
 
     def train_epoch_with_rollback(self, state, train, batch_size, rollbacks):
         """:meth:`train_epoch`; on a non-finite loss restore the epoch's start, halve the learning rate
@@ -214,7 +220,10 @@ def load_parameters(state, module):
 def first_nonfinite_site(model, guide, x):
     """Name the first site whose value or log-density is not finite (for the NaN report)."""
     with torch.no_grad(), poutine.block(), pyro.validation_enabled(False):
-        model_trace, guide_trace = trace_pair(model, guide, x)
+        try:
+            model_trace, guide_trace = trace_pair(model, guide, x)
+        except torch.linalg.LinAlgError as error:
+            return f"a covariance no longer positive definite in float32 ({str(error).splitlines()[0]})"
     for kind, trace in (("guide", guide_trace), ("model", model_trace)):
         for name, site in trace.nodes.items():
             if site["type"] == "sample":

@@ -6,9 +6,18 @@ derives from the builtin exception a Python user would expect (``ValueError`` fo
 ``FileNotFoundError`` for missing files), so ``except ValueError`` keeps working.
 """
 
+import re
+
 
 class PyroVAEError(Exception):
-    """Base class of every error pyro-vae raises on purpose."""
+    """Base class of every error pyro-vae raises on purpose; its message is one line."""
+
+    def __init__(self, message="", *args):
+        # Pyro's poutine.trace re-raises a ValueError raised inside a model or guide as a new one of the same
+        # class with the trace's shape table appended ("...\nTrace Shapes: ..."); ours stay one line
+        if isinstance(message, str):
+            message = re.split(r"\n\s*Trace Shapes:", message)[0]
+        super().__init__(message, *args)
 
 
 class ConfigError(PyroVAEError, ValueError):

@@ -61,6 +61,32 @@ def test_rollback_gives_up_after_repeated_faults():
         fit(model, guide, torch.randn(64), epochs=2, batch_size=16, on_nonfinite="rollback", progress=False)
 
 
+def _singular_guide_pair(fault_calls):
+    """A pair whose guide's covariance cannot be factorised (torch.linalg.LinAlgError) on the listed calls."""
+    model, _ = _faulty_pair(set())
+    calls = {"n": 0}
+
+    def guide(x):
+        a = pyro.param("a", torch.zeros(1))
+        calls["n"] += 1
+        if calls["n"] in fault_calls:
+            torch.linalg.cholesky(-torch.eye(2))  # what a LowRankMultivariateNormal does with a degenerate factor
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(a * x, 1.0))
+
+    return model, guide
+
+
+def test_a_covariance_that_cannot_be_factorised_is_a_lost_step_named_as_such():
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2; first non-finite: a covariance no longer positive "
+                                                 r"definite in float32 \(linalg.cholesky"):
+        fit(*_singular_guide_pair({7, 8}), torch.randn(64), epochs=2, batch_size=16, progress=False)
+    with pytest.warns(UserWarning, match="rolled back"):
+        result = fit(*_singular_guide_pair({11}), torch.randn(64), epochs=3, batch_size=16, lr=0.01,
+                     on_nonfinite="rollback", progress=False)
+    assert [row["lr"] for row in result.history] == [0.01, 0.005, 0.005]
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
 def test_interrupted_cli_fit_keeps_a_valid_checkpoint_and_resumes_to_the_same_result(tmp_path, signum, code):
     common = ["fit", "--likelihood", "cbernoulli", "--latent-dim", "3", "--hidden", "32", "--batch-size", "32",

@@ -77,7 +77,7 @@ def run(config):
               likelihood=config["likelihood"], sigma_x=config["sigma_x"], network=config["network"], hidden=(8,))
     return fit(vae.model, vae.guide, x, objective=config["objective"], particles=config["particles"],
                beta=config["beta"], lr=config["lr"], batch_size=config["batch_size"], epochs=config["epochs"],
-               progress=False)
+               progress=False, on_nonfinite="rollback")  # lr 0.05 with beta 0 may diverge: fit's own remedy
 
 
 valid_configs = st.fixed_dictionaries({key: st.sampled_from(values) for key, values in VALID.items()})
@@ -89,7 +89,7 @@ def test_a_valid_configuration_fits_with_a_finite_loss_or_is_refused_as_infinite
     try:
         result = run(config)
     except ConfigError as error:
-        if "STL/DReG cannot detach" in str(error):  # path derivatives of a learned flow's own weights
+        if "cannot detach the parameters" in str(error):  # path derivatives of a learned flow's own weights
             assert config["guide"] == "iaf" and config["objective"] in ("stl", "iwae-dreg"), error
             event("refused: path gradient of a flow guide")
             return

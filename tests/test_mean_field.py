@@ -161,3 +161,8 @@ def test_meanfield_refuses_a_guide_that_is_not_reparameterised_before_training()
     with pytest.raises(ConfigError, match="meanfield: guide site 'b' \\(Bernoulli\\) is not reparameterised.*use elbo"):
         fit(model, guide, torch.randn(20), objective="meanfield", epochs=1, progress=False)
     assert len(fit(model, guide, torch.randn(20), objective="elbo", epochs=1, progress=False).history) == 1
+    # the class itself, in Pyro's SVI with validation off, refuses too (Pyro's TraceMeanField_ELBO steps silently)
+    with pyro.validation_enabled(False), pytest.raises(ConfigError, match="meanfield: guide site 'b'.*use elbo"):
+        pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), MeanFieldELBO()).step(torch.randn(20))
+    with pyro.validation_enabled(False):
+        pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.TraceMeanField_ELBO()).step(torch.randn(20))

@@ -320,3 +320,10 @@ def test_diagonal_normal_mixture_is_scored_exactly_by_matrix_products_also_when_
     exact_grads = torch.autograd.grad(exact.sum(), (loc, sd))
     for ours, theirs in zip(grads, exact_grads):
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+
+
+def test_a_lowrank_rank_above_the_latent_dimension_is_cut_to_it():
+    # rank d holds every covariance; more makes the capacitance matrix singular up to rounding (the class doc)
+    guide = make_guide_family("lowrank", 1, rank=2)
+    assert guide.rank == 1 and guide.num_outputs_per_latent == 3
+    assert make_guide_family("lowrank", 4, rank=2).rank == 2
