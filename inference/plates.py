@@ -9,7 +9,9 @@ The data plate is the plate that encloses every observed site of the model and w
 leading dimension of ``x`` (the minibatch's size; a plate written without a size, ``pyro.plate("data")``,
 has the observed site's extent along its dim); ``data_plate=`` names it instead.  A model that
 subsamples that plate itself (``pyro.plate(name, N, subsample=...)``) is refused: ``fit`` draws the
-minibatches, and two subsamplers would compose to the wrong scale.
+minibatches, and two subsamplers would compose to the wrong scale.  The estimators themselves, run in
+Pyro's ``SVI`` as Pyro's own tests run them, take such a plate as the data plate (its full size is the rows
+of ``x``) and are unbiased for the full data's loss and gradient (``tests/test_pyro_gradients.py``).
 """
 
 from pyro import poutine
@@ -48,7 +50,8 @@ def _data_frame(model_trace, batch_size, name):
         if not chosen:
             raise ConfigError(f"data_plate {name!r} does not enclose every observed site of the model; plates seen: {listed}")
     else:
-        chosen = [frame for frame in enclosing if plate_rows(frame, observed[0]) == batch_size]
+        # a plate over the rows, or over all of them and subsampled in the model (pyro.plate("data", len(x), subsample=))
+        chosen = [frame for frame in enclosing if batch_size in (plate_rows(frame, observed[0]), frame.full_size)]
         if len(chosen) > 1:  # e.g. a feature plate as wide as the batch: keep the one indexing the rows of x
             chosen = [frame for frame in chosen if _indexes_rows(frame, observed[0])] or chosen
         if len(chosen) != 1:
