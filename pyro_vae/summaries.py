@@ -218,9 +218,10 @@ def is_table_rows(value):
 
 
 def headline_rows(mapping, prefix=""):
-    """``(name, value, "")`` rows of a mapping's scalars and lists of numbers, each ``name`` paired with its
-    ``name_se`` / ``name_mc_se`` (:func:`estimate_text`); the numbers of a mapping inside that is no row are
-    flattened as ``outer.inner`` (rows and lists of rows are :func:`headline_tables`', texts :func:`_texts`')."""
+    """``(label, value, key)`` rows of a mapping's scalars and lists of numbers: the human :func:`label`, the value
+    with its ``key_se`` / ``key_mc_se`` (:func:`estimate_text`), and the key as ``metrics.json`` or ``headline.json``
+    spells it where the label differs; the numbers of a mapping inside that is no row are flattened as ``outer.inner``
+    (rows and lists of rows are :func:`headline_tables`', texts :func:`_texts`')."""
     rows = []
     for key, value in mapping.items():
         if _is_error(mapping, key):
@@ -239,7 +240,8 @@ def headline_rows(mapping, prefix=""):
             text = f"{significant(value)} (no error estimate)"
         else:
             text = estimate_text(value, se)
-        rows.append((name, text, ""))
+        shown = f"{prefix}{label(key)}"
+        rows.append((shown, text, name if shown != name else ""))
     return rows
 
 
@@ -249,14 +251,15 @@ def _is_row(value):
             and any(isinstance(cell, (int, float)) and not isinstance(cell, bool) for cell in value.values()))
 
 
-def format_table(rows, label=None):
-    """Rows (dicts of scalars) as an aligned text table, a column per key; ``label``: the heading of a first column
-    of row labels (``rows`` then a mapping label -> row).  An ``x_se`` column is folded into ``x`` (:func:`estimate_text`)."""
-    labelled = label is not None
+def format_table(rows, heading=None):
+    """Rows (dicts of scalars) as an aligned text table, a column per key headed by its :func:`label`; ``heading``: the
+    heading of a first column of row names (``rows`` then a mapping name -> row).  An ``x_se`` column is folded into
+    ``x`` (:func:`estimate_text`)."""
+    labelled = heading is not None
     items = list(rows.items()) if labelled else [(None, row) for row in rows]
     columns = list(dict.fromkeys(key for _, row in items for key in row))
     shown = [column for column in columns if not _is_error(columns, column)]
-    header = ([label] if labelled else []) + shown
+    header = ([heading] if labelled else []) + [label(column) for column in shown]
     body = []
     for name, row in items:
         cells = [estimate_text(row[column], _error_of(row, column)) if column in row else "" for column in shown]
@@ -272,7 +275,7 @@ def headline_tables(mapping, prefix=""):
     tables = []
     rows = {key: value for key, value in mapping.items() if _is_row(value)}
     if rows:
-        tables.append((prefix.rstrip(".") or "per row", format_table(rows, label="")))
+        tables.append((prefix.rstrip(".") or "per row", format_table(rows, heading="")))
     for key, value in mapping.items():
         if is_table_rows(value):
             tables.append((f"{prefix}{key}", format_table(value)))

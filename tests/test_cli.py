@@ -18,11 +18,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_fit_command_writes_a_run_directory_with_figure(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--epochs", "2", "--latent-dim", "3", "--hidden", "32", "--out", str(out), "--no-progress"]) == 0
-    printed = dict(line.split(None, 1) for line in capsys.readouterr().out.strip().splitlines())  # an aligned table
+    lines = capsys.readouterr().out.strip().splitlines()  # an aligned table: label, value, metrics.json's key
     metrics = json.loads((out / "metrics.json").read_text())
-    assert printed["epochs"] == "2" and metrics["epochs"] == 2 and metrics["test_elbo"] < 0
-    assert printed["test_elbo"] == estimate_text(metrics["test_elbo"], metrics["test_elbo_mc_se"])
-    decimals = printed["test_elbo"].split(" +- ")[1].split(".")[1]  # the error to two significant figures
+    assert ["epochs", "2"] in [line.split() for line in lines] and metrics["epochs"] == 2 and metrics["test_elbo"] < 0
+    test_elbo = next(line for line in lines if line.endswith("  test_elbo"))
+    assert test_elbo.startswith("test ELBO (nats per point)  ")  # the human label, with its unit
+    printed = test_elbo[len("test ELBO (nats per point)"):-len("test_elbo")].strip()
+    assert printed == estimate_text(metrics["test_elbo"], metrics["test_elbo_mc_se"])
+    decimals = printed.split(" +- ")[1].split(".")[1]  # the error to two significant figures
     assert len(decimals.lstrip("0")) == 2
     for figure in ("reconstructions_samples", "training_curve"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 5_000
