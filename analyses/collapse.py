@@ -29,10 +29,10 @@ from .common import begin, finish, fit_catalogue_vae
 NAME = "collapse"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                  epochs=25, batch_size=64, lr=3e-3, particles=50, track_every=20, track_points=300, seed=0,
+                  epochs=25, batch_size=64, lr=3e-3, importance_samples=50, track_every=20, track_points=300, seed=0,
                   executor="local", workers=None),
     "full": dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                 epochs=100, batch_size=128, lr=1e-3, particles=1000, track_every=20, track_points=1000, seed=0,
+                 epochs=100, batch_size=128, lr=1e-3, importance_samples=1000, track_every=20, track_points=1000, seed=0,
                  executor="local", workers=None),
 }
 
@@ -55,7 +55,7 @@ def fit_network(run_dir, data, network, preset, dynamic_binarization):
 
     vae, _ = fit_catalogue_vae(data["train"], preset, watch=watch, val=data["val"], network=network,
                                dynamic_binarization=dynamic_binarization)
-    result = evaluate(vae.model, vae.guide, data["test"], particles=preset["particles"], out=run_dir, seed=preset["seed"])
+    result = evaluate(vae.model, vae.guide, data["test"], importance_samples=preset["importance_samples"], out=run_dir, seed=preset["seed"])
     (Path(run_dir) / "latent_table.txt").write_text(format_latent_table(result) + "\n")
     keys = ("var_mu", "mean_sigma2", "moment_sum", "mean_mu", "kl", "reconstruction_gain", "active")
     return {"latents": {key: result["latents"][key] for key in keys}, "evolution": evolution, "model": vae.describe(),

@@ -30,7 +30,7 @@ from pyro_vae.files import TEMPORARY_GLOB, DirectoryLock, make_directory, read_j
 from pyro_vae.rundir import RunDir, library_versions
 
 #: Preset options that count something (positive integers) and learning rates (positive finite numbers).
-COUNTS = frozenset({"epochs", "latent_dim", "seeds", "workers", "batch_size", "particles", "samples", "snr_draws",
+COUNTS = frozenset({"epochs", "latent_dim", "replicates", "workers", "batch_size", "importance_samples", "samples", "snr_draws",
                     "snr_points", "elbo_draws", "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_chains", "track_every",
                     "track_points", "gmm_components", "gmm_steps", "second_epochs", "draws_per_point",
                     "epochs_per_level", "max_levels", "revival_epochs"})
@@ -38,7 +38,7 @@ RATES = frozenset({"lr"})
 #: Preset options that build the catalogue VAE (the keywords of :class:`~pyro_vae.models.VAE`) and that train it.
 MODEL_KEYS = tuple(inspect.signature(VAE).parameters)[1:]
 #: The fields of FitOptions a study's fits take from its preset, or from an override the preset does not name
-#: (``clip_norm=5``); the objective, its particles and beta are the study's own to set (a preset's ``particles`` is the
+#: (``clip_norm=5``); the objective, its particles and beta are the study's own to set (a preset's ``importance_samples`` is the
 #: K of its log-likelihoods; the sweeps set beta per fit).
 STUDY_SET = ("objective", "particles", "beta", "dynamic_binarization")
 TRAINING_KEYS = tuple(name for name in FitOptions.names() if name not in STUDY_SET)

@@ -1,10 +1,10 @@
 r"""Compare inference objectives on one model: bounds, likelihoods, gradient SNR, gap split, NUTS.
 
-The same model is fitted once per objective and seed (in parallel, through :mod:`pyro_vae.sweep`);
-per objective, as mean and standard error over seeds, on the test split:
+The same model is fitted once per objective and seed, ``replicates`` seeds each (in parallel, through
+:mod:`pyro_vae.sweep`); per objective, as mean and standard error over seeds, on the test split:
 
 * ``test_elbo``, ``test_kl`` (beta = 1, analytic KL where registered);
-* ``log_likelihood``: importance-sampled :math:`\log p(x)` with K = ``particles`` draws of the
+* ``log_likelihood``: importance-sampled :math:`\log p(x)` with K = ``importance_samples`` draws of the
   objective's own guide, and its Monte Carlo standard error;
 * ``gap``: ``log_likelihood - test_elbo``; ``active_units`` (:math:`\mathrm{Var}_x \mu_j > 0.01`);
   ``seconds_per_epoch``.
@@ -40,6 +40,7 @@ from pyro_vae.inference.gaps import inference_gaps
 from pyro_vae.inference.gradient_snr import gradient_snr, parameter_groups
 from pyro_vae.inference.objectives import OBJECTIVES, capabilities, parse_objective
 from pyro_vae.inference.options import FitOptions
+from pyro_vae.options import documented
 from pyro_vae.inference.plates import find_data_plate, local_pair
 from pyro_vae.inference.trainer import load_parameters
 from pyro_vae.inference.reference import compare_with_guide, nuts_posterior, plot_marginals
@@ -50,7 +51,8 @@ from pyro_vae.files import atomic_write, write_csv
 from pyro_vae.rundir import RunDir
 from pyro_vae.sweep import run_sweep
 
-from .common import begin, check_option, finish, fit_fresh
+from .common import begin, finish, fit_fresh
+from .options import CompareOptions
 
 NAME = "compare"
 #: The fields of FitOptions that compare sets for each fit (the objective spec's name and K, the seed) or takes
@@ -58,14 +60,14 @@ NAME = "compare"
 PER_FIT = ("objective", "particles", "seed", "device", "dynamic_binarization")
 _FIT_DEFAULTS = FitOptions().values(exclude=PER_FIT)
 PRESETS = {
-    "quick": dict(_FIT_DEFAULTS, data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), seeds=2, latent_dim=4,
+    "quick": dict(_FIT_DEFAULTS, data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), replicates=2, latent_dim=4,
                   hidden=(64,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64,
-                  lr=3e-3, particles=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
+                  lr=3e-3, importance_samples=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
                   nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
                   device="cpu", seed=0, model=None, model_kwargs=None, data_plate=None),
     "full": dict(_FIT_DEFAULTS, data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"),
-                 seeds=3, latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
-                 epochs=50, batch_size=128, lr=1e-3, particles=1000, snr_particles=(1, 5, 50), snr_draws=100,
+                 replicates=3, latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
+                 epochs=50, batch_size=128, lr=1e-3, importance_samples=1000, snr_particles=(1, 5, 50), snr_draws=100,
                  snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
                  nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
                  data_plate=None),
@@ -127,7 +129,7 @@ def summarise(fits, objectives):
     rows = []
     for spec in objectives:
         runs = [r for r in fits if r["objective"] == spec]
-        row = {"objective": spec, "seeds": len(runs), "log_likelihood_estimator": runs[0].get("log_likelihood_estimator", "")}
+        row = {"objective": spec, "replicates": len(runs), "log_likelihood_estimator": runs[0].get("log_likelihood_estimator", "")}
         for metric in METRICS + ("log_likelihood_mc_se", "fraction_khat_above_threshold"):
             values = [r[metric] for r in runs]
             row[metric] = statistics.fmean(values)
@@ -169,36 +171,44 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def compare(make_module, data, out, objectives, seeds=3, seed=0, particles=1000, dynamic_binarization=False,
-            snr_particles=(1, 5, 50), snr_draws=100, snr_points=100, gap_points=200, gap_steps=500, nuts_points=10,
-            nuts_samples=500, nuts_warmup=500, nuts_chains=4, executor="local", workers=None, device="cpu", progress=None,
-            data_plate=None, fit_options=None, **fit_values):
-    """Fit ``make_module()`` under every objective spec (``"elbo"``, ``"iwae:50"``, ...) and ``seeds`` seeds,
+@documented(CompareOptions)
+def compare(make_module, data, out, objectives, *, dynamic_binarization=False, progress=None, options=None,
+            fit_options=None, **values):
+    """Fit ``make_module()`` under every objective spec (``"elbo"``, ``"iwae:50"``, ...), ``replicates`` seeds each,
     and write the comparison (module doc) into ``out``.
 
     :param make_module: a picklable callable returning a pair (:mod:`pyro_vae.contract`): a
         ``functools.partial`` of a class, or a :class:`~pyro_vae.factories.ModelFactory` for a user's file.
     :param data: ``{"train", "val", "test"}`` tensors.
-    :param particles: importance samples K of each fit's test log-likelihood (the objectives' K is in their specs).
+    :param out: the directory of the comparison: its tables, figures and one folder per fit.
+    :param objectives: objective specs, ``NAME`` or ``NAME:K`` (``"iwae:50"``), each fitted ``replicates`` times.
+    :param dynamic_binarization: draw every fit's training minibatches afresh from Bernoulli(x).
+    :param options: a :class:`~pyro_vae.analyses.options.CompareOptions`; keywords of its fields replace them.
     :param fit_options: a :class:`~pyro_vae.inference.options.FitOptions` for every fit; keywords such as ``epochs=50``,
         ``lr=1e-3`` or ``clip_norm=5.0`` replace its fields.  Its fields in :data:`PER_FIT` are compare's to set.
     :returns: ``{"summary": rows, "fits": rows, "snr": rows, "gaps": rows, "nuts": {...}, "skipped": {what: why}}``;
         a diagnostic the pair cannot serve (e.g. an importance-weighted SNR for a pair with a global latent,
         the gap split for a flow guide) is skipped and named with the reason.
+
+    {options}
     """
-    if "objective" in fit_values:
+    if "objective" in values:
         raise ConfigError("compare fits one model per objective: give them as objectives=[...], not objective=")
-    shared = FitOptions.build(fit_options, **fit_values).values(exclude=PER_FIT)
+    own = CompareOptions.keywords()
+    options = CompareOptions.build(options, **{key: value for key, value in values.items() if key in own})
+    shared = FitOptions.build(fit_options, **{key: value for key, value in values.items() if key not in own})
+    shared = shared.values(exclude=PER_FIT)
+    seed, particles, device, data_plate = options.seed, options.importance_samples, options.device, options.data_plate
     specs = ["{}:{}".format(*parse_objective(spec)) for spec in objectives]
     if len(set(specs)) != len(specs):
         raise ConfigError(f"objectives repeat: {', '.join(specs)}")
-    seeds = check_option("seeds", seeds)
-    seed_values = list(range(seed, seed + seeds))
+    seed_values = list(range(seed, seed + options.replicates))
     common = dict(make_module=make_module, data=data, eval_particles=particles, dynamic_binarization=dynamic_binarization,
                   device=device, data_plate=data_plate, fit_options=shared)
     tasks = {f"{spec.replace(':', '=')},seed={s}": dict(common, objective=spec.split(":")[0], particles=int(spec.split(":")[1]), seed=s)
              for spec in specs for s in seed_values}
-    results = run_sweep(fit_and_evaluate, tasks, out / "fits", executor=executor, workers=workers, progress=progress)
+    results = run_sweep(fit_and_evaluate, tasks, out / "fits", executor=options.executor, workers=options.workers,
+                        progress=progress)
     fits = list(results.values())
     summary = summarise(fits, specs)
     first_seed = {spec: out / "fits" / f"{spec.replace(':', '=')},seed={seed}" for spec in specs}
@@ -206,16 +216,17 @@ def compare(make_module, data, out, objectives, seeds=3, seed=0, particles=1000,
     test = data["test"].to(device)
     skipped = {}
     reference = _fitted(make_module, first_seed[specs[0]], device)
-    snr_rows = _snr_rows(reference, test[:snr_points], specs, snr_particles, snr_draws, seed, skipped)
+    snr_rows = _snr_rows(reference, test[:options.snr_points], specs, options.snr_particles, options.snr_draws, seed,
+                         skipped)
     gap_rows = []
     for spec in specs:
         pair = _fitted(make_module, first_seed[spec], device)
-        gaps = _attempt(f"gap split ({spec})", skipped, inference_gaps, pair.model, pair.guide, test[:gap_points],
-                        particles=particles, steps=gap_steps, seed=seed, data_plate=data_plate)
+        gaps = _attempt(f"gap split ({spec})", skipped, inference_gaps, pair.model, pair.guide, test[:options.gap_points],
+                        particles=particles, steps=options.gap_steps, seed=seed, data_plate=data_plate)
         if gaps is not None:
             gap_rows.append({"objective": spec, **{k: v for k, v in gaps.items() if k != "per_datapoint"}})
-    nuts = _attempt("NUTS reference", skipped, _nuts, reference, test[:nuts_points], particles, nuts_samples, nuts_warmup,
-                    nuts_chains, seed, out, data_plate)
+    nuts = _attempt("NUTS reference", skipped, _nuts, reference, test[:options.nuts_points], particles, options.nuts_samples,
+                    options.nuts_warmup, options.nuts_chains, seed, out, data_plate)
     write_csv(out / "fits.csv", fits)
     write_csv(out / "snr.csv", snr_rows)
     write_csv(out / "gaps.csv", gap_rows)
@@ -289,11 +300,10 @@ def _make_module(preset, event_shape):
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):
     preset, out, started, data = begin(NAME, PRESETS, out, quick, data_dir, overrides)
-    keys = ("seeds", "seed", "particles", "snr_particles", "snr_draws", "snr_points", "gap_points", "gap_steps", "nuts_points",
-            "nuts_samples", "nuts_warmup", "nuts_chains", "executor", "workers", "device", "data_plate")
     result = compare(_make_module(preset, data.event_shape), {"train": data.train, "val": data.val, "test": data.test}, out,
                      preset["objectives"], dynamic_binarization=data.binarize == "dynamic", progress=progress,
-                     **{k: preset[k] for k in keys}, **FitOptions.from_mapping(preset, exclude=PER_FIT))
+                     options=CompareOptions.build(**CompareOptions.from_mapping(preset)),
+                     **FitOptions.from_mapping(preset, exclude=PER_FIT))
     print(format_table(result["summary"]))
     for what, why in result["skipped"].items():
         print(f"skipped: {what} ({why})")

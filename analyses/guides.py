@@ -6,7 +6,7 @@ Normal, the low-rank-plus-diagonal Normal, inverse autoregressive flows of 2 and
 :mod:`pyro_vae.guides`) is fitted under each objective of ``objectives``, and the one-layer model also
 with a VampPrior (Tomczak & Welling 2018) and the diagonal guide.  On the test split, per fit:
 
-* ``log_likelihood``: importance-sampled :math:`\log p(x)` with K = ``particles`` draws of the fit's
+* ``log_likelihood``: importance-sampled :math:`\log p(x)` with K = ``importance_samples`` draws of the fit's
   own guide, and ``log_likelihood_se`` (the larger of the delta-method and replicate errors,
   :func:`~pyro_vae.inference.log_likelihood`);
 * ``fraction_khat_above_0.7`` and ``fraction_khat_above_threshold``: shares of points whose PSIS
@@ -53,12 +53,12 @@ PRESETS = {
     "quick": dict(data="digits", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2"),
                   objectives=("elbo",), vamp_components=10, one_layer=dict(latent_dim=4, hidden=(32,)),
                   two_layer=dict(latent_dims=(8, 4), hidden=((32,), (16,))), likelihood="bernoulli", epochs=3,
-                  batch_size=128, lr=3e-3, particles=100, elbo_draws=20, gap_points=20, gap_steps=20, ais_steps=20, ais_chains=8,
+                  batch_size=128, lr=3e-3, importance_samples=100, elbo_draws=20, gap_points=20, gap_steps=20, ais_steps=20, ais_chains=8,
                   bracket_points=4, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2", "iaf:4"),
                  objectives=("elbo", "iwae:5"), vamp_components=500, one_layer=dict(latent_dim=50, hidden=(200, 200)),
                  two_layer=dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100))), likelihood="bernoulli",
-                 epochs=100, batch_size=100, lr=1e-3, particles=5000, elbo_draws=100, gap_points=100, gap_steps=300, ais_steps=500,
+                 epochs=100, batch_size=100, lr=1e-3, importance_samples=5000, elbo_draws=100, gap_points=100, gap_steps=300, ais_steps=500,
                  ais_chains=32, bracket_points=20, seed=0, executor="local", workers=None),
 }
 #: Burda et al. (2016), Table 1: test log p(x), binarised MNIST, K = 5,000.
@@ -103,7 +103,7 @@ def _active_units(pair, x):
 def _gaps(pair, x, preset):
     """The gap split on the first ``gap_points`` test points against IS and against AIS, and both estimates there."""
     subset = x[: preset["gap_points"]]
-    gaps = inference_gaps(pair.model, pair.guide, subset, particles=preset["particles"], steps=preset["gap_steps"],
+    gaps = inference_gaps(pair.model, pair.guide, subset, particles=preset["importance_samples"], steps=preset["gap_steps"],
                           seed=preset["seed"])
     ais = ais_log_likelihood(pair.model, pair.guide, subset, steps=preset["ais_steps"], chains=preset["ais_chains"],
                              seed=preset["seed"])
@@ -135,7 +135,7 @@ def fit_and_score(run_dir, data, model, guide, prior, objective, preset):
                              **{key: preset[key] for key in TRAINING_KEYS if key in preset and key != "seed"})
     test = data["test"]
     terms = elbo_terms(pair.model, pair.guide, test, particles=preset["elbo_draws"])
-    estimate = log_likelihood(importance_log_weights(pair.model, pair.guide, test, preset["particles"], seed=preset["seed"]))
+    estimate = log_likelihood(importance_log_weights(pair.model, pair.guide, test, preset["importance_samples"], seed=preset["seed"]))
     khat = estimate["psis"]["khat"] if estimate["psis"] is not None else None
     return {"layers": model, "guide": guide, "prior": prior, "objective": objective,
             "log_likelihood": estimate["log_likelihood"], "log_likelihood_se": estimate["log_likelihood_se"],
@@ -196,7 +196,7 @@ def _plot_ais(names, rows, path, preset):
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(7.5, 0.42 * len(rows) + 1.6))
     for y, row in enumerate(rows):
-        for estimate, offset, colour, label in (("log_likelihood_is_on_subset", 0.15, "tab:blue", f"IS, K = {preset['particles']}"),
+        for estimate, offset, colour, label in (("log_likelihood_is_on_subset", 0.15, "tab:blue", f"IS, K = {preset['importance_samples']}"),
                                                 ("log_likelihood_ais", -0.15, "tab:orange",
                                                  f"AIS, T = {preset['ais_steps']}, M = {preset['ais_chains']}")):
             se = row[f"{estimate}_mc_se"]
@@ -236,7 +236,7 @@ def _plot(rows, path, preset):
         ax.set_title(objective)
         ax.set_xlabel("share of test points with k-hat > 0.7")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"test log p(x), IS with K = {preset['particles']} (± 2 SE)")
+    axes[0][0].set_ylabel(f"test log p(x), IS with K = {preset['importance_samples']} (± 2 SE)")
     axes[0][-1].legend(fontsize=7, loc="best")
     figure.suptitle(figure_title(f"Richer guides on {preset['data']}: likelihood against posterior fit "
                                  f"({preset['epochs']} epochs)", "hollow marker: standard error infinite "

@@ -38,10 +38,10 @@ from .common import begin, finish, fit_catalogue_vae, fit_fresh, shared_descript
 NAME = "identifiability"
 PRESETS = {
     "quick": dict(data="digits", latent_dim=4, hidden=(64,), epochs=15, batch_size=128, lr=3e-3,
-                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), particles=50, gmm_components=5, gmm_steps=50, seed=0,
+                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), importance_samples=50, gmm_components=5, gmm_steps=50, seed=0,
                   executor="local", workers=None),
     "full": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=200, batch_size=64, lr=1e-3,
-                 betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), particles=1000,
+                 betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), importance_samples=1000,
                  gmm_components=10, gmm_steps=300, seed=0, executor="local", workers=None),
 }
 
@@ -95,7 +95,7 @@ def fit_setting(run_dir, data, setting, preset):
     row.update(variance_split(vae, x_test))
     row.update({
         "elbo": elbo_terms(vae.model, vae.guide, x_test)["elbo"],
-        **_log_likelihood(vae, x_test, preset["particles"]),
+        **_log_likelihood(vae, x_test, preset["importance_samples"]),
         "active_units": stats["active_units"],
         "latent_variances": " ".join(f"{v:.3f}" for v in stats["moment_sum"]),
         "learned_sigma_x": vae.likelihood.scale().mean().item(),

@@ -19,9 +19,9 @@ from .common import begin, finish, fit_catalogue_vae, held_out_summary, shared_d
 NAME = "latent-sweep"
 PRESETS = {
     "quick": dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,
-                  lr=3e-3, particles=50, seed=0, executor="local", workers=None),
+                  lr=3e-3, importance_samples=50, seed=0, executor="local", workers=None),
     "full": dict(data="mnist", latent_dims=(2, 4, 8, 16, 32, 64), hidden=(256, 64), likelihood="bernoulli", epochs=60,
-                 batch_size=128, lr=1e-3, particles=1000, seed=0, executor="local", workers=None),
+                 batch_size=128, lr=1e-3, importance_samples=1000, seed=0, executor="local", workers=None),
 }
 
 
@@ -30,7 +30,7 @@ def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):
     vae, _ = fit_catalogue_vae(data["train"], preset, latent_dim=latent_dim, objective="meanfield",
                                dynamic_binarization=dynamic_binarization)
     summary = held_out_summary(vae, data["test"])
-    estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data["test"], preset["particles"],
+    estimate = log_likelihood(importance_log_weights(vae.model, vae.guide, data["test"], preset["importance_samples"],
                                                      seed=preset["seed"]))
     return {"latent_dim": latent_dim, "model": vae.describe(),
             **{key: summary[key] for key in ("active_units", "test_elbo", "test_kl")},
@@ -65,7 +65,7 @@ def _plot(rows, path, preset, model):
     left.set_ylabel("latents")
     left.legend(fontsize=8)
     right.plot(dims, [r["test_elbo"] for r in rows], marker="o", label="ELBO")
-    right.plot(dims, [r["test_log_likelihood"] for r in rows], marker="s", label=f"IS log p(x), K={preset['particles']}")
+    right.plot(dims, [r["test_log_likelihood"] for r in rows], marker="s", label=f"IS log p(x), K={preset['importance_samples']}")
     right.set_xscale("log", base=2)
     right.set_xlabel("latent size d")
     right.set_ylabel("nats per test point")

@@ -226,7 +226,8 @@ EVALUATION_ROWS = {  # key -> label, in the order shown
     "fraction_khat_above_threshold": "share of points with k-hat above the threshold",
     "khat_threshold": "k-hat threshold for K",
     "active_units": "active units",
-    "particles": "importance particles K",
+    "importance_samples": "importance samples K",
+    "particles": "importance samples K",  # evaluation.json of pyro-vae before the rename
     "num_datapoints": "data points",
 }
 
@@ -235,9 +236,10 @@ def evaluation_tables(evaluation):
     """The evaluation summary (per-point averages, with errors and flags) and the per-latent table of
     an ``evaluation.json``."""
     labels = dict(EVALUATION_ROWS)
-    if "particles" in evaluation:  # every log-likelihood with its estimator, K and error
-        labels["log_likelihood"] = f"log p(x), importance-sampled, K = {evaluation['particles']} (± the larger error)"
-        labels["psis_log_likelihood"] = f"log p(x), Pareto-smoothed, K = {evaluation['particles']}"
+    k = evaluation.get("importance_samples", evaluation.get("particles"))  # the old key: a run evaluated before the rename
+    if k is not None:  # every log-likelihood with its estimator, K and error
+        labels["log_likelihood"] = f"log p(x), importance-sampled, K = {k} (± the larger error)"
+        labels["psis_log_likelihood"] = f"log p(x), Pareto-smoothed, K = {k}"
     tables = [name_value_table(f"Evaluation on {evaluation.get('num_datapoints', '?')} points", evaluation,
                                labels, "per point")]
     by_site = evaluation.get("latents_by_site")

@@ -44,7 +44,7 @@ def evaluate(model, guide, x, *, site=None, module=None, out=None, data_plate=No
     Computes, in nats per data point, each with its Monte Carlo standard error: the ELBO and its terms
     (:func:`~pyro_vae.inference.estimators.elbo_terms` with ``elbo_draws`` draws per point, by default as
     many as an error of about 0.01 needs; a global latent's KL counted once per data set; an infinite
-    KL reported as such), the importance-sampled log-likelihood with K = ``particles`` and its delta-method
+    KL reported as such), the importance-sampled log-likelihood with K = ``importance_samples`` and its delta-method
     and replicate errors, PSIS k-hat per point and the PSIS log-likelihood (for K >= 25;
     :func:`~pyro_vae.inference.weights.log_likelihood`), per-latent statistics against the prior's
     own variance (:func:`~pyro_vae.inference.latents.latent_statistics`), reconstruction gains and the
@@ -92,7 +92,7 @@ def evaluate(model, guide, x, *, site=None, module=None, out=None, data_plate=No
     :returns: dict of the numbers (JSON-able), with ``khat`` and ``log_likelihood_per_datapoint`` lists.
     """
     options = EvaluateOptions.build(options, **values)
-    particles, inference_points, draws, alpha, seed = (options.particles, options.inference_points, options.draws,
+    particles, inference_points, draws, alpha, seed = (options.importance_samples, options.inference_points, options.draws,
                                                        options.alpha, options.seed)
     max_memory, elbo_draws, refine_steps, ais, calibration = (options.max_memory, options.elbo_draws, options.refine_steps,
                                                               options.ais, options.calibration)
@@ -104,7 +104,7 @@ def evaluate(model, guide, x, *, site=None, module=None, out=None, data_plate=No
                            "draws a step": OPTIMISATION_PARTICLES}, "--refine-steps")
     pyro.set_rng_seed(seed)
     data_plate = find_data_plate(model, guide, x[:1000], data_plate)
-    result = {"num_datapoints": len(x), "particles": particles, "data_plate": data_plate}
+    result = {"num_datapoints": len(x), "importance_samples": particles, "data_plate": data_plate}
     ran, skipped = ["elbo"], {}
     result.update(elbo_terms(model, guide, x, particles=elbo_draws, data_plate=data_plate))
     model, guide, fixed = local_pair(model, guide, x[:1000], data_plate)
@@ -299,7 +299,7 @@ def _write_evaluation(out, result, model, guide, x, module, stats, khat, inferen
     ran, skipped = result["diagnostics"]["ran"], result["diagnostics"]["skipped"]
     name = describe_pair(model, module)
     if khat is not None:
-        plots.plot_khat(khat, figures / "khat.png", result["khat_threshold"], result["particles"], model=name)
+        plots.plot_khat(khat, figures / "khat.png", result["khat_threshold"], result["importance_samples"], model=name)
     if stats is None:
         skipped["posterior.nc and the latent-variance figure"] = skipped.get("per-latent statistics", SEVERAL_SITES)
     else:

@@ -267,7 +267,9 @@ def inference_gaps(model, guide, x, particles=1000, steps=500, lr=0.05, optimisa
 
     :param x: the data points (a few hundred), on the model's device.
     :param particles: importance draws K per point and guide.
-    :param steps, lr, optimisation_particles: the per-point optimisation of ``q*_x``.
+    :param steps: Adam steps of the per-point optimisation of ``q*_x``.
+    :param lr: its learning rate.
+    :param optimisation_particles: its draws per step.
     :param block_size: points optimised and weighed together (memory).
     :param data_plate: the data plate's name (None: found). A pair with global latents is split
         conditional on one draw of them from the guide (:func:`~pyro_vae.inference.plates.local_pair`).

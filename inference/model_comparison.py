@@ -50,18 +50,19 @@ from pyro_vae import checks
 from pyro_vae.errors import ConfigError, DataError, RunDirError
 from pyro_vae.factories import ModelFactory, pair_module, recorded_entry
 from pyro_vae.files import check_file_target, write_json
+from pyro_vae.options import documented
 from pyro_vae.rundir import RunDir
 from pyro_vae.summaries import HIGH_KHAT_SHARE, khat_flagged
 
 from .ais import ais_log_likelihood
-from .estimators import DEFAULT_MAX_MEMORY, importance_log_weights
+from .estimators import importance_log_weights
+from .options import CompareRunsOptions
 from .weights import log_likelihood
 from .plates import find_data_plate, local_pair
 from .runs import Run, catalogue_factories, load_run
 
 #: The config entries that say which data a run was fitted on, with the default of one left out.
 DATA_ENTRIES = {"data": None, "digit": None, "binarize": "none"}
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -72,7 +73,7 @@ class RunComparison:
     runs: list
     pairwise: list
     num_datapoints: int
-    particles: int
+    importance_samples: int
     split: str = None
     estimator: str = "is"  # or "ais": then ``ais`` holds its settings
     ais: dict = None
@@ -170,24 +171,24 @@ def _test_points(names, paths, split, data_dir):
     """The ``split`` of the data every run was fitted on (all configs read, and refused, before any scoring)."""
     from pyro_vae.data import load_data
 
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     configs = [RunDir(path).config() for path in paths]
     data = _same_data(names, configs)
     splits = load_data(data["data"], data_dir or configs[0].get("data_dir"), digit=data["digit"], binarize=data["binarize"])
     return getattr(splits, split)
 
 
-def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test", max_memory=DEFAULT_MAX_MEMORY,
-                 device="cpu", data_dir=None, out=None, progress=None, models=(), ais=None):
+@documented(CompareRunsOptions)
+def compare_runs(runs_or_paths, x=None, *, out=None, progress=None, models=(), ais=None, options=None, **values):
     """Score the same points under every run and compare them, paired (module doc for the formulas).
+
+    ``compare_runs(paths, importance_samples=5000)`` and ``compare_runs(paths, options=CompareRunsOptions(...))`` are
+    the same call.
 
     :param runs_or_paths: run directories (or :class:`~pyro_vae.inference.runs.Run` objects, reloaded
         from their directory with their factory: parameters in Pyro's param store are shared by every
         loaded pair, so each run is loaded just before it is scored; the store is restored after).
     :param x: the points to score; default the ``split`` of the data the runs were fitted on, which must
         be the same for all (data set, digit filter, binarize in their ``config.json``).
-    :param seed: run number j in the list (from 0) draws its importance samples with seed ``seed + j``.
     :param out: a JSON file to write the result to (atomically); nothing is written without it.
     :param progress: a one-line note on stderr per run (default: when stderr is a terminal).
     :param models: factories of pairs outside the catalogue (``"path/to/file.py:name"``, ...) that you
@@ -195,6 +196,8 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
         (:func:`~pyro_vae.inference.runs.load_run`); a run of any other pair is refused.
     :param ais: :class:`~pyro_vae.inference.ais.AISOptions` to score every point by annealed importance sampling
         instead of IS (its ``where`` and ``bracket_points`` are evaluate's and are not used here).
+    :param options: a :class:`~pyro_vae.inference.options.CompareRunsOptions`; keywords replace its fields.
+    {options}
     :returns: :class:`RunComparison`; ``str()`` of it is the printed table.  A run whose estimate is flagged
         (more than :data:`~pyro_vae.summaries.HIGH_KHAT_SHARE` of its points with k-hat above the threshold) says so
         in its row (``flag``) and under the table.
@@ -202,8 +205,9 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     Every refusal (a missing run or checkpoint, an unnamed factory, data that differ, an ``out`` that
     cannot be written) comes before any run is scored.
     """
-    particles, seed = checks.positive_int("particles", particles), checks.seed("seed", seed)
-    max_memory, device = checks.positive_int("max_memory", max_memory), checks.device(device)
+    options = CompareRunsOptions.build(options, **values)
+    particles, seed, split, max_memory = options.importance_samples, options.seed, options.split, options.max_memory
+    device = checks.device(options.device)
     if out is not None:
         check_file_target(out, "--out")
     entries = [(run.path, run.factory) if isinstance(run, Run) else (Path(run), None) for run in runs_or_paths]
@@ -213,7 +217,7 @@ def compare_runs(runs_or_paths, x=None, particles=1000, seed=0, *, split="test",
     names = [str(path) for path, _ in entries]
     names = [name if names.count(name) == 1 else f"{name} #{j + 1}" for j, name in enumerate(names)]
     if x is None:
-        x = _test_points(names, [path for path, _ in entries], split, data_dir)
+        x = _test_points(names, [path for path, _ in entries], split, options.data_dir)
     else:
         split = None
     x = checks.as_data(x, "comparison").to(device)
@@ -300,7 +304,7 @@ def format_comparison(result):
     rows = [[r["rank"], r["run"], r["log_likelihood"], r["se"], r["mc_se"], r["diff"], r["dse"], r["verdict"], r["seed"],
              r.get("khat_share", math.nan)] + ([note] if any(notes) else []) for r, note in zip(result.runs, notes)]
     pairs = [[f"{p['a']} - {p['b']}", p["difference"], p["se"], p["unpaired_se"], p["verdict"]] for p in result.pairwise]
-    estimator = (f"importance-sampled with K = {result.particles}" if result.estimator == "is" else
+    estimator = (f"importance-sampled with K = {result.importance_samples}" if result.estimator == "is" else
                  f"by AIS with T = {result.ais['steps']}, M = {result.ais['chains']}, {result.ais['leapfrog']} leapfrog "
                  f"steps, from the {result.ais['base']}")
     flagged = [f"warning: {r['run']}: {r['flag']}" for r in result.runs if r.get("flag")]

@@ -100,17 +100,42 @@ def _ais(name, value):
     return value
 
 
+#: The splits of a run's data that compare-runs may score.
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class CompareRunsOptions(Options):
+    """How :func:`~pyro_vae.inference.compare_runs` scores the runs; every field is checked when made.
+    ``pyro-vae compare-runs`` builds its flags from these fields (the AIS ones from
+    :class:`~pyro_vae.inference.ais.AISOptions`)."""
+
+    command = "compare-runs"
+
+    importance_samples: int = option(1000, "importance samples K per data point", checks.positive_int, int,
+                                     aliases=("--particles",))
+    seed: int = option(0, "run j in the list (from 0) draws its importance samples with seed SEED + j", checks.seed, int)
+    split: str = option("test", "the split of the runs' data to score (when no points are given)", choices=SPLITS)
+    max_memory: int = option(DEFAULT_MAX_MEMORY, "bytes per chunk of importance samples (the CLI reads 128MB, 2GB, ...)",
+                             checks.positive_int, int, cli=False)
+    device: Any = option("cpu", "where the scoring runs: cpu, cuda, cuda:1, ...", _device)
+    data_dir: str = option(None, "the directory of the runs' data, in place of the one their config.json records")
+
+
 @dataclass(frozen=True)
 class EvaluateOptions(Options):
     """How :func:`~pyro_vae.inference.evaluate` scores a fitted pair; every field is checked when made.
 
-    ``evaluate(..., particles=5000)`` and ``evaluate(..., options=EvaluateOptions(particles=5000))`` are the same call;
+    ``evaluate(..., importance_samples=5000)`` and ``evaluate(..., options=EvaluateOptions(importance_samples=5000))``
+    are the same call;
     ``pyro-vae evaluate`` builds its flags from these fields (the AIS ones from
     :class:`~pyro_vae.inference.ais.AISOptions`)."""
 
     command = "evaluate"
 
-    particles: int = option(1000, "importance samples K per data point of the IS log-likelihood", checks.positive_int, int)
+    importance_samples: int = option(1000, "importance samples K per data point of the IS log-likelihood (fit's "
+                                     "particles are the training objective's)", checks.positive_int, int,
+                                     aliases=("--particles",))
     elbo_draws: int = option(None, "draws per point of the ELBO terms (default: as many as a standard error of about "
                              "0.01 needs)", checks.positive_int, int)
     max_memory: int = option(DEFAULT_MAX_MEMORY, "bytes per chunk of importance samples (the CLI reads 128MB, 2GB, ...)",

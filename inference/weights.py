@@ -54,7 +54,7 @@ def log_likelihood(log_weights, replicates=REPLICATES):
     per_point = torch.logsumexp(log_weights, dim=1) - math.log(num)
     relative = torch.exp(log_weights - per_point[:, None] - math.log(num)) * num  # w / mean(w)
     variance = ((relative - 1) ** 2).sum(1) / max(num - 1, 1) / num
-    result = {"per_datapoint": per_point, "per_datapoint_mc_se": variance.sqrt(), "particles": num,
+    result = {"per_datapoint": per_point, "per_datapoint_mc_se": variance.sqrt(), "importance_samples": num,
               "log_likelihood": per_point.mean().item(),
               "log_likelihood_mc_se": (variance.sum().sqrt() / num_points).item() if num > 1 else math.nan,
               "khat_threshold": khat_threshold(num), "notes": {}}
@@ -89,7 +89,7 @@ def shown(estimate, name="log_likelihood"):
     if estimate.get("estimator") == "ais":
         estimator = f"AIS, T = {estimate['steps']}, M = {estimate['chains']}"
     else:
-        estimator = f"IS, K = {estimate['particles']}"
+        estimator = f"IS, K = {estimate['importance_samples']}"
     return {name: estimate["log_likelihood"], f"{name}_se": estimate["log_likelihood_se"], f"{name}_estimator": estimator,
             "fraction_khat_above_threshold": estimate.get("fraction_khat_above_threshold", math.nan)}
 

@@ -39,8 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "epochs", "particles", "workers", "seeds", "nproc")}
-_SEED = checks.argument_type(checks.seed, "seed")
+          ("latent_dim", "workers", "nproc")}
 
 
 def _widths(text):
@@ -123,7 +122,7 @@ def _add_pair_options(parser):
 
 
 def build_parser():
-    from .inference.options import EvaluateOptions, FitOptions
+    from .inference.options import CompareRunsOptions, EvaluateOptions, FitOptions
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -157,12 +156,9 @@ def build_parser():
                                "points, and every difference with its paired standard error, as az.compare does "
                                "(see pyro_vae.inference.model_comparison). Writes nothing unless --out is given.")
     runs.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by pyro-vae fit (two or more)")
-    runs.add_argument("--particles", type=_COUNT["particles"], default=1000, help="importance samples K per data point")
-    runs.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split to score")
-    runs.add_argument("--seed", type=_SEED, default=0, help="run j in the list (from 0) draws with seed SEED + j")
-    runs.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples")
-    runs.add_argument("--device", default="cpu", help="where the scoring runs: cpu, cuda, cuda:1, ...")
-    runs.add_argument("--data-dir", help="override the runs' data directory")
+    CompareRunsOptions.add_arguments(runs)
+    runs.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples "
+                      "(default: 128MB)")
     _add_ais_options(runs, ("is", "ais"), bracket=False)
     runs.add_argument("--out", metavar="FILE.json", help="also write the result to this JSON file")
     runs.add_argument("--model", action="append", default=[], metavar="FACTORY",
@@ -199,23 +195,23 @@ def build_parser():
                     f"preset, about {ANALYSES.get('compare').full_minutes:g} min on 2 CPU cores.")
     compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
                          "iwae:50 iwae-dreg:5 stl (default: the preset's)")
-    compare.add_argument("--seeds", type=_COUNT["seeds"], help="seeds per objective (default: the preset's)")
     compare.add_argument("--quick", action="store_true", help="the small preset the tests run")
     compare.add_argument("--out", required=True, help="directory for the table, figures and one folder per fit")
     compare.add_argument("--data", help="data set (default: the preset's)")
     compare.add_argument("--data-dir", help="folder with the MNIST IDX files")
     for option, kind, text in (("--latent-dim", _COUNT["latent_dim"], "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
                                ("--prior", str, "prior"), ("--guide", str, "guide family"), ("--likelihood", str, "likelihood"),
-                               ("--encoder", str, "network"), ("--particles", _COUNT["particles"], "importance samples K for log p(x)"),
-                               ("--executor", str, "serial, local (worker processes) or ray"),
-                               ("--workers", _COUNT["workers"], "local worker processes (default: the CPU count)"),
-                               ("--device", str, "cpu, cuda, ...")):
+                               ("--encoder", str, "network")):
         compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
     compare.add_argument("--no-progress", action="store_true")
     from .analyses.compare import PER_FIT
+    from .analyses.options import CompareOptions
 
+    CompareOptions.add_arguments(compare.add_argument_group("the comparison (pyro_vae.analyses.options.CompareOptions)"),
+                                 from_preset=True)
     FitOptions.add_arguments(compare.add_argument_group("each fit (FitOptions; the objective, K and seed come from "
-                                                        "--objectives and --seeds)"), exclude=PER_FIT, from_preset=True)
+                                                        "--objectives, --replicates and --seed)"), exclude=PER_FIT,
+                             from_preset=True)
     _add_pair_options(compare)
 
     report = subcommands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")

@@ -180,9 +180,11 @@ def evaluate_command(args):
 def compare_runs_command(args):
     from .inference import compare_runs
 
-    result = compare_runs(args.run_dirs, particles=args.particles, seed=args.seed, split=args.split,
-                          max_memory=args.max_memory, device=args.device, data_dir=args.data_dir, out=args.out,
-                          progress=True, models=args.model, ais=ais_options(args))
+    from .inference.options import CompareRunsOptions
+
+    options = CompareRunsOptions.build(**CompareRunsOptions.from_mapping(vars(args)))
+    result = compare_runs(args.run_dirs, out=args.out, progress=True, models=args.model, ais=ais_options(args),
+                          options=options)
     print(result)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
@@ -229,12 +231,12 @@ def compare_command(args):
     refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
     factory = model_factory(args)
     from .analyses.compare import PER_FIT
+    from .analyses.options import CompareOptions
     from .inference.options import FitOptions
 
-    options = {key: getattr(args, key) for key in ("objectives", "seeds", "data", "latent_dim", "hidden", "prior", "guide",
-                                                   "likelihood", "particles", "executor", "workers", "device", "model",
+    options = {key: getattr(args, key) for key in ("data", "latent_dim", "hidden", "prior", "guide", "likelihood", "model",
                                                    "data_plate")}
-    options.update(FitOptions.from_mapping(vars(args), exclude=PER_FIT))
+    options.update(CompareOptions.from_mapping(vars(args)), **FitOptions.from_mapping(vars(args), exclude=PER_FIT))
     options["model_kwargs"] = factory.kwargs if factory else None
     options["network"] = args.encoder
     options["objectives"] = tuple(args.objectives) if args.objectives else None

@@ -7,13 +7,15 @@ From that one declaration follow the Python keyword arguments (:meth:`Options.bu
 CLI's flags with their defaults (:meth:`Options.add_arguments`), a run's config (``dataclasses.asdict``) and the
 parameter list of the function's docstring (:meth:`Options.parameter_docs`).  A new option is one field.
 
-An old spelling of a flag stays an alias for one release (``aliases``), with a note on stderr when used.
+An old spelling stays an alias for one release (``aliases``): as a flag, with a note on stderr when used; as a Python
+keyword (``--particles`` gives ``particles=``), with a ``FutureWarning``.
 """
 
 import argparse
 import dataclasses
 import inspect
 import sys
+import warnings
 
 from . import checks
 from .errors import ConfigError, UnknownNameError
@@ -53,6 +55,7 @@ class Options:
     def build(cls, options=None, **values):
         """``options`` (an instance; None: the defaults) with ``values`` in place of its fields, checked; a name
         that is no field is refused, listing the valid ones."""
+        values = cls._renamed(values)
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise UnknownNameError(f"unknown {cls.command} option {unknown[0]!r}; expected one of: {', '.join(cls.names())}")
@@ -61,6 +64,28 @@ class Options:
         if not isinstance(options, cls):
             raise ConfigError(f"options must be a {cls.__name__}, got {type(options).__name__}")
         return dataclasses.replace(options, **values)
+
+    @classmethod
+    def keywords(cls):
+        """The Python keywords these options take: the fields and the old spellings of :meth:`_renamed`."""
+        return {*cls.names(), *(alias.lstrip("-").replace("-", "_") for spec in dataclasses.fields(cls)
+                                for alias in spec.metadata["aliases"])}
+
+    @classmethod
+    def _renamed(cls, values):
+        """``values`` with an old spelling of a field (its flag's alias: ``particles`` for ``--particles``) under the
+        field's name, and a FutureWarning saying so, for one release."""
+        values = dict(values)
+        for spec in dataclasses.fields(cls):
+            for alias in spec.metadata["aliases"]:
+                old = alias.lstrip("-").replace("-", "_")
+                if old in values and old not in cls.names():
+                    if spec.name in values:
+                        raise ConfigError(f"{old} and {spec.name} are one {cls.command} option; give {spec.name} only")
+                    warnings.warn(f"{cls.command}: {old}= is deprecated and will be removed in the next release; use "
+                                  f"{spec.name}=", FutureWarning, stacklevel=4)
+                    values[spec.name] = values.pop(old)
+        return values
 
     def values(self, exclude=()):
         """``{field: value}`` of these options, less the fields named in ``exclude``."""

@@ -102,7 +102,7 @@ def format_summary(result):
     else:
         rows.append(("ELBO", f"{result['elbo']:.3f}", "enumerated sites summed out"))
     rows.append((f"log p(x{given})", _estimate(result["log_likelihood"], result["log_likelihood_se"]),
-                 f"IS, K = {result['particles']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
+                 f"IS, K = {result['importance_samples']}; delta-method error {result['log_likelihood_mc_se']:.3f}, replicate "
                  f"{result['log_likelihood_replicate_se']:.3f}"))
     if "log_likelihood_finite_points" in result:
         rows.append(("  points with an error", _estimate(result["log_likelihood_finite_points"],
@@ -130,7 +130,7 @@ def format_summary(result):
     if share > 0:  # flagged (a warning) by the rule the report and compare-runs use; below it, a note
         flagged = khat_flagged(share)
         lines.append(f"{'warning' if flagged else 'note'}: PSIS k-hat exceeds {result['khat_threshold']:.2f} (ArviZ's threshold "
-                     f"for K = {result['particles']}) for {share:.1%} of the points"
+                     f"for K = {result['importance_samples']}) for {share:.1%} of the points"
                      f"{'' if flagged else f', not more than the {HIGH_KHAT_SHARE:.0%} at which a log-likelihood is flagged'}: "
                      "q(z|x) is too light-tailed there, so their IS estimates are biased low and their errors unreliable")
     failing = [name for name, uniform in zip(result.get("calibration", {}).get("coordinates", []),

@@ -193,7 +193,7 @@ def test_evaluate_runs_ais_and_the_bracket_beside_is():
 
     truth, pair, x = mis_amortised_problem(0.3, 0.3, points=30)
     exact = truth.exact_log_likelihood(x).double().mean().item()
-    result = evaluate(pair.model, pair.guide, x, particles=50, ais=AISOptions(steps=60, chains=32, bracket_points=5))
+    result = evaluate(pair.model, pair.guide, x, importance_samples=50, ais=AISOptions(steps=60, chains=32, bracket_points=5))
     ais = result["ais"]
     assert ais["points"] == 30 and ais["steps"] == 60 and ais["chains"] == 32 and ais["where"] == "all"
     assert abs(ais["log_likelihood"] - exact) <= 3 * ais["log_likelihood_se"]
@@ -207,7 +207,7 @@ def test_ais_where_unreliable_replaces_exactly_the_flagged_points():
 
     truth, pair, x = mis_amortised_problem(0.3, 0.3, points=30)
     options = AISOptions(steps=10, chains=8, where="unreliable", bracket_points=0)
-    result = evaluate(pair.model, pair.guide, x, particles=50, seed=3, ais=options)
+    result = evaluate(pair.model, pair.guide, x, importance_samples=50, seed=3, ais=options)
     khat = torch.as_tensor(result["khat"])
     flagged = torch.nonzero(khat > result["khat_threshold"]).flatten()
     ais = result["ais"]
@@ -229,7 +229,7 @@ def test_one_point_without_an_error_is_counted_and_the_rest_still_give_a_number(
     assert estimate["log_likelihood_se"] == math.inf and estimate["points_without_error"] == 1
     assert estimate["log_likelihood_finite_points"] == pytest.approx(estimate["per_datapoint"][1:].mean().item())
     assert math.isfinite(estimate["log_likelihood_finite_points_se"])
-    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "particles": 1000, "diagnostics": {}}
+    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "importance_samples": 1000, "diagnostics": {}}
     result.update({key: value for key, value in estimate.items() if not torch.is_tensor(value) and key != "psis"})
     text = format_summary(result)
     assert "points with an error" in text and "19 of 20 points" in text and "--estimator ais" in text

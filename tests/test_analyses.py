@@ -77,7 +77,7 @@ def test_collapse_finds_collapsed_latents_that_generation_ignores(tmp_path):
         # the headline log p(x) says how it was estimated, with its error and k-hat share, and the report shows them
         evaluation = json.loads((out / "fits" / network / "evaluation.json").read_text())
         assert headline[network]["test_log_likelihood_se"] == evaluation["log_likelihood_se"]
-        assert headline[network]["test_log_likelihood_estimator"] == f"IS, K = {evaluation['particles']}"
+        assert headline[network]["test_log_likelihood_estimator"] == f"IS, K = {evaluation['importance_samples']}"
         assert headline[network]["fraction_khat_above_threshold"] == evaluation["fraction_khat_above_threshold"]
         assert (out / "figures" / f"variance_evolution_{network}.png").stat().st_size > 10_000
         assert (out / "fits" / network / "evaluation.json").exists() and (out / "fits" / network / "posterior.nc").exists()

@@ -101,8 +101,8 @@ def fitted_run(tmp_path_factory):
     (["--inference-points", "-1"], "points must be a positive integer"),
     (["--alpha", "nan"], "alpha must be a finite number"),
     (["--alpha", "inf"], "alpha must be a finite number"),
-    (["--particles", "0"], "particles must be a positive integer"),
-    (["--particles", "1000000000000000"], "log importance weights .* needs about .* more than"),
+    (["--importance-samples", "0"], "importance_samples must be a positive integer"),
+    (["--importance-samples", "1000000000000000"], "log importance weights .* needs about .* more than"),
     (["--refine-steps", "100000000000000000000"], "--refine-steps would draw through the model 2.86e\\+23 times"),
     (["--elbo-draws", "100000000000"], "the ELBO terms would draw through the model 1.79e\\+13 times"),
     (["--max-memory", "0"], "memory size"),
@@ -126,7 +126,7 @@ def test_a_damaged_run_directory_is_one_line(fitted_run, tmp_path, capsys, spoil
     run = tmp_path / "copy"
     shutil.copytree(fitted_run, run)
     spoil(run)
-    _assert_one_line_of_ours(*_run(["evaluate", str(run), "--particles", "2"], capsys), pattern)
+    _assert_one_line_of_ours(*_run(["evaluate", str(run), "--importance-samples", "2"], capsys), pattern)
 
 
 def _set_latent_dim(run, value):
@@ -185,7 +185,7 @@ def test_numpy_lists_float64_and_booleans_are_converted():
         pyro.clear_param_store()
         result = fit(model, guide, data, epochs=1, progress=False)
         assert result.metrics["train_elbo"] < 0
-        assert evaluate(model, guide, data, particles=3)["log_likelihood"] < 0
+        assert evaluate(model, guide, data, importance_samples=3)["log_likelihood"] < 0
 
 
 def test_model_and_guide_must_sample_the_same_sites():
@@ -205,7 +205,7 @@ def test_model_and_guide_must_sample_the_same_sites():
     with pytest.raises(PyroVAEError, match="the guide samples 'u', which the model lacks"):
         fit(model, extra, torch.randn(20, 2), epochs=1, progress=False)
     with pytest.raises(PyroVAEError, match="the guide has no site 'z'"):
-        evaluate(model, no_z, torch.randn(20, 2), particles=2)
+        evaluate(model, no_z, torch.randn(20, 2), importance_samples=2)
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
@@ -226,12 +226,12 @@ def test_bad_fit_arguments_are_a_pyro_vae_error_naming_them(kwargs, pattern):
 
 @pytest.mark.parametrize("kwargs, pattern", [
     (dict(max_memory=0), "max_memory"), (dict(max_memory=-5), "max_memory"), (dict(inference_points=-1), "inference_points"),
-    (dict(alpha=float("nan")), "alpha"), (dict(seed=-1), "seed"), (dict(particles=0), "particles"),
+    (dict(alpha=float("nan")), "alpha"), (dict(seed=-1), "seed"), (dict(importance_samples=0), "importance_samples"),
     (dict(x=torch.empty(0, 2)), "are empty"), (dict(x=torch.full((3, 2), float("inf"))), "non-finite"),
 ])
 def test_bad_evaluate_arguments_are_a_pyro_vae_error_naming_them(kwargs, pattern):
     model, guide = _pair()
-    options = {"x": torch.randn(10, 2), "particles": 2, **kwargs}
+    options = {"x": torch.randn(10, 2), "importance_samples": 2, **kwargs}
     with pytest.raises(PyroVAEError, match=pattern):
         evaluate(model, guide, options.pop("x"), **options)
 

@@ -56,7 +56,7 @@ def test_evaluate_checks_calibration_and_says_why_when_it_cannot():
     from pyro_vae.inference import evaluate
 
     truth = LinearGaussian(data_dim=5, latent_dim=2, noise=0.5)
-    result = evaluate(truth.model, truth.guide, truth.sample(20), particles=30, calibration=100)
+    result = evaluate(truth.model, truth.guide, truth.sample(20), importance_samples=30, calibration=100)
     assert result["calibration"]["simulations"] == 100 and all(result["calibration"]["uniform"])
 
     def model(x):  # observes a function of x, not x: simulated data have no form the guide reads
@@ -68,6 +68,6 @@ def test_evaluate_checks_calibration_and_says_why_when_it_cannot():
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.Normal(x.sum(1) / 4, 0.5))
 
-    result = evaluate(model, guide, torch.randn(20, 3), particles=30, calibration=50)
+    result = evaluate(model, guide, torch.randn(20, 3), importance_samples=30, calibration=50)
     assert "calibration" not in result
     assert "must observe x itself" in result["diagnostics"]["skipped"]["calibration of q(z|x)"]

@@ -41,7 +41,7 @@ def _files(*directories):
 
 def test_two_identical_fits_show_no_difference(runs):
     before = _files(runs["good"], runs["twin"])
-    result = compare_runs([runs["good"], runs["twin"]], particles=50, seed=3)
+    result = compare_runs([runs["good"], runs["twin"]], importance_samples=50, seed=3)
     assert _files(runs["good"], runs["twin"]) == before  # nothing written by default
     (pair,) = result.pairwise
     assert pair["verdict"] == "no difference" and abs(pair["difference"]) < 0.1
@@ -54,7 +54,7 @@ def test_two_identical_fits_show_no_difference(runs):
 
 
 def test_a_worse_fit_is_found_worse(runs, tmp_path):
-    result = compare_runs([runs["short"], runs["good"]], particles=50, out=tmp_path / "cmp.json")
+    result = compare_runs([runs["short"], runs["good"]], importance_samples=50, out=tmp_path / "cmp.json")
     best, worse = result.runs
     assert best["run"] == runs["good"] and worse["run"] == runs["short"] and best["seed"] == 1
     assert worse["diff"] > 2 * worse["dse"] > 0
@@ -64,7 +64,7 @@ def test_a_worse_fit_is_found_worse(runs, tmp_path):
 
 
 def test_paired_se_is_smaller_and_matches_numpy(runs):
-    result = compare_runs([runs["short"], runs["good"]], particles=50)
+    result = compare_runs([runs["short"], runs["good"]], importance_samples=50)
     rows = {row["run"]: row for row in result.runs}
     (pair,) = result.pairwise
     assert pair["se"] < pair["unpaired_se"] / 2  # the points' variation cancels
@@ -111,7 +111,7 @@ def test_cli_compares_a_users_pairs_and_refuses_different_data(tmp_path, capsys)
     capsys.readouterr()
     runs = [str(tmp_path / name) for name in ("a", "b", "mu")]
     named = ["--model", str(PAIRS / "robust_fa.py:make_robust_fa"), "--model", str(PAIRS / "hierarchical.py:make_pair")]
-    assert main(["compare-runs", *runs, *named, "--particles", "20", "--out", str(tmp_path / "cmp.json")]) == 0
+    assert main(["compare-runs", *runs, *named, "--importance-samples", "20", "--out", str(tmp_path / "cmp.json")]) == 0
     out = capsys.readouterr().out
     assert all(run in out for run in runs) and out.count("conditional on one draw of mu") == 1
     result = json.loads((tmp_path / "cmp.json").read_text())
@@ -120,7 +120,7 @@ def test_cli_compares_a_users_pairs_and_refuses_different_data(tmp_path, capsys)
     twins = next(p for p in result["pairwise"] if {p["a"], p["b"]} == set(runs[:2]))
     assert twins["verdict"] == "no difference"
 
-    assert main(["compare-runs", runs[0], str(tmp_path / "other"), *named[:2], "--particles", "20"]) == 2
+    assert main(["compare-runs", runs[0], str(tmp_path / "other"), *named[:2], "--importance-samples", "20"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pyro-vae: error: ") and "digit None vs [3]" in err
 
@@ -133,8 +133,8 @@ def test_python_refusals(runs, tmp_path):
     vae = VAE(data.event_shape, latent_dim=2, likelihood="cbernoulli", hidden=(8,))
     fit(vae.model, vae.guide, data.train[:64], epochs=1, out=bare, progress=False)  # no config: data unknown
     with pytest.raises(ConfigError, match="records no data set"):
-        compare_runs([bare, runs["good"]], particles=5)
-    result = compare_runs([bare, runs["good"]], x=data.val[:50], particles=5)  # explicit points: scored as given
+        compare_runs([bare, runs["good"]], importance_samples=5)
+    result = compare_runs([bare, runs["good"]], x=data.val[:50], importance_samples=5)  # explicit points: scored as given
     assert result.num_datapoints == 50 and result.split is None and result.runs[0]["run"] == runs["good"]
 
 
@@ -143,7 +143,7 @@ def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, 
     from pyro_vae.inference.ais import AISOptions
 
     x = load_data("digits").test[:12]
-    on_is = compare_runs([runs["short"], runs["good"]], x=x, particles=30)
+    on_is = compare_runs([runs["short"], runs["good"]], x=x, importance_samples=30)
     on_ais = compare_runs([runs["short"], runs["good"]], x=x, ais=AISOptions(steps=15, chains=25))  # PSIS from 25
     assert on_ais.estimator == "ais" and on_ais.ais["steps"] == 15 and on_is.estimator == "is"
     assert "by AIS with T = 15, M = 25" in str(on_ais)
@@ -154,7 +154,7 @@ def test_compare_on_ais_and_flag_an_estimate_that_cannot_vouch_for_itself(runs, 
     # a flagged run says so in its row and under the table, and the way out is named (every run is flagged
     # when any share of points above the threshold is too many)
     monkeypatch.setattr(summaries, "HIGH_KHAT_SHARE", -1.0)  # the one rule's share (pyro_vae.summaries.khat_flagged)
-    flagged = compare_runs([runs["short"], runs["good"]], x=x, particles=30)
+    flagged = compare_runs([runs["short"], runs["good"]], x=x, importance_samples=30)
     text = str(flagged)
     assert all(row["flag"] for row in flagged.runs) and text.count("FLAGGED") == 2
     assert f"warning: {runs['good']}: IS's k-hat is above" in text and "--estimator ais" in text

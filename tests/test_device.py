@@ -53,7 +53,7 @@ def test_evaluation_diagnostics_and_figures_make_every_tensor_where_the_data_are
     labels = torch.arange(len(data)) % 3
     with torch.device("meta"):
         fit(vae.model, vae.guide, data, epochs=1, batch_size=16, progress=False)
-        result = evaluate(vae.model, vae.guide, data, particles=8, out=tmp_path / "evaluation", inference_points=4,
+        result = evaluate(vae.model, vae.guide, data, importance_samples=8, out=tmp_path / "evaluation", inference_points=4,
                           draws=20)
         assert result["num_datapoints"] == len(data)
         assert elbo_terms(vae.model, vae.guide, data)["elbo"] < 0

@@ -55,7 +55,7 @@ def test_with_the_exact_posterior_as_guide_every_weight_is_the_exact_likelihood(
     """Each weight p(x, y, z) / q(y, z | x) is p(x) exactly: the discrete site is weighed, not refused."""
     pair = M2Like()
     x = data(pair)
-    result = evaluate(pair.model, pair.guide, x, particles=50, calibration=0)
+    result = evaluate(pair.model, pair.guide, x, importance_samples=50, calibration=0)
     estimate = torch.tensor(result["log_likelihood_per_datapoint"], dtype=torch.float64)
     assert torch.allclose(estimate, pair.exact_log_likelihood(x).double(), atol=1e-3)
 
@@ -66,7 +66,7 @@ def test_a_wider_guide_covers_the_exact_mixture_and_ais_refuses_the_discrete_sit
     pair = M2Like()
     pair.widen = 1.5
     x = data(pair)
-    result = evaluate(pair.model, pair.guide, x, particles=1000, calibration=0, ais=AISOptions(steps=3, chains=2))
+    result = evaluate(pair.model, pair.guide, x, importance_samples=1000, calibration=0, ais=AISOptions(steps=3, chains=2))
     exact = pair.exact_log_likelihood(x).double().mean().item()
     assert abs(result["log_likelihood"] - exact) < 3 * result["log_likelihood_se"]
     assert "discrete" in result["diagnostics"]["skipped"]["AIS"] and "ais" not in result

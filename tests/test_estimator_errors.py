@@ -95,14 +95,14 @@ def test_an_infinite_kl_gives_an_elbo_of_minus_infinity_with_the_reason():
     result = fit(model, guide, x, val=x, test=x, objective="iwae:3", epochs=1, progress=False)
     assert result.metrics["test_elbo"] == -math.inf and "infinite" in result.metrics["test_infinite"]
     assert result.history[-1]["val_elbo"] == -math.inf
-    report = evaluate(model, guide, x, particles=50)
+    report = evaluate(model, guide, x, importance_samples=50)
     assert report["elbo"] == -math.inf and math.isfinite(report["log_likelihood"])
 
 
 @pytest.mark.parametrize("particles", [1, 2, 3, 24, 25])
 def test_every_k_works_and_psis_is_skipped_below_its_minimum(particles):
     truth = _truth(1.0)
-    report = evaluate(truth.model, truth.guide, truth.sample(20), particles=particles)
+    report = evaluate(truth.model, truth.guide, truth.sample(20), importance_samples=particles)
     assert math.isfinite(report["log_likelihood"])
     assert ("PSIS" in report["diagnostics"]["skipped"]) == (particles < 25)
     assert ("khat" in report) == (particles >= 25)
@@ -155,7 +155,7 @@ def test_the_terminal_flags_a_high_khat_share_by_the_rule_the_report_and_compare
     from pyro_vae.summaries import format_summary
 
     estimate = log_likelihood(0.1 * torch.randn(20, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
-    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "particles": 1000, "diagnostics": {}}
+    result = {"elbo": -1.0, "draws": 1, "num_datapoints": 20, "importance_samples": 1000, "diagnostics": {}}
     result.update({key: value for key, value in estimate.items() if not torch.is_tensor(value) and key != "psis"})
     result.update(khat_threshold=0.67, fraction_khat_above_threshold=share)
     lines = [line for line in format_summary(result).splitlines() if "PSIS k-hat exceeds" in line]

@@ -129,12 +129,12 @@ def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, ca
     run = tmp_path / "run"
     assert main(["fit", "--epochs", "3", "--latent-dim", "4", "--hidden", "32", "--out", str(run), "--no-progress"]) == 0
     fit_figure = (run / "figures" / "reconstructions_samples.png").read_bytes()
-    assert main(["evaluate", str(run), "--particles", "50", "--inference-points", "3", "--max-memory", "4MB"]) == 0
+    assert main(["evaluate", str(run), "--importance-samples", "50", "--inference-points", "3", "--max-memory", "4MB"]) == 0
     assert (run / "figures" / "reconstructions_samples.png").read_bytes() == fit_figure  # evaluate keeps the fit's
     printed = capsys.readouterr().out
     assert "Var(mu)" in printed and "log p(x)" in printed
     result = json.loads((run / "evaluation.json").read_text())
-    assert result["particles"] == 50 and len(result["khat"]) == result["num_datapoints"] == 179
+    assert result["importance_samples"] == 50 and len(result["khat"]) == result["num_datapoints"] == 179
     assert result["log_likelihood"] >= result["elbo"] - 3 * result["log_likelihood_mc_se"] - 0.5
     assert len(result["latents"]["reconstruction_gain"]) == 4
     assert len(result["calibration"]["coverage_50"]) == 4 and result["calibration"]["simulations"] == 200
@@ -153,7 +153,7 @@ def test_evaluate_command_writes_numbers_figures_and_inference_data(tmp_path, ca
 
 def test_evaluate_serves_a_users_own_pair():
     lg = LinearGaussian()
-    result = evaluate(lg.model, lg.guide, lg.sample(50), particles=20)
+    result = evaluate(lg.model, lg.guide, lg.sample(50), importance_samples=20)
     assert result["log_likelihood"] == pytest.approx(lg.exact_log_likelihood(lg.sample(50)).mean().item(), abs=1e-3)
     assert result["active_units"] == 2 and "collapsed_generation_mean_abs_difference" not in result
 
@@ -164,7 +164,7 @@ def test_an_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, monkeyp
     lg = LinearGaussian()
     lg.guide_scale_factor = 1.5
     x = lg.sample(40)
-    straight = evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "a", seed=4)
+    straight = evaluate(lg.model, lg.guide, x, importance_samples=30, max_memory=10_000, out=tmp_path / "a", seed=4)
 
     original, calls = iwae.IWAE.log_weights, {"n": 0}
 
@@ -176,11 +176,11 @@ def test_an_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, monkeyp
 
     monkeypatch.setattr(iwae.IWAE, "log_weights", interrupt_on_the_fifth_chunk)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "b", seed=4)
+        evaluate(lg.model, lg.guide, x, importance_samples=30, max_memory=10_000, out=tmp_path / "b", seed=4)
     assert (tmp_path / "b" / "evaluation.partial.pt").exists()
     monkeypatch.setattr(iwae.IWAE, "log_weights", original)
     calls["n"] = 0
-    resumed = evaluate(lg.model, lg.guide, x, particles=30, max_memory=10_000, out=tmp_path / "b", seed=4)
+    resumed = evaluate(lg.model, lg.guide, x, importance_samples=30, max_memory=10_000, out=tmp_path / "b", seed=4)
     assert resumed["log_likelihood_per_datapoint"] == straight["log_likelihood_per_datapoint"]
     assert not (tmp_path / "b" / "evaluation.partial.pt").exists()
 
@@ -198,7 +198,7 @@ def test_a_catalogue_vae_evaluation_killed_after_its_weights_resumes_bitwise(tmp
     data = load_data("digits")
     vae = VAE(data.event_shape, latent_dim=3, likelihood="cbernoulli", hidden=(16,))
     x = data.test[:60]
-    options = dict(particles=20, max_memory=40_000, seed=2, inference_points=3, elbo_draws=4)
+    options = dict(importance_samples=20, max_memory=40_000, seed=2, inference_points=3, elbo_draws=4)
     evaluate(vae.model, vae.guide, x, out=tmp_path / "a", **options)
     module = sys.modules["pyro_vae.inference.evaluate"]
     original = module.latent_statistics

@@ -119,3 +119,25 @@ def test_a_fit_option_no_preset_names_reaches_a_studys_fits_from_the_command_lin
         choose_preset(module.PRESETS, True, {"clip_norm": -1.0})
     with pytest.raises(ConfigError, match="unknown option 'clip_nrom'"):
         choose_preset(module.PRESETS, True, {"clip_nrom": 5.0})
+
+
+def test_an_old_spelling_works_for_one_release_with_a_note_saying_the_new_one():
+    """``particles`` meant the training objective's K in fit and the importance samples K in evaluate, compare and
+    compare-runs; ``seeds`` was a count.  The latter are now ``importance_samples`` and ``replicates``."""
+    from pyro_vae.analyses.options import CompareOptions
+    from pyro_vae.cli import build_parser
+    from pyro_vae.inference.options import CompareRunsOptions, EvaluateOptions
+
+    for options, old, new in ((EvaluateOptions, "particles", "importance_samples"),
+                              (CompareRunsOptions, "particles", "importance_samples"),
+                              (CompareOptions, "seeds", "replicates"), (CompareOptions, "particles", "importance_samples")):
+        with pytest.warns(FutureWarning, match=f"{old}= is deprecated .* use {new}="):
+            assert getattr(options.build(**{old: 7}), new) == 7
+        with pytest.raises(ConfigError, match=f"{old} and {new} are one"):
+            options.build(**{old: 7, new: 8})
+    parser = build_parser()
+    for argv, field in ((["evaluate", "run", "--particles", "7"], "importance_samples"),
+                        (["compare-runs", "a", "b", "--particles", "7"], "importance_samples"),
+                        (["compare", "--out", "o", "--seeds", "7"], "replicates")):
+        assert getattr(parser.parse_args(argv), field) == 7
+    assert FitOptions.build(particles=7).particles == 7  # fit's particles: the training objective's K, unchanged

@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     for seed in (0, 1):
         done = _cli("fit", "--model", SPEC, *SIZE, "--epochs", 3, "--seed", seed, "--no-progress", "--out", root / f"s{seed}")
         assert done.returncode == 0, done.stderr
-    done = _cli("evaluate", root / "s0", "--model", SPEC, "--particles", 100, "--inference-points", 4, "--estimator", "ais",
+    done = _cli("evaluate", root / "s0", "--model", SPEC, "--importance-samples", 100, "--inference-points", 4, "--estimator", "ais",
                 "--steps", 10, "--chains", 4, "--bracket-points", 3, "--calibration", 50)
     assert done.returncode == 0, done.stderr
     return root
@@ -72,7 +72,7 @@ def test_evaluate_reads_the_example_with_every_estimator_and_arviz_reads_its_pos
 
 
 def test_compare_runs_load_run_and_report_take_the_example(runs, tmp_path):
-    done = _cli("compare-runs", runs / "s0", runs / "s1", "--model", SPEC, "--particles", 50, "--out", tmp_path / "cmp.json")
+    done = _cli("compare-runs", runs / "s0", runs / "s1", "--model", SPEC, "--importance-samples", 50, "--out", tmp_path / "cmp.json")
     assert done.returncode == 0, done.stderr
     compared = json.loads((tmp_path / "cmp.json").read_text())
     assert {row["run"] for row in compared["runs"]} == {str(runs / "s0"), str(runs / "s1")}
@@ -100,7 +100,7 @@ def test_the_semi_supervised_vae_on_unlabelled_digits_through_every_command(tmp_
         done = _cli("fit", "--model", M2, *M2_SIZE, "--objective", "enum", "--epochs", 2, "--seed", seed, "--no-progress",
                     "--out", tmp_path / f"s{seed}")
         assert done.returncode == 0, done.stderr
-    done = _cli("evaluate", tmp_path / "s0", "--model", M2, "--particles", 100, "--estimator", "ais", "--steps", 5,
+    done = _cli("evaluate", tmp_path / "s0", "--model", M2, "--importance-samples", 100, "--estimator", "ais", "--steps", 5,
                 "--chains", 4, "--calibration", 20)
     assert done.returncode == 0, done.stderr
     evaluation = json.loads((tmp_path / "s0" / "evaluation.json").read_text())
@@ -108,7 +108,7 @@ def test_the_semi_supervised_vae_on_unlabelled_digits_through_every_command(tmp_
     skipped = evaluation["diagnostics"]["skipped"]
     assert "'y' is discrete" in skipped["AIS"] and "'y' is discrete" in skipped["calibration of q(z|x)"]
     assert set(evaluation["latents_by_site"]) == {"y", "z"}
-    done = _cli("compare-runs", tmp_path / "s0", tmp_path / "s1", "--model", M2, "--particles", 50)
+    done = _cli("compare-runs", tmp_path / "s0", tmp_path / "s1", "--model", M2, "--importance-samples", 50)
     assert done.returncode == 0 and "log p(x) per point" in done.stdout, done.stderr
     pyro.clear_param_store()
     assert type(load_run(tmp_path / "s1", model=M2).model).__name__ == "UnlabelledPair"

@@ -20,7 +20,7 @@ from ray_tasks import count_runs, sleep_or_fail
 
 TESTS = Path(__file__).resolve().parent
 #: compare --quick made small: its sweep is what differs between executors, not the diagnostics after it
-SMALL_COMPARE = dict(objectives=("elbo", "iwae:5"), seeds=2, epochs=1, particles=20, snr_particles=(1,), snr_draws=4,
+SMALL_COMPARE = dict(objectives=("elbo", "iwae:5"), replicates=2, epochs=1, importance_samples=20, snr_particles=(1,), snr_draws=4,
                      snr_points=8, gap_points=4, gap_steps=5, nuts_points=2, nuts_samples=10, nuts_warmup=10, nuts_chains=2)
 
 

@@ -82,9 +82,9 @@ def test_a_config_naming_code_runs_nothing_through_any_command(fitted, tmp_path,
     with pytest.raises(RunDirError, match="runs no code that a run directory names"):
         load_run(run)
     with pytest.raises(RunDirError, match="runs no code that a run directory names"):
-        compare_runs([fitted / "catalogue", run], particles=2)
+        compare_runs([fitted / "catalogue", run], importance_samples=2)
     capsys.readouterr()
-    for command in (["evaluate", str(run), "--particles", "2"], ["compare-runs", str(fitted / "catalogue"), str(run)]):
+    for command in (["evaluate", str(run), "--importance-samples", "2"], ["compare-runs", str(fitted / "catalogue"), str(run)]):
         assert main(command) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "name the factory yourself" in err, err
@@ -94,7 +94,7 @@ def test_a_config_naming_code_runs_nothing_through_any_command(fitted, tmp_path,
 
 def test_python_m_pyro_vae_does_not_import_a_package_beside_the_run(fitted, tmp_path):
     run, cwd, marker = _plant(fitted, tmp_path, "package beside the run")
-    done = subprocess.run([sys.executable, "-m", "pyro_vae", "evaluate", str(run), "--particles", "2"], cwd=cwd,
+    done = subprocess.run([sys.executable, "-m", "pyro_vae", "evaluate", str(run), "--importance-samples", "2"], cwd=cwd,
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "'pmod.evil:make'" in done.stderr
     assert not marker.exists()
@@ -114,10 +114,10 @@ def test_a_factory_the_user_names_runs_and_must_be_the_recorded_one(fitted, tmp_
     with pytest.raises(RunDirError, match="was fitted with the model factory"):
         load_run(user, model=f"{moved}:make_vae")
     # compare-runs: the named factory serves the run that records it; a name no run records is refused
-    assert main(["compare-runs", str(fitted / "catalogue"), str(user), "--particles", "3",
+    assert main(["compare-runs", str(fitted / "catalogue"), str(user), "--importance-samples", "3",
                  "--model", f"{PAIRS / 'vae_obs.py'}:make_vae"]) == 0
     capsys.readouterr()
-    assert main(["compare-runs", str(fitted / "catalogue"), str(user), "--particles", "3", "--model", f"{PAIRS / 'vae_obs.py'}:make_vae",
+    assert main(["compare-runs", str(fitted / "catalogue"), str(user), "--importance-samples", "3", "--model", f"{PAIRS / 'vae_obs.py'}:make_vae",
                  "--model", f"{PAIRS / 'robust_fa.py'}:make_robust_fa"]) == 2
     assert "is the factory of none of the runs" in capsys.readouterr().err
 
@@ -154,7 +154,7 @@ def test_a_received_file_that_is_a_device_is_refused_before_it_is_read(fitted, t
     shutil.copytree(fitted / "catalogue", run)
     (run / planted).unlink()
     (run / planted).symlink_to("/dev/zero")
-    assert main(["evaluate", str(run), "--particles", "2"]) == 2
+    assert main(["evaluate", str(run), "--importance-samples", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a regular file" in err, err
     if planted != "checkpoint.pt":

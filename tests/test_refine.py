@@ -121,7 +121,7 @@ def test_a_flow_guide_is_refined_from_exactly_its_amortised_flow(digits):
         assert torch.allclose(amortised["value"], per_point["value"])
         assert torch.allclose(amortised["fn"].log_prob(amortised["value"]), per_point["fn"].log_prob(amortised["value"]),
                               atol=1e-5)
-    result = evaluate(vae.model, vae.guide, x, particles=10, elbo_draws=2, refine_steps=3)
+    result = evaluate(vae.model, vae.guide, x, importance_samples=10, elbo_draws=2, refine_steps=3)
     assert "refinement" not in result["diagnostics"]["skipped"]
     assert result["refinement_gain"] >= -2 * result["refinement_gain_mc_se"]
 
@@ -129,6 +129,6 @@ def test_a_flow_guide_is_refined_from_exactly_its_amortised_flow(digits):
 def test_evaluate_reports_the_refined_and_amortised_elbos_per_point(digits):
     x = digits.test[:20]
     plain = VAE((1, 8, 8), latent_dim=2, hidden=(16,)).eval()
-    result = evaluate(plain.model, plain.guide, x, particles=10, elbo_draws=2, refine_steps=2)
+    result = evaluate(plain.model, plain.guide, x, importance_samples=10, elbo_draws=2, refine_steps=2)
     assert math.isfinite(result["elbo_refined"]) and len(result["refinement_gain_per_datapoint"]) == 20
     assert result["refinement_gain"] == pytest.approx(result["elbo_refined"] - result["elbo_amortised"], abs=1e-4)

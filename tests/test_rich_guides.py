@@ -248,7 +248,7 @@ def test_iaf_vae_fits_its_flow_round_trips_through_its_run_and_evaluates(tmp_pat
         pyro.set_rng_seed(1)
         elbos.append(elbo_terms(pair.model, pair.guide, test, particles=2)["elbo"])
     assert elbos[0] == pytest.approx(elbos[1], abs=1e-5)
-    result = evaluate(run.model.model, run.model.guide, test, particles=5, elbo_draws=2, draws=10)
+    result = evaluate(run.model.model, run.model.guide, test, importance_samples=5, elbo_draws=2, draws=10)
     assert result["latents"]["moments"] == "monte-carlo mean/sd of z"
     assert all(math.isfinite(v) for v in result["latents"]["var_mu"] + result["latents"]["prior_variance"])
     assert math.isfinite(result["log_likelihood"])

@@ -51,7 +51,7 @@ def test_a_planted_pickle_in_the_checkpoint_is_refused_and_never_run(digits, tmp
         load_run(tmp_path / "run")
     with pytest.raises(UnsafeFileError):
         _fit(digits, tmp_path / "run", epochs=2, resume=True)
-    assert main(["evaluate", str(tmp_path / "run"), "--particles", "2"]) == 2
+    assert main(["evaluate", str(tmp_path / "run"), "--importance-samples", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could run code" in err[0]
     assert not marker.exists()
@@ -63,7 +63,7 @@ def test_a_planted_pickle_in_a_partial_evaluation_is_refused_and_never_run(digit
     marker = tmp_path / "pwned"
     _plant(tmp_path / "run" / "evaluation.partial.pt", marker)
     with pytest.raises(UnsafeFileError, match="evaluation.partial.pt"):
-        evaluate(run.model.model, run.model.guide, digits.test[:20], particles=4, out=tmp_path / "run")
+        evaluate(run.model.model, run.model.guide, digits.test[:20], importance_samples=4, out=tmp_path / "run")
     assert not marker.exists()
 
 

@@ -142,10 +142,10 @@ def test_run_sweep_refuses_workers_that_are_no_positive_integer(tmp_path, worker
     (["analyze", "kl-law", "--quick", "--workers", "0"], "workers must be a positive integer, got 0"),
     (["analyze", "kl-law", "--quick", "--epochs", "0"], "epochs must be a positive integer, got 0"),
     (["analyze", "collapse", "--quick", "--latent-dim", "-2"], "latent_dim must be a positive integer, got -2"),
-    (["compare", "--quick", "--seeds", "0"], "seeds must be a positive integer, got 0"),
-    (["compare", "--quick", "--seeds", "-3"], "seeds must be a positive integer, got -3"),
+    (["compare", "--quick", "--replicates", "0"], "replicates must be a positive integer, got 0"),
+    (["compare", "--quick", "--replicates", "-3"], "replicates must be a positive integer, got -3"),
     (["compare", "--quick", "--batch-size", "0"], "batch_size must be a positive integer, got 0"),
-    (["compare", "--quick", "--particles", "0"], "particles must be a positive integer, got 0"),
+    (["compare", "--quick", "--importance-samples", "0"], "importance_samples must be a positive integer, got 0"),
     (["compare", "--quick", "--lr", "0"], "lr must be a positive number, got 0.0"),
     (["compare", "--quick", "--lr", "nan"], "lr must be a positive number, got nan"),
     (["compare", "--quick", "--lr", "inf"], "lr must be a positive number, got inf"),
@@ -165,9 +165,9 @@ def test_python_overrides_are_checked_too(tmp_path):
                                ({"lr": float("inf")}, "lr must be a positive number, got inf")):
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             common.choose_preset(kl_law.PRESETS, True, overrides)
-    for seeds in (0, -1):
-        with pytest.raises(ConfigError, match=f"^seeds must be a positive integer, got {seeds}$"):
-            compare(None, {}, tmp_path, ["elbo"], seeds=seeds)
+    for replicates in (0, -1):
+        with pytest.raises(ConfigError, match=f"^replicates must be a positive integer, got {replicates}$"):
+            compare(None, {}, tmp_path, ["elbo"], replicates=replicates)
 
 
 def _long_name(tmp_path):

@@ -92,7 +92,7 @@ def test_the_cli_fits_evaluates_with_refinement_and_load_run_rebuilds_it(tmp_pat
                 "--model-arg", "latent_dims=[6, 3]", "--model-arg", "hidden=[[16], [8]]", "--objective", "iwae:5",
                 "--epochs", 1, "--batch-size", 128, "--no-progress", "--out", out)
     assert done.returncode == 0, done.stderr
-    shown = _cli("evaluate", out, "--particles", 20, "--elbo-draws", 4, "--refine-steps", 2)
+    shown = _cli("evaluate", out, "--importance-samples", 20, "--elbo-draws", 4, "--refine-steps", 2)
     assert shown.returncode == 0, shown.stderr
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert set(evaluation["latents_by_site"]) == {"z1", "z2"}

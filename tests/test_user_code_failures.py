@@ -94,7 +94,7 @@ def test_a_failure_in_a_sweep_worker_is_the_same_one_line(tmp_path, capsys, monk
     path = tmp_path / "user_pair.py"
     path.write_text(source)
     code = main(["compare", "--quick", "--data", "synthetic-patches", "--model", f"{path}:make", "--objectives", "elbo",
-                 "--seeds", "1", "--epochs", "1", "--executor", "local", "--workers", "1", "--no-progress",
+                 "--replicates", "1", "--epochs", "1", "--executor", "local", "--workers", "1", "--no-progress",
                  "--out", str(tmp_path / "cmp")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err

@@ -101,7 +101,7 @@ def test_global_kl_counted_once_whatever_the_batch_size(gaussian_data):
 def test_evaluate_serves_a_global_latent_conditionally(gaussian_data, tmp_path):
     x, pair = gaussian_data
     pair.set_exact_guide(x)
-    result = evaluate(pair.model, pair.guide, x, particles=20, out=tmp_path, inference_points=5, draws=40)
+    result = evaluate(pair.model, pair.guide, x, importance_samples=20, out=tmp_path, inference_points=5, draws=40)
     assert result["data_plate"] == "points" and set(result["conditioned_on"]) == {"mu"}
     mu = torch.tensor(result["conditioned_on"]["mu"])
     exact = dist.MultivariateNormal(mu, pair.covariance()).log_prob(x)
@@ -187,9 +187,9 @@ def test_cli_fit_evaluate_and_load_run(case, tmp_path):
     assert done.returncode == 0, done.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["factory"].endswith(spec.replace("/", "")) and config["model"]["kwargs"]["event_shape"]
-    refused = _cli("evaluate", out, "--particles", 20, "--inference-points", 3)  # the directory's say-so runs no code
+    refused = _cli("evaluate", out, "--importance-samples", 20, "--inference-points", 3)  # the directory's say-so runs no code
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "name the factory yourself" in refused.stderr
-    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--particles", 20, "--inference-points", 3, "--estimator", "ais",
+    shown = _cli("evaluate", out, "--model", PAIRS / spec, "--importance-samples", 20, "--inference-points", 3, "--estimator", "ais",
                  "--steps", 5, "--chains", 4, "--bracket-points", 3, "--calibration", 20)
     assert shown.returncode == 0, shown.stderr
     assert "ran: elbo, importance-sampled log-likelihood" in shown.stdout and "AIS (T = 5, M = 4) on" in shown.stdout
@@ -231,7 +231,7 @@ def test_compare_three_objectives(case, tmp_path):
     factory = ModelFactory(str(PAIRS / spec), dict(parse_model_arg(a) for a in model_args) | {"event_shape": [1, 2, 2]})
     generator = torch.Generator().manual_seed(1)
     data = {split: torch.rand(n, 1, 2, 2, generator=generator) for split, n in (("train", 64), ("val", 16), ("test", 16))}
-    result = compare(factory, data, tmp_path, objectives, seeds=1, epochs=2, batch_size=32, particles=20, snr_particles=(1, 3),
+    result = compare(factory, data, tmp_path, objectives, replicates=1, epochs=2, batch_size=32, importance_samples=20, snr_particles=(1, 3),
                      snr_draws=4, snr_points=8, gap_points=4, gap_steps=5, nuts_points=2, nuts_samples=10, nuts_warmup=10,
                      nuts_chains=2, executor="serial", progress=False)
     assert [row["objective"] for row in sorted(result["summary"], key=lambda r: r["objective"])] == sorted(
@@ -244,7 +244,7 @@ def test_compare_three_objectives(case, tmp_path):
 
 def test_cli_compare_takes_a_users_pair(tmp_path):
     done = _cli("compare", "--quick", "--data", "synthetic-patches", "--model", PAIRS / "robust_fa.py:make_robust_fa",
-                "--model-arg", "factors=2", "--objectives", "elbo", "iwae:3", "--seeds", 1, "--epochs", 1, "--particles", 20,
+                "--model-arg", "factors=2", "--objectives", "elbo", "iwae:3", "--replicates", 1, "--epochs", 1, "--importance-samples", 20,
                 "--clip-norm", 5, "--on-nonfinite", "rollback", "--executor", "serial", "--no-progress", "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr
     headline = json.loads((tmp_path / "cmp" / "headline.json").read_text())

@@ -178,7 +178,7 @@ except pyro_vae.ConfigError as error:
 
 # %%
 pair = make_pair(data.event_shape, factors=2)  # the fitted parameters are in Pyro's param store
-report = pyro_vae.evaluate(pair.model, pair.guide, data.test, particles=1000, seed=0)
+report = pyro_vae.evaluate(pair.model, pair.guide, data.test, importance_samples=1000, seed=0)
 print(format_summary(report))
 print("conditioned on sigma =", report["conditioned_on"]["sigma"], "| global KL:", round(report["global_kl"], 4))
 print("skipped:", json.dumps(report["diagnostics"]["skipped"], indent=1))
@@ -212,7 +212,7 @@ print(f"recorded test ELBO {run.metrics['test_elbo']:.3f} +- {run.metrics['test_
 # held-out points scored by importance sampling instead of leave-one-out.
 
 # %%
-comparison = pyro_vae.compare_runs([runs / "k2", runs / "k6"], particles=1000, seed=0, models=["fa_pair.py:make_pair"])
+comparison = pyro_vae.compare_runs([runs / "k2", runs / "k6"], importance_samples=1000, seed=0, models=["fa_pair.py:make_pair"])
 print(comparison)
 
 # %%

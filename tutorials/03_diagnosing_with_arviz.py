@@ -73,7 +73,7 @@ print(f"validation ELBO after {len(result.history)} epochs: {result.history[-1][
 # %%
 out = Path("evaluation")
 shutil.rmtree(out, ignore_errors=True)  # so that the tutorial can be run again
-report = pyro_vae.evaluate(vae.model, vae.guide, data.test, particles=1000, out=out, inference_points=20,
+report = pyro_vae.evaluate(vae.model, vae.guide, data.test, importance_samples=1000, out=out, inference_points=20,
                            draws=500, seed=0)
 print(format_latent_table(report))
 print(format_summary(report))
