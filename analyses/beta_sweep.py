@@ -10,16 +10,17 @@ collapse (no active latent), the regime the claim is about.
 """
 
 from .common import begin, finish
+from .options import study_presets
 from .setting_sweep import digit_sets, headline_of, sweep_settings
 
 NAME = "beta-sweep"
-PRESETS = {
-    "quick": dict(data="digits", digit=3, betas=(0.1, 50.0), latent_dim=2, hidden=(128,), likelihood="cbernoulli",
+PRESETS = study_presets(
+    NAME,
+    quick=dict(data="digits", digit=3, betas=(0.1, 50.0), latent_dim=2, hidden=(128,), likelihood="cbernoulli",
                   epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local", workers=None),
-    "full": dict(data="mnist", digit=3, betas=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), latent_dim=2, hidden=(400,),
+    full=dict(data="mnist", digit=3, betas=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), latent_dim=2, hidden=(400,),
                  likelihood="cbernoulli", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
-                 workers=None),
-}
+                 workers=None),)
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):

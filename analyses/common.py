@@ -21,7 +21,6 @@ from pathlib import Path
 import pyro
 import torch
 
-from pyro_vae import checks
 from pyro_vae.errors import ConfigError, RunDirError
 from pyro_vae.factories import pair_module
 from pyro_vae.inference.options import FitOptions
@@ -29,12 +28,6 @@ from pyro_vae.models import VAE
 from pyro_vae.files import TEMPORARY_GLOB, DirectoryLock, make_directory, read_json, write_csv, write_json
 from pyro_vae.rundir import RunDir, library_versions
 
-#: Preset options that count something (positive integers) and learning rates (positive finite numbers).
-COUNTS = frozenset({"epochs", "latent_dim", "replicates", "workers", "batch_size", "importance_samples", "samples", "snr_draws",
-                    "snr_points", "elbo_draws", "gap_points", "gap_steps", "nuts_points", "nuts_samples", "nuts_chains", "track_every",
-                    "track_points", "gmm_components", "gmm_steps", "second_epochs", "draws_per_point",
-                    "epochs_per_level", "max_levels", "revival_epochs"})
-RATES = frozenset({"lr"})
 #: Preset options that build the catalogue VAE (the keywords of :class:`~pyro_vae.models.VAE`) and that train it.
 MODEL_KEYS = tuple(inspect.signature(VAE).parameters)[1:]
 #: The fields of FitOptions a study's fits take from its preset, or from an override the preset does not name
@@ -53,29 +46,22 @@ WHAT = "analysis directory"
 _LOCKS = {}  # resolved directory -> (DirectoryLock, id of the thread whose study holds it)
 
 
-def check_option(key, value):
-    """``value`` of the option ``key``, refused if a count is no positive integer or a rate no positive number."""
-    if key in COUNTS:
-        return checks.positive_int(key, value)
-    if key in RATES:
-        return checks.positive_float(key, value)
-    return value
-
-
 def choose_preset(presets, quick, overrides):
-    """The ``quick`` or ``full`` preset with the non-None ``overrides`` applied (checked by :func:`check_option`, and
-    a field of FitOptions by FitOptions); any field of :data:`TRAINING_KEYS` may be given, reaching every fit of
-    :func:`fit_catalogue_vae`."""
-    preset = dict(presets["quick" if quick else "full"])
-    for key, value in overrides.items():
-        if value is not None:
-            if key not in preset and key not in TRAINING_KEYS:
-                raise ConfigError(f"unknown option {key!r} for this analysis; it takes: "
-                                  f"{', '.join(sorted({*preset, *TRAINING_KEYS}))}")
-            preset[key] = check_option(key, value)
-            if key in TRAINING_KEYS:
-                FitOptions.build(**{key: preset[key]})  # a bad fit option is refused before the study starts
-    return preset
+    """The ``quick`` or ``full`` preset (an options instance, :func:`~.options.study_presets`) with the non-None
+    ``overrides`` in place of its fields, each checked by its declaration; any field of :data:`TRAINING_KEYS` the
+    preset does not name may be given too (checked by FitOptions), reaching every fit of :func:`fit_catalogue_vae`.
+    Returns the options as a dict, as ``config.json`` records them."""
+    preset = presets["quick" if quick else "full"]
+    options = type(preset)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    unknown = sorted(key for key in given if key not in options.keywords() and key not in TRAINING_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown option {unknown[0]!r} for this analysis; it takes: "
+                          f"{', '.join(sorted({*options.names(), *TRAINING_KEYS}))}")
+    training = {key: value for key, value in given.items() if key not in options.keywords()}
+    chosen = options.build(preset, **{key: value for key, value in given.items() if key not in training}).values()
+    built = FitOptions.build(**training)  # a bad fit option is refused before the study starts
+    return {**chosen, **{key: getattr(built, key) for key in training}}
 
 
 def _refuse_other_config(out, config):

@@ -29,14 +29,15 @@ from pyro_vae.inference import elbo_terms, latent_statistics
 from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
 
 from .common import begin, figure_title, finish, fit_catalogue_vae
+from .options import study_presets
 
 NAME = "two-stage"
-PRESETS = {
-    "quick": dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, second_hidden=(256, 256), second_epochs=60,
+PRESETS = study_presets(
+    NAME,
+    quick=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, second_hidden=(256, 256), second_epochs=60,
                   draws_per_point=5, batch_size=64, lr=1e-3, samples=500, seed=0),
-    "full": dict(data="mnist", latent_dim=16, hidden=(400,), epochs=100, second_hidden=(512, 512), second_epochs=200,
-                 draws_per_point=5, batch_size=128, lr=1e-3, samples=2000, seed=0),
-}
+    full=dict(data="mnist", latent_dim=16, hidden=(400,), epochs=100, second_hidden=(512, 512), second_epochs=200,
+                 draws_per_point=5, batch_size=128, lr=1e-3, samples=2000, seed=0),)
 
 
 def gaussian_fit_kl_to_standard_normal(codes):

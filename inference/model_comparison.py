@@ -52,7 +52,7 @@ from pyro_vae.factories import ModelFactory, pair_module, recorded_entry
 from pyro_vae.files import check_file_target, write_json
 from pyro_vae.options import documented
 from pyro_vae.rundir import RunDir
-from pyro_vae.summaries import HIGH_KHAT_SHARE, khat_flagged
+from pyro_vae.summaries import khat_flagged
 
 from .ais import ais_log_likelihood
 from .estimators import importance_log_weights

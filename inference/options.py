@@ -38,11 +38,6 @@ def _optimizer(name, value):
     return value
 
 
-def _device(name, value):
-    checks.device(value)
-    return value
-
-
 @dataclass(frozen=True)
 class FitOptions(Options):
     """How :func:`~pyro_vae.inference.fit` fits a pair; every field is checked when made (module doc)."""
@@ -65,7 +60,7 @@ class FitOptions(Options):
                               checks.positive_float, float)
     seed: int = option(0, "seeds torch, NumPy and Python before the first step: the same seed gives the same numbers "
                        "on CPU, interrupted or not", checks.seed, int)
-    device: Any = option("cpu", "where data, parameters and every step live: cpu, cuda, cuda:1, ...", _device)
+    device: Any = option("cpu", "where data, parameters and every step live: cpu, cuda, cuda:1, ...", checks.device_spec)
     dynamic_binarization: bool = option(False, "draw x ~ Bernoulli(x) afresh for every training minibatch (the CLI "
                                         "sets it from --binarize)", cli=False)
     eval_batch_size: int = option(1000, "data points per batch of the validation and final ELBO", checks.positive_int, int)
@@ -118,7 +113,7 @@ class CompareRunsOptions(Options):
     split: str = option("test", "the split of the runs' data to score (when no points are given)", choices=SPLITS)
     max_memory: int = option(DEFAULT_MAX_MEMORY, "bytes per chunk of importance samples (the CLI reads 128MB, 2GB, ...)",
                              checks.positive_int, int, cli=False)
-    device: Any = option("cpu", "where the scoring runs: cpu, cuda, cuda:1, ...", _device)
+    device: Any = option("cpu", "where the scoring runs: cpu, cuda, cuda:1, ...", checks.device_spec)
     data_dir: str = option(None, "the directory of the runs' data, in place of the one their config.json records")
 
 

@@ -116,6 +116,13 @@ def device(value):
     return parsed
 
 
+def device_spec(name, value):
+    """``value`` as given (``"cuda:1"``), once :func:`device` has found it a device that holds data and exists here:
+    the check of an options field, which keeps the user's spelling for the run's config."""
+    device(value)
+    return value
+
+
 def _human(nbytes):
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if nbytes < 1024 or unit == "PB":

@@ -98,7 +98,6 @@ def _fit(args, reports):
 
     from .contract import missing
     from .data import load_data
-    from .errors import ConfigError
     from .factories import CATALOGUE_VAE, pair_module
     from .inference import fit
     from .inference.objectives import capabilities, make_objective

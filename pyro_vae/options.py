@@ -66,25 +66,28 @@ class Options:
         return dataclasses.replace(options, **values)
 
     @classmethod
+    def _old_spellings(cls):
+        """``{old Python keyword: field}``, an alias's spelling as a keyword (``particles`` for ``--particles``)."""
+        return {alias.lstrip("-").replace("-", "_"): spec.name for spec in dataclasses.fields(cls)
+                for alias in spec.metadata["aliases"] if alias.lstrip("-").replace("-", "_") not in cls.names()}
+
+    @classmethod
     def keywords(cls):
-        """The Python keywords these options take: the fields and the old spellings of :meth:`_renamed`."""
-        return {*cls.names(), *(alias.lstrip("-").replace("-", "_") for spec in dataclasses.fields(cls)
-                                for alias in spec.metadata["aliases"])}
+        """The Python keywords these options take: the fields and their old spellings (:meth:`_renamed`)."""
+        return {*cls.names(), *cls._old_spellings()}
 
     @classmethod
     def _renamed(cls, values):
-        """``values`` with an old spelling of a field (its flag's alias: ``particles`` for ``--particles``) under the
-        field's name, and a FutureWarning saying so, for one release."""
+        """``values`` with an old spelling of a field under the field's name, and a FutureWarning saying so, for one
+        release."""
         values = dict(values)
-        for spec in dataclasses.fields(cls):
-            for alias in spec.metadata["aliases"]:
-                old = alias.lstrip("-").replace("-", "_")
-                if old in values and old not in cls.names():
-                    if spec.name in values:
-                        raise ConfigError(f"{old} and {spec.name} are one {cls.command} option; give {spec.name} only")
-                    warnings.warn(f"{cls.command}: {old}= is deprecated and will be removed in the next release; use "
-                                  f"{spec.name}=", FutureWarning, stacklevel=4)
-                    values[spec.name] = values.pop(old)
+        for old, field in cls._old_spellings().items():
+            if old in values:
+                if field in values:
+                    raise ConfigError(f"{old} and {field} are one {cls.command} option; give {field} only")
+                warnings.warn(f"{cls.command}: {old}= is deprecated and will be removed in the next release; use {field}=",
+                              FutureWarning, stacklevel=4)
+                values[field] = values.pop(old)
         return values
 
     def values(self, exclude=()):

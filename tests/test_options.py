@@ -111,7 +111,7 @@ def test_a_fit_option_no_preset_names_reaches_a_studys_fits_from_the_command_lin
 
     monkeypatch.setattr(pyro_vae.inference, "fit", recording_fit)
     module = ANALYSES.get(study).load()
-    serial = {"executor": "serial"} if "executor" in module.PRESETS["quick"] else {}  # this process: seen is filled
+    serial = {"executor": "serial"} if "executor" in module.PRESETS["quick"].names() else {}  # this process: seen is filled
     with pytest.raises((_Stop, UserCodeError)):  # a sweep's task reports the stop as an error of the user's code
         module.run(tmp_path / "out", quick=True, clip_norm=5.0, on_nonfinite="rollback", progress=False, **serial)
     assert seen["clip_norm"] == 5.0 and seen["on_nonfinite"] == "rollback"
@@ -141,3 +141,27 @@ def test_an_old_spelling_works_for_one_release_with_a_note_saying_the_new_one():
                         (["compare", "--out", "o", "--seeds", "7"], "replicates")):
         assert getattr(parser.parse_args(argv), field) == 7
     assert FitOptions.build(particles=7).particles == 7  # fit's particles: the training objective's K, unchanged
+
+
+def test_every_studys_presets_are_instances_of_its_options_class_whose_fields_are_declared_once():
+    from pyro_vae.analyses import ANALYSES
+    from pyro_vae.analyses.common import choose_preset
+    from pyro_vae.analyses.options import STUDY_FIELDS, CompareOptions
+
+    for name in ANALYSES.names():
+        presets = ANALYSES.get(name).load().PRESETS
+        options = type(presets["full"])
+        assert type(presets["quick"]) is options and options.command == name
+        for spec in dataclasses.fields(options):  # FitOptions', CompareOptions' or STUDY_FIELDS' own declaration
+            owners = [owner for owner in (FitOptions, CompareOptions) if spec.name in owner.names()]
+            expected = dataclasses.fields(owners[0])[owners[0].names().index(spec.name)].metadata if owners else \
+                STUDY_FIELDS[spec.name].metadata
+            assert spec.metadata is expected or spec.metadata == expected, (name, spec.name)
+        assert choose_preset(presets, False, {}) == presets["full"].values()  # config.json records these
+    kl_law = ANALYSES.get("kl-law").load()
+    with pytest.raises(ConfigError, match="betas must be a positive number, got -1"):
+        choose_preset(kl_law.PRESETS, True, {"betas": (0.5, -1)})
+    with pytest.raises(UnknownNameError, match="unknown executor 'nosuch'"):
+        choose_preset(kl_law.PRESETS, True, {"executor": "nosuch"})
+    with pytest.raises(ConfigError, match="hidden must be a sequence"):
+        type(kl_law.PRESETS["quick"])(hidden=64)

@@ -9,7 +9,6 @@ from torch.distributions import MultivariateNormal, kl_divergence
 
 from linear_gaussian import mis_amortised_problem
 from pyro_vae import evaluate, fit, load_data
-from pyro_vae.errors import ConfigError
 from pyro_vae.inference.gaps import LocalGuide, _guide_sites
 from pyro_vae.inference.traces import mean_field_valid
 from pyro_vae.inference.refine import refine

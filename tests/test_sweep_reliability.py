@@ -202,7 +202,7 @@ def test_an_out_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch
 
 
 def _quick_kl_law(**changes):
-    return {"preset": "quick", **kl_law.PRESETS["quick"], "data_dir": None, **changes}
+    return {"preset": "quick", **kl_law.PRESETS["quick"].values(), "data_dir": None, **changes}
 
 
 def _snapshot(directory):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pyro_vae._arviz import arviz
-from pyro_vae import ConfigError, RunDirError, evaluate, fit, load_run
+from pyro_vae import ConfigError, evaluate, fit, load_run
 from pyro_vae.analyses.compare import compare
 from pyro_vae.factories import ModelFactory
 from pyro_vae.inference import IWAE, elbo_terms
