@@ -182,6 +182,10 @@ def build_parser():
     analyze.add_argument("--latent-dim", type=_COUNT["latent_dim"], help="latent dimension (default: the preset's)")
     analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
     analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
+    analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="any option of the study: a field of its presets (betas=[0.1,1], tolerance=0.3, "
+                         "networks=[\"mlp\"]), the value read as JSON where it parses; checked by the study's options "
+                         "class, an unknown KEY refused with the valid ones (repeatable)")
     analyze.add_argument("--no-progress", action="store_true")
     from .analyses.common import NOT_ANALYZE_FLAGS
 

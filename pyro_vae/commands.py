@@ -212,14 +212,20 @@ def analyze_command(args):
     from .analyses import ANALYSES
 
     from .analyses.common import NOT_ANALYZE_FLAGS
+    from .errors import ConfigError
+    from .factories import parse_model_arg
     from .inference.options import FitOptions
 
     study = ANALYSES.get(args.name).load()
-    fit_options = FitOptions.from_mapping(vars(args), exclude=NOT_ANALYZE_FLAGS)
+    flags = {"data": args.data, "latent_dim": args.latent_dim, "executor": args.executor, "workers": args.workers,
+             **FitOptions.from_mapping(vars(args), exclude=NOT_ANALYZE_FLAGS)}
+    values = dict(parse_model_arg(text, "--set") for text in args.set)  # checked by the study's options class
+    twice = sorted(key for key in values if flags.get(key) is not None)
+    if twice:
+        raise ConfigError(f"{twice[0]} is given twice (--set {twice[0]}=... and its own flag); give it once")
     with nothing_left_if_refused(args.out):
         headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                             data=args.data, latent_dim=args.latent_dim, executor=args.executor, workers=args.workers,
-                             **fit_options)
+                             **{**flags, **values})
     print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0

@@ -30,16 +30,16 @@ from .usercode import UserCodeError, as_user_code_error, mark_user_module
 CATALOGUE_VAE = "pyro_vae.models:VAE"
 
 
-def parse_model_arg(text):
+def parse_model_arg(text, flag="--model-arg"):
     """``"key=value"`` -> ``(key, value)``, the value read as JSON where it parses (``3``, ``[1, 2]``,
-    ``true``), else kept as a string."""
+    ``true``), else kept as a string; ``flag`` names the option in a refusal."""
     key, equals, value = str(text).partition("=")
     if not equals or not key.strip().isidentifier():
-        raise ConfigError(f"--model-arg expects KEY=VALUE with KEY a Python name, e.g. latent_dim=4; got {text!r}")
+        raise ConfigError(f"{flag} expects KEY=VALUE with KEY a Python name, e.g. latent_dim=4; got {text!r}")
     try:
         return key.strip(), json.loads(value)
     except RecursionError:
-        raise ConfigError(f"--model-arg {key.strip()}: the value is nested too deeply to read as JSON") from None
+        raise ConfigError(f"{flag} {key.strip()}: the value is nested too deeply to read as JSON") from None
     except ValueError:
         return key.strip(), value
 

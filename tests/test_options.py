@@ -165,3 +165,31 @@ def test_every_studys_presets_are_instances_of_its_options_class_whose_fields_ar
         choose_preset(kl_law.PRESETS, True, {"executor": "nosuch"})
     with pytest.raises(ConfigError, match="hidden must be a sequence"):
         type(kl_law.PRESETS["quick"])(hidden=64)
+
+
+def test_any_option_of_a_study_is_reachable_from_the_command_line_and_checked_by_its_declaration(tmp_path, monkeypatch,
+                                                                                                  capsys):
+    """``pyro-vae analyze NAME --set KEY=VALUE``: a field of the study's options class with no flag of its own."""
+    import pyro_vae.inference
+    from pyro_vae.cli import main
+
+    seen = {}
+
+    def recording_fit(*args, **kwargs):
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(pyro_vae.inference, "fit", recording_fit)
+    out = tmp_path / "out"
+    argv = ["analyze", "kl-law", "--quick", "--executor", "serial", "--no-progress", "--out", str(out)]
+    assert main([*argv, "--set", "betas=[0.25]"]) == 2  # stopped at the first fit, as recorded
+    assert seen["beta"] == 0.25 and not out.exists()
+    for values, said in ((["betas=[0.5,-1]"], "betas must be a positive number, got -1"),
+                         (["nosuch=3"], "unknown option 'nosuch' for this analysis; it takes: batch_size, betas"),
+                         (["epochs=2", "--epochs", "3"], "epochs is given twice"),
+                         (["betas"], "--set expects KEY=VALUE")):
+        capsys.readouterr()
+        assert main([*argv, "--set", *values]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+        assert not out.exists()
