@@ -43,9 +43,8 @@ class Options:
                 object.__setattr__(self, spec.name, check(spec.name, value))
             if isinstance(spec.default, bool) and not isinstance(value, bool):
                 raise ConfigError(f"{spec.name} must be True or False, got {value!r}")
-            choices = spec.metadata["choices"]
-            if choices is not None and given and value not in choices:
-                raise UnknownNameError(f"unknown {spec.name} {value!r}; expected one of: {', '.join(map(str, choices))}")
+            if spec.metadata["choices"] is not None and given:
+                _one_of(spec.metadata["choices"])(spec.name, value)
 
     @classmethod
     def names(cls):
@@ -111,9 +110,12 @@ class Options:
             if isinstance(spec.default, bool):
                 kwargs.update(action="store_true", default=None if from_preset else spec.default)
             else:
-                check, parse = spec.metadata["check"], spec.metadata["parse"]
+                check, parse, choices = spec.metadata["check"], spec.metadata["parse"], spec.metadata["choices"]
+                if choices is not None:  # refused in the words Python uses, not argparse's "invalid choice"
+                    check = _one_of(choices)
+                    kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
                 kwargs.update(type=checks.argument_type(check, spec.name, parse) if check is not None else parse,
-                              choices=spec.metadata["choices"], default=None if from_preset else spec.default)
+                              default=None if from_preset else spec.default)
             group.add_argument(flag, **kwargs)
             for alias in spec.metadata["aliases"]:
                 group.add_argument(alias, dest=spec.name, type=kwargs.get("type"), help=argparse.SUPPRESS,
@@ -135,6 +137,15 @@ class Options:
         fields = [inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=spec.default)
                   for spec in dataclasses.fields(cls)]
         return signature.replace(parameters=parameters + fields)
+
+
+def _one_of(choices):
+    """A check refusing a value outside ``choices``, listing them."""
+    def check(name, value):
+        if value not in choices:
+            raise UnknownNameError(f"unknown {name} {value!r}; expected one of: {', '.join(map(str, choices))}")
+        return value
+    return check
 
 
 def documented(options_class):

@@ -61,7 +61,7 @@ FIT_CASES = [
     (["--device", "foo"], "unknown device 'foo'"),
     (["--device", "cuda:7"], "cuda"),
     (["--epochs", "nan"], "epochs must be an integer"),
-    (["--on-nonfinite", "ignore"], "invalid choice: .ignore."),
+    (["--on-nonfinite", "ignore"], "unknown on_nonfinite .ignore.; expected one of: raise, rollback"),
     (["--optimizer", "sgd"], "unknown optimizer"),
     (["--no-such-option"], "unrecognized arguments"),
 ]

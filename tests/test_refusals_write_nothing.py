@@ -13,7 +13,7 @@ REFUSED = [
     (["compare", "--quick", "--executor", "serial", "--likelihood", "nosuch"], "unknown likelihood 'nosuch'"),
     (["compare", "--quick", "--executor", "serial", "--objectives", "nosuch"], "unknown objective 'nosuch'"),
     (["compare", "--quick", "--device", "meta"], "device 'meta' holds no data"),
-    (["compare", "--quick", "--executor", "nosuch"], "invalid choice: 'nosuch' (choose from 'serial', 'local', 'ray')"),
+    (["compare", "--quick", "--executor", "nosuch"], "unknown executor 'nosuch'; expected one of: serial, local, ray"),
     (["compare", "--quick", "--data", "mnist"], "mnist needs a data directory"),
     (["compare", "--quick", "--model", "tests/pairs/robust_fa.py:nothing"], "no callable 'nothing'"),
     (["analyze", "collapse", "--quick", "--data", "nosuch"], "unknown data set 'nosuch'"),
