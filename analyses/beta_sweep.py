@@ -17,10 +17,11 @@ NAME = "beta-sweep"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", digit=3, betas=(0.1, 50.0), latent_dim=2, hidden=(128,), likelihood="cbernoulli",
-                  epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local", workers=None),
+               epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local", workers=None),
     full=dict(data="mnist", digit=3, betas=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), latent_dim=2, hidden=(400,),
-                 likelihood="cbernoulli", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
-                 workers=None),)
+              likelihood="cbernoulli", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
+              workers=None),
+)
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):

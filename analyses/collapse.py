@@ -31,11 +31,12 @@ NAME = "collapse"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                  epochs=25, batch_size=64, lr=3e-3, importance_samples=50, track_every=20, track_points=300, seed=0,
-                  executor="local", workers=None),
+               epochs=25, batch_size=64, lr=3e-3, importance_samples=50, track_every=20, track_points=300, seed=0,
+               executor="local", workers=None),
     full=dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), networks=("mlp", "conv"), likelihood="bernoulli",
-                 epochs=100, batch_size=128, lr=1e-3, importance_samples=1000, track_every=20, track_points=1000, seed=0,
-                 executor="local", workers=None),)
+              epochs=100, batch_size=128, lr=1e-3, importance_samples=1000, track_every=20, track_points=1000, seed=0,
+              executor="local", workers=None),
+)
 
 
 def fit_network(run_dir, data, network, preset, dynamic_binarization):

@@ -53,12 +53,12 @@ def choose_preset(presets, quick, overrides):
     Returns the options as a dict, as ``config.json`` records them."""
     preset = presets["quick" if quick else "full"]
     options = type(preset)
-    given = {key: value for key, value in overrides.items() if value is not None}
-    unknown = sorted(key for key in given if key not in options.keywords() and key not in TRAINING_KEYS)
+    given, own = {key: value for key, value in overrides.items() if value is not None}, options.keywords()
+    unknown = sorted(key for key in given if key not in own and key not in TRAINING_KEYS)
     if unknown:
         raise ConfigError(f"unknown option {unknown[0]!r} for this analysis; it takes: "
                           f"{', '.join(sorted({*options.names(), *TRAINING_KEYS}))}")
-    training = {key: value for key, value in given.items() if key not in options.keywords()}
+    training = {key: value for key, value in given.items() if key not in own}
     chosen = options.build(preset, **{key: value for key, value in given.items() if key not in training}).values()
     built = FitOptions.build(**training)  # a bad fit option is refused before the study starts
     return {**chosen, **{key: getattr(built, key) for key in training}}

@@ -62,16 +62,17 @@ _FIT_DEFAULTS = FitOptions().values(exclude=PER_FIT)
 PRESETS = study_presets(
     NAME,
     quick=dict(_FIT_DEFAULTS, data="digits", objectives=("elbo", "stl", "iwae:5", "iwae-dreg:5"), replicates=2, latent_dim=4,
-                  hidden=(64,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64,
-                  lr=3e-3, importance_samples=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
-                  nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
-                  device="cpu", seed=0, model=None, model_kwargs=None, data_plate=None),
+               hidden=(64,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp", epochs=8, batch_size=64,
+               lr=3e-3, importance_samples=100, snr_particles=(1, 5), snr_draws=20, snr_points=64, gap_points=30, gap_steps=100,
+               nuts_points=3, nuts_samples=100, nuts_warmup=100, nuts_chains=2, executor="local", workers=None,
+               device="cpu", seed=0, model=None, model_kwargs=None, data_plate=None),
     full=dict(_FIT_DEFAULTS, data="mnist", objectives=("elbo", "meanfield", "iwae:5", "iwae:50", "iwae-dreg:5", "stl"),
-                 replicates=3, latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
-                 epochs=50, batch_size=128, lr=1e-3, importance_samples=1000, snr_particles=(1, 5, 50), snr_draws=100,
-                 snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
-                 nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
-                 data_plate=None),)
+              replicates=3, latent_dim=20, hidden=(400,), prior="normal", guide="normal", likelihood="bernoulli", network="mlp",
+              epochs=50, batch_size=128, lr=1e-3, importance_samples=1000, snr_particles=(1, 5, 50), snr_draws=100,
+              snr_points=100, gap_points=200, gap_steps=500, nuts_points=10, nuts_samples=500, nuts_warmup=500,
+              nuts_chains=4, executor="local", workers=None, device="cpu", seed=0, model=None, model_kwargs=None,
+              data_plate=None),
+)
 METRICS = ("test_elbo", "test_kl", "log_likelihood", "gap", "active_units", "seconds_per_epoch")
 
 

@@ -53,15 +53,16 @@ NAME = "guides"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2"),
-                  objectives=("elbo",), vamp_components=10, one_layer=dict(latent_dim=4, hidden=(32,)),
-                  two_layer=dict(latent_dims=(8, 4), hidden=((32,), (16,))), likelihood="bernoulli", epochs=3,
-                  batch_size=128, lr=3e-3, importance_samples=100, elbo_draws=20, gap_points=20, gap_steps=20, ais_steps=20, ais_chains=8,
-                  bracket_points=4, seed=0, executor="local", workers=None),
+               objectives=("elbo",), vamp_components=10, one_layer=dict(latent_dim=4, hidden=(32,)),
+               two_layer=dict(latent_dims=(8, 4), hidden=((32,), (16,))), likelihood="bernoulli", epochs=3,
+               batch_size=128, lr=3e-3, importance_samples=100, elbo_draws=20, gap_points=20, gap_steps=20, ais_steps=20, ais_chains=8,
+               bracket_points=4, seed=0, executor="local", workers=None),
     full=dict(data="mnist", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2", "iaf:4"),
-                 objectives=("elbo", "iwae:5"), vamp_components=500, one_layer=dict(latent_dim=50, hidden=(200, 200)),
-                 two_layer=dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100))), likelihood="bernoulli",
-                 epochs=100, batch_size=100, lr=1e-3, importance_samples=5000, elbo_draws=100, gap_points=100, gap_steps=300, ais_steps=500,
-                 ais_chains=32, bracket_points=20, seed=0, executor="local", workers=None),)
+              objectives=("elbo", "iwae:5"), vamp_components=500, one_layer=dict(latent_dim=50, hidden=(200, 200)),
+              two_layer=dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100))), likelihood="bernoulli",
+              epochs=100, batch_size=100, lr=1e-3, importance_samples=5000, elbo_draws=100, gap_points=100, gap_steps=300, ais_steps=500,
+              ais_chains=32, bracket_points=20, seed=0, executor="local", workers=None),
+)
 #: Burda et al. (2016), Table 1: test log p(x), binarised MNIST, K = 5,000.
 PUBLISHED = {("one-layer", "elbo"): -86.76, ("one-layer", "iwae:5"): -85.54,
              ("two-layer", "elbo"): -85.33, ("two-layer", "iwae:5"): -83.89}

@@ -39,11 +39,12 @@ NAME = "identifiability"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=4, hidden=(64,), epochs=15, batch_size=128, lr=3e-3,
-                  betas=(0.25, 4.0), sigmas=(1.0, 0.1), importance_samples=50, gmm_components=5, gmm_steps=50, seed=0,
-                  executor="local", workers=None),
+               betas=(0.25, 4.0), sigmas=(1.0, 0.1), importance_samples=50, gmm_components=5, gmm_steps=50, seed=0,
+               executor="local", workers=None),
     full=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=200, batch_size=64, lr=1e-3,
-                 betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), importance_samples=1000,
-                 gmm_components=10, gmm_steps=300, seed=0, executor="local", workers=None),)
+              betas=(0.1, 0.25, 0.5, 1.0, 2.0, 4.0), sigmas=(1.0, 0.3, 0.1, 0.03, 0.01), importance_samples=1000,
+              gmm_components=10, gmm_steps=300, seed=0, executor="local", workers=None),
+)
 
 
 @torch.no_grad()

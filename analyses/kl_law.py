@@ -26,10 +26,11 @@ NAME = "kl-law"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=4, hidden=(64,), likelihood="bernoulli", betas=(0.05, 1.0), epochs=40,
-                  batch_size=64, lr=3e-3, tolerance=None, seed=0, executor="local", workers=None),
+               batch_size=64, lr=3e-3, tolerance=None, seed=0, executor="local", workers=None),
     full=dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), likelihood="bernoulli",
-                 betas=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0), epochs=60, batch_size=128, lr=1e-3, tolerance=None, seed=0,
-                 executor="local", workers=None),)
+              betas=(0.01, 0.03, 0.1, 0.3, 0.5, 1.0, 2.0), epochs=60, batch_size=128, lr=1e-3, tolerance=None, seed=0,
+              executor="local", workers=None),
+)
 LATENT_COLUMNS = ("active", "var_mu", "mean_sigma2", "moment_sum", "mean_mu")
 
 

@@ -8,7 +8,6 @@ latents are inactive, and the active count at the largest d.  The fits run in pa
 (:mod:`pyro_vae.sweep`; ``executor``, ``workers``) and a stopped sweep resumes where it stopped.
 """
 
-
 from pyro_vae.inference.weights import shown
 from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
@@ -20,9 +19,10 @@ NAME = "latent-sweep"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,
-                  lr=3e-3, importance_samples=50, seed=0, executor="local", workers=None),
+               lr=3e-3, importance_samples=50, seed=0, executor="local", workers=None),
     full=dict(data="mnist", latent_dims=(2, 4, 8, 16, 32, 64), hidden=(256, 64), likelihood="bernoulli", epochs=60,
-                 batch_size=128, lr=1e-3, importance_samples=1000, seed=0, executor="local", workers=None),)
+              batch_size=128, lr=1e-3, importance_samples=1000, seed=0, executor="local", workers=None),
+)
 
 
 def fit_latent_size(run_dir, data, latent_dim, preset, dynamic_binarization):

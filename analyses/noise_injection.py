@@ -38,11 +38,12 @@ NAME = "noise-injection"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), likelihood="bernoulli", epochs=40, batch_size=64,
-                  lr=2e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=2, max_levels=8, hold_epochs=(6, 12),
-                  revival_epochs=25, track_points=300, seed=0),
+               lr=2e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=2, max_levels=8, hold_epochs=(6, 12),
+               revival_epochs=25, track_points=300, seed=0),
     full=dict(data="mnist", latent_dim=16, hidden=(256, 64, 32), likelihood="bernoulli", epochs=60, batch_size=128,
-                 lr=1e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=3, max_levels=8, hold_epochs=(5, 20),
-                 revival_epochs=30, track_points=1000, seed=0),)
+              lr=1e-3, first_noise=0.25, noise_factor=2.0, epochs_per_level=3, max_levels=8, hold_epochs=(5, 20),
+              revival_epochs=30, track_points=1000, seed=0),
+)
 ACTIVE = 0.01
 
 

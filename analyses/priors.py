@@ -27,9 +27,10 @@ PAIRS = (("normal", "normal"), ("laplace", "normal"), ("cauchy", "cauchy"))
 PRESETS = study_presets(
     NAME,
     quick=dict(datasets=(("synthetic-patches", 10),), hidden=(64,), epochs=20, batch_size=128, lr=3e-3, seed=0,
-                  executor="local", workers=None),
+               executor="local", workers=None),
     full=dict(datasets=(("synthetic-patches", 10), ("natural-patches", 25), ("digits", 2), ("mnist", 10), ("mnist", 2)),
-                 hidden=(256, 64), epochs=100, batch_size=128, lr=1e-3, seed=0, executor="local", workers=None),)
+              hidden=(256, 64), epochs=100, batch_size=128, lr=1e-3, seed=0, executor="local", workers=None),
+)
 
 
 def excess_kurtosis(values):

@@ -32,9 +32,10 @@ NAME = "sampling"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, batch_size=64, lr=1e-3, alpha=1.0,
-                  samples=500, min_scale=1e-3, seed=0),
+               samples=500, min_scale=1e-3, seed=0),
     full=dict(data="mnist", latent_dim=20, hidden=(400,), epochs=100, batch_size=128, lr=1e-3, alpha=1.0,
-                 samples=2000, min_scale=1e-3, seed=0),)
+              samples=2000, min_scale=1e-3, seed=0),
+)
 METRICS = {"roughness": "roughness (squared difference of adjacent pixels)",
            "diversity": "diversity (mean distance between two images)",
            "distance_to_data": "distance to the nearest test image"}

@@ -20,11 +20,12 @@ NAME = "sigma-sweep"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", digit=3, sigmas=(1.0, 0.01), learned=True, latent_dim=2, hidden=(128,),
-                  likelihood="gaussian", epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local",
-                  workers=None),
+               likelihood="gaussian", epochs=40, batch_size=64, lr=3e-3, samples=200, seed=0, executor="local",
+               workers=None),
     full=dict(data="mnist", digit=3, sigmas=(1.0, 0.1, 0.01, 1e-4), learned=True, latent_dim=2, hidden=(400,),
-                 likelihood="gaussian", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
-                 workers=None),)
+              likelihood="gaussian", epochs=60, batch_size=128, lr=1e-3, samples=1000, seed=0, executor="local",
+              workers=None),
+)
 
 
 def run(out, quick=False, data_dir=None, progress=None, **overrides):

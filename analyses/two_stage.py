@@ -35,9 +35,10 @@ NAME = "two-stage"
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, second_hidden=(256, 256), second_epochs=60,
-                  draws_per_point=5, batch_size=64, lr=1e-3, samples=500, seed=0),
+               draws_per_point=5, batch_size=64, lr=1e-3, samples=500, seed=0),
     full=dict(data="mnist", latent_dim=16, hidden=(400,), epochs=100, second_hidden=(512, 512), second_epochs=200,
-                 draws_per_point=5, batch_size=128, lr=1e-3, samples=2000, seed=0),)
+              draws_per_point=5, batch_size=128, lr=1e-3, samples=2000, seed=0),
+)
 
 
 def gaussian_fit_kl_to_standard_normal(codes):

@@ -28,14 +28,15 @@ from pyro import poutine
 
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError
-from pyro_vae.kl import base_distribution, kl_path, min_particles_for_finite_bound
+from pyro_vae.kl import kl_path, min_particles_for_finite_bound
 from pyro_vae.registry import Registry
 
 from .iwae import IWAE
 from .mean_field import MeanFieldELBO
 from .path_gradients import IWAEDReG, STL
 from .plates import global_latents
-from .traces import guide_dependences, mean_field_valid, random_state_kept, refuse_unreparameterised, trace_pair
+from .traces import (family_name, guide_dependences, mean_field_valid, random_state_kept, refuse_unreparameterised,
+                     trace_pair)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def check_objective(elbo, model, guide, x, data_plate):
         closed_form = mean_field_valid(model_trace, guide_trace)
         for site, q, p in _latent_pairs(model_trace, guide_trace):
             needed = min_particles_for_finite_bound(q, p)
-            pair = f"{_family(q)} guide -> {_family(p)} prior at site {site!r}"
+            pair = f"{family_name(q)} guide -> {family_name(p)} prior at site {site!r}"
             if needed is not None and needed > 1:
                 if not able.importance_weighted:
                     raise ConfigError(
@@ -205,6 +206,3 @@ def _describe(elbo):
             return f"{name}:{elbo.num_particles}" if elbo.num_particles > 1 or capabilities(elbo).importance_weighted else name
     return type(elbo).__name__
 
-
-def _family(distribution):
-    return type(base_distribution(distribution)).__name__

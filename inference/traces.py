@@ -49,11 +49,16 @@ def refuse_enumeration(fn, estimator):
     return _EnumerationRefused(estimator)(fn)
 
 
+def family_name(distribution):
+    """The name of the family under a distribution's wrappers (``Normal`` for ``Normal(...).to_event(1)``)."""
+    return type(base_distribution(distribution)).__name__
+
+
 def refuse_unreparameterised(estimator, name, site):
     """Raise, in one line, that ``estimator``'s gradient has no score-function term for guide site ``name``
     when its distribution has no ``rsample`` (a Bernoulli, a Categorical, a ``NonreparameterizedNormal``)."""
     if not getattr(site["fn"], "has_rsample", False):
-        raise ConfigError(f"{estimator}: guide site {name!r} ({type(base_distribution(site['fn'])).__name__}) is not "
+        raise ConfigError(f"{estimator}: guide site {name!r} ({family_name(site['fn'])}) is not "
                           f"reparameterised, and {estimator}'s gradient has no score-function term for it; use elbo, "
                           f"which has one")
 

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, UnknownNameError
 
 #: NumPy's seeds (which ``pyro.set_rng_seed`` sets too) are 32-bit.
 MAX_SEED = 2**32 - 1
@@ -61,9 +61,9 @@ def nonnegative_int(name, value):
 
 
 def one_of(name, value, choices):
-    """``value`` if it is one of ``choices``; else one line listing them."""
+    """``value`` if it is one of ``choices``; else one line listing them (the words of every unknown name)."""
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise UnknownNameError(f"unknown {name} {value!r}; expected one of: {', '.join(map(str, choices))}")
     return value
 
 
@@ -218,5 +218,5 @@ def argument_type(check, name, parse=int):
         except ConfigError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    convert.__name__ = check.__name__
+    convert.__name__ = getattr(check, "__name__", name)  # a functools.partial has none
     return convert

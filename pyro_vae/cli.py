@@ -122,7 +122,7 @@ def _add_pair_options(parser):
 
 
 def build_parser():
-    from .inference.options import CompareRunsOptions, EvaluateOptions, FitOptions
+    from .inference.options import SPLITS, CompareRunsOptions, EvaluateOptions, FitOptions
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -143,7 +143,7 @@ def build_parser():
     EvaluateOptions.add_arguments(evaluate.add_argument_group("evaluation (pyro_vae.inference.options.EvaluateOptions)"))
     evaluate.add_argument("--max-memory", type=_memory, default="128MB", help="memory per chunk of importance samples "
                           "(default 128MB, the fastest measured on CPU)")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="the split to score")
+    evaluate.add_argument("--split", default="test", choices=SPLITS, help="the split to score")
     evaluate.add_argument("--data-dir", help="override the run's data directory")
     _add_ais_options(evaluate, tuple(commands.ESTIMATORS))
     evaluate.add_argument("--device", default="cpu", help="where the evaluation runs: cpu, cuda, cuda:1, ...")

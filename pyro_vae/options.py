@@ -13,6 +13,7 @@ keyword (``--particles`` gives ``particles=``), with a ``FutureWarning``.
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import sys
 import warnings
@@ -44,7 +45,7 @@ class Options:
             if isinstance(spec.default, bool) and not isinstance(value, bool):
                 raise ConfigError(f"{spec.name} must be True or False, got {value!r}")
             if spec.metadata["choices"] is not None and given:
-                _one_of(spec.metadata["choices"])(spec.name, value)
+                checks.one_of(spec.name, value, spec.metadata["choices"])
 
     @classmethod
     def names(cls):
@@ -112,7 +113,7 @@ class Options:
             else:
                 check, parse, choices = spec.metadata["check"], spec.metadata["parse"], spec.metadata["choices"]
                 if choices is not None:  # refused in the words Python uses, not argparse's "invalid choice"
-                    check = _one_of(choices)
+                    check = functools.partial(checks.one_of, choices=choices)
                     kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
                 kwargs.update(type=checks.argument_type(check, spec.name, parse) if check is not None else parse,
                               default=None if from_preset else spec.default)
@@ -137,15 +138,6 @@ class Options:
         fields = [inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=spec.default)
                   for spec in dataclasses.fields(cls)]
         return signature.replace(parameters=parameters + fields)
-
-
-def _one_of(choices):
-    """A check refusing a value outside ``choices``, listing them."""
-    def check(name, value):
-        if value not in choices:
-            raise UnknownNameError(f"unknown {name} {value!r}; expected one of: {', '.join(map(str, choices))}")
-        return value
-    return check
 
 
 def documented(options_class):
