@@ -9,11 +9,15 @@ and samples from the prior become noisy.  The largest beta of each preset is mea
 collapse (no active latent), the regime the claim is about.
 """
 
+from . import Study
 from .common import begin, finish
 from .options import study_presets
 from .setting_sweep import digit_sets, headline_of, sweep_settings
 
 NAME = "beta-sweep"
+STUDY = Study("latent spread, collapse and sample diversity across beta, on all digits and one digit (VAE "
+              "implementation thesis, ch. 5)",
+              quick_minutes=0.5, full_minutes=6)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", digit=3, betas=(0.1, 50.0), latent_dim=2, hidden=(128,), likelihood="cbernoulli",

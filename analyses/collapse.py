@@ -24,10 +24,13 @@ from pyro_vae.inference import evaluate
 from pyro_vae.summaries import format_latent_table
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, finish, fit_catalogue_vae
 from .options import study_presets
 
 NAME = "collapse"
+STUDY = Study("inactive latents of a dense and a convolutional VAE (Table 1, Figs. 2-3 of Asperti 2019)",
+              quick_minutes=0.7, full_minutes=12)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(64, 32), networks=("mlp", "conv"), likelihood="bernoulli",

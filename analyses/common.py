@@ -35,9 +35,6 @@ MODEL_KEYS = tuple(inspect.signature(VAE).parameters)[1:]
 #: K of its log-likelihoods; the sweeps set beta per fit).
 STUDY_SET = ("objective", "particles", "beta", "dynamic_binarization")
 TRAINING_KEYS = tuple(name for name in FitOptions.names() if name not in STUDY_SET)
-#: The fields of FitOptions that ``pyro-vae analyze`` does not take as flags: the study's, and the seed and device its
-#: preset holds.
-NOT_ANALYZE_FLAGS = (*STUDY_SET, "seed", "device")
 #: Columns that say what a row is about rather than measure it, in the order ``results.csv`` puts them first:
 #: what the row is, its settings, then its place in a sequence.
 LABELS = ("data", "network", "layers", "objective", "mode", "generation", "stage", "setting", "prior", "guide", "name", "key",

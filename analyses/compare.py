@@ -51,10 +51,13 @@ from pyro_vae.files import atomic_write, write_csv
 from pyro_vae.rundir import RunDir
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, finish, fit_fresh
 from .options import CompareOptions, study_presets
 
 NAME = "compare"
+STUDY = Study("objectives side by side: ELBO, IS log-likelihood, gaps, gradient SNR and a NUTS reference",
+              quick_minutes=1, full_minutes=60)
 #: The fields of FitOptions that compare sets for each fit (the objective spec's name and K, the seed) or takes
 #: from its own options and the data; every other field reaches each fit as the preset or the caller gives it.
 PER_FIT = ("objective", "particles", "seed", "device", "dynamic_binarization")

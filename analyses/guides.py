@@ -46,10 +46,14 @@ from pyro_vae.inference.objectives import parse_objective
 from pyro_vae.errors import ConfigError
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import TRAINING_KEYS, begin, figure_title, finish, fit_fresh
 from .options import study_presets
 
 NAME = "guides"
+STUDY = Study("diagonal, low-rank and flow guides and a VampPrior on one- and two-layer models: log p(x), k-hat, "
+              "gaps (Burda et al. 2016)",
+              quick_minutes=0.5, full_minutes=100)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", models=("one-layer", "two-layer"), guides=("normal", "lowrank", "iaf:2"),

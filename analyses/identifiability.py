@@ -32,10 +32,13 @@ from pyro_vae.models.gmm import GaussianMixturePair
 from pyro_vae.models.ppca import PPCA
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, finish, fit_catalogue_vae, fit_fresh, shared_description
 from .options import study_presets
 
 NAME = "identifiability"
+STUDY = Study("split of the data's variance into latent and noise parts across beta and sigma_x, against pPCA",
+              quick_minutes=0.5, full_minutes=3)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=4, hidden=(64,), epochs=15, batch_size=128, lr=3e-3,

@@ -19,10 +19,14 @@ import math
 
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, finish, fit_catalogue_vae, held_out_summary, shared_description
 from .options import study_presets
 
 NAME = "kl-law"
+STUDY = Study("Var(mu) + E[sigma^2] ~ 1 and mean(mu) ~ 0 across beta; the smallest beta that keeps them (Asperti "
+              "2019, Sec. 4)",
+              quick_minutes=0.3, full_minutes=4)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=4, hidden=(64,), likelihood="bernoulli", betas=(0.05, 1.0), epochs=40,

@@ -12,10 +12,13 @@ from pyro_vae.inference.weights import shown
 from pyro_vae.inference import importance_log_weights, log_likelihood
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, finish, fit_catalogue_vae, held_out_summary, shared_description
 from .options import study_presets
 
 NAME = "latent-sweep"
+STUDY = Study("active units, ELBO and IS log-likelihood against the latent size (Asperti 2019, Sec. 7)",
+              quick_minutes=0.3, full_minutes=4)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dims=(2, 16), hidden=(256, 64), likelihood="bernoulli", epochs=100, batch_size=64,

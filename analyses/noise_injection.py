@@ -31,10 +31,14 @@ import torch
 from pyro_vae.errors import ConfigError
 from pyro_vae.inference import fit, latent_statistics, reconstruction_gain
 
+from . import Study
 from .common import begin, finish, fit_catalogue_vae
 from .options import study_presets
 
 NAME = "noise-injection"
+STUDY = Study("noise on one active latent until its gain falls below its KL, collapse, then revival (Asperti 2019, "
+              "Sec. 5)",
+              quick_minutes=0.8, full_minutes=4)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), likelihood="bernoulli", epochs=40, batch_size=64,

@@ -9,7 +9,9 @@ A study's presets are instances of its own options class (:func:`study_presets`)
 keys, each declared once: by FitOptions, by CompareOptions, or in :data:`STUDY_FIELDS`.
 """
 
+import argparse
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +42,39 @@ def _mapping(name, value):
     return value
 
 
-def _anything(name, value):
+def _dataset(name, value):
+    """A (data set, latent dimension) pair."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ConfigError(f"{name} must hold (data set, latent dimension) pairs, got {value!r}")
+    return _name(name, value[0]), checks.positive_int(name, value[1])
+
+
+def _switch(name, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+# ---- how the command line reads the values that are not numbers or names (argparse types: a refusal is one line)
+
+def _json(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a JSON value like '{{\"latent_dim\": 8}}', got {text!r}") from None
+
+
+def _name_and_size(text):
+    name, _, size = text.rpartition(":")
+    if not name or not size.isdigit():
+        raise argparse.ArgumentTypeError(f"expected DATA:LATENT_DIM like mnist:10, got {text!r}")
+    return name, int(size)
+
+
+def _yes_no(text):
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 _COUNT, _COUNTS = checks.positive_int, _tuple_of(checks.positive_int)
@@ -60,7 +93,7 @@ class CompareOptions(Options):
                                      "(the objectives' K is in their specs, iwae:50)", checks.positive_int, int,
                                      aliases=("--particles",))
     snr_particles: tuple = option((1, 5, 50), "the K at which every importance-weighted estimator's gradient SNR is "
-                                  "measured", _COUNTS, cli=False)
+                                  "measured", _COUNTS, int, nargs="+")
     snr_draws: int = option(100, "gradient draws per SNR estimate", checks.positive_int, int)
     snr_points: int = option(100, "test points of the SNR's minibatch", checks.positive_int, int)
     gap_points: int = option(200, "test points of the inference-gap split", checks.positive_int, int)
@@ -85,27 +118,29 @@ class CompareOptions(Options):
 STUDY_FIELDS = {
     "data": option(None, "data set (digits, mnist, ...)", _name),
     "digit": option(None, "keep only this digit of the data set", checks.nonnegative_int, int),
-    "datasets": option(None, "(data set, latent dimension) pairs, one study each", _tuple_of(_anything)),
+    "datasets": option(None, "data sets with their latent dimensions (mnist:10), one study each", _tuple_of(_dataset),
+                       _name_and_size, nargs="+"),
     "latent_dim": option(None, "latent dimension d", _COUNT, int),
-    "latent_dims": option(None, "latent dimensions, one fit each", _COUNTS),
-    "hidden": option(None, "mlp hidden widths", _COUNTS),
-    "second_hidden": option(None, "hidden widths of the second stage's VAE", _COUNTS),
+    "latent_dims": option(None, "latent dimensions, one fit each", _COUNTS, int, nargs="+"),
+    "hidden": option(None, "mlp hidden widths", _COUNTS, int, nargs="+"),
+    "second_hidden": option(None, "hidden widths of the second stage's VAE", _COUNTS, int, nargs="+"),
     "likelihood": option(None, "likelihood", _name),
     "prior": option(None, "prior", _name),
     "guide": option(None, "guide family", _name),
     "network": option(None, "network", _name),
-    "networks": option(None, "networks, one fit each", _tuple_of(_name)),
-    "guides": option(None, "guide families (NAME or NAME:option), one fit each", _tuple_of(_name)),
-    "models": option(None, "models (one-layer, two-layer), one fit each", _tuple_of(_name)),
-    "objectives": option(None, "objective specs NAME or NAME:K", _tuple_of(_name)),
+    "networks": option(None, "networks, one fit each", _tuple_of(_name), nargs="+"),
+    "guides": option(None, "guide families (NAME or NAME:option), one fit each", _tuple_of(_name), nargs="+"),
+    "models": option(None, "models (one-layer, two-layer), one fit each", _tuple_of(_name), nargs="+"),
+    "objectives": option(None, "objective specs NAME or NAME:K", _tuple_of(_name), nargs="+"),
     "model": option(None, "the factory of a pair outside the catalogue (path/to/file.py:factory)", _name),
-    "model_kwargs": option(None, "keyword arguments of that factory", _mapping),
-    "one_layer": option(None, "the one-layer VAE: latent_dim and hidden", _mapping),
-    "two_layer": option(None, "the two-layer VAE: latent_dims and hidden per layer", _mapping),
+    "model_kwargs": option(None, "keyword arguments of that factory, a JSON object", _mapping, _json),
+    "one_layer": option(None, "the one-layer VAE: latent_dim and hidden, a JSON object", _mapping, _json),
+    "two_layer": option(None, "the two-layer VAE: latent_dims and hidden per layer, a JSON object", _mapping, _json),
     "vamp_components": option(None, "pseudo-inputs of the VampPrior", _COUNT, int),
-    "betas": option(None, "KL weights beta, one fit each", _tuple_of(checks.positive_float)),
-    "sigmas": option(None, "observation noise scales sigma_x, one fit each", _tuple_of(checks.positive_float)),
-    "learned": option(None, "also fit sigma_x as a parameter"),
+    "betas": option(None, "KL weights beta, one fit each", _tuple_of(checks.positive_float), float, nargs="+"),
+    "sigmas": option(None, "observation noise scales sigma_x, one fit each", _tuple_of(checks.positive_float), float,
+                     nargs="+"),
+    "learned": option(None, "also fit sigma_x as a parameter (true or false)", _switch, _yes_no),
     "tolerance": option(None, "largest deviation from the moment law that still holds it (default: 3 standard errors)",
                         checks.positive_float, float),
     "samples": option(None, "samples drawn from each fitted model", _COUNT, int),
@@ -125,28 +160,30 @@ STUDY_FIELDS = {
     "noise_factor": option(None, "factor between two noise levels", checks.positive_float, float),
     "max_levels": option(None, "most noise levels", _COUNT, int),
     "epochs_per_level": option(None, "epochs at each noise level", _COUNT, int),
-    "hold_epochs": option(None, "epochs the noise is held, one run each", _COUNTS),
+    "hold_epochs": option(None, "epochs the noise is held, one run each", _COUNTS, int, nargs="+"),
     "revival_epochs": option(None, "epochs after the noise is removed", _COUNT, int),
 }
 
 
 def _declaration(key):
-    """The one declaration of a study option: FitOptions', CompareOptions' or :data:`STUDY_FIELDS`'."""
+    """The one declaration of a study option, a field of FitOptions, of CompareOptions or of :data:`STUDY_FIELDS`."""
     for options in (FitOptions, CompareOptions):
         for spec in dataclasses.fields(options):
             if spec.name == key:
-                return spec.metadata
+                return spec
     if key in STUDY_FIELDS:
-        return STUDY_FIELDS[key].metadata
+        return STUDY_FIELDS[key]
     raise TypeError(f"study option {key!r} is declared nowhere: add it to STUDY_FIELDS")  # a mistake of ours, at import
 
 
 def study_presets(name, **presets):
     """``{"quick": ..., "full": ...}``: the presets of the study ``name`` as instances of one frozen
     :class:`~pyro_vae.options.Options` class, a field per key of the presets, each checked by its one declaration
-    (:func:`_declaration`) when a preset is made and when an override replaces it (:func:`~.common.choose_preset`)."""
+    (:func:`_declaration`, whose default it keeps) when a preset is made and when an override replaces it
+    (:func:`~.common.choose_preset`)."""
     keys = list(dict.fromkeys(key for values in presets.values() for key in values))
-    fields = [(key, Any, dataclasses.field(default=None, metadata=_declaration(key))) for key in keys]
+    fields = [(key, Any, dataclasses.field(default=_declaration(key).default, metadata=_declaration(key).metadata))
+              for key in keys]
     title = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
     cls = dataclasses.make_dataclass(f"{title}Options", fields, bases=(Options,), frozen=True,
                                      namespace={"command": name, "__doc__": f"The options of the {name} study."})

@@ -19,10 +19,14 @@ import torch
 from pyro_vae.data import load_data
 from pyro_vae.sweep import run_sweep
 
+from . import Study
 from .common import begin, figure_title, finish, fit_catalogue_vae, held_out_summary
 from .options import study_presets
 
 NAME = "priors"
+STUDY = Study("Normal, Laplace and Cauchy priors: reconstruction, code sparsity, patterns, 2-D separability (Pyle, "
+              "A Sparse VAE)",
+              quick_minutes=0.5, full_minutes=9)
 PAIRS = (("normal", "normal"), ("laplace", "normal"), ("cauchy", "cauchy"))
 PRESETS = study_presets(
     NAME,

@@ -24,11 +24,15 @@ import torch
 from pyro_vae.inference import latent_statistics
 from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
 
+from . import Study
 from .common import begin, figure_title, finish, fit_catalogue_vae
 from .options import study_presets
 from .sample_metrics import distance_to_data, diversity, roughness
 
 NAME = "sampling"
+STUDY = Study("ancestral vs deterministic vs mean + alpha * sd generation, with roughness, diversity, distance to "
+              "data (VAE implementation thesis, ch. 5)",
+              quick_minutes=0.4, full_minutes=3)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, batch_size=64, lr=1e-3, alpha=1.0,

@@ -12,11 +12,15 @@ classifier Frechet distance (:mod:`~pyro_vae.analyses.setting_sweep`, shared wit
 :mod:`~pyro_vae.analyses.beta_sweep`).
 """
 
+from . import Study
 from .common import begin, finish
 from .options import study_presets
 from .setting_sweep import digit_sets, headline_of, sweep_settings
 
 NAME = "sigma-sweep"
+STUDY = Study("fixed decoder scale sigma_x (1 ... 1e-4) against a learned one: collapse, spread, samples (VAE "
+              "implementation thesis, ch. 5)",
+              quick_minutes=0.5, full_minutes=5)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", digit=3, sigmas=(1.0, 0.01), learned=True, latent_dim=2, hidden=(128,),

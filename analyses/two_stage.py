@@ -28,10 +28,13 @@ import torch
 from pyro_vae.inference import elbo_terms, latent_statistics
 from pyro_vae.inference.sample_quality import DESCRIPTION, classifier_frechet_distance, train_feature_classifier
 
+from . import Study
 from .common import begin, figure_title, finish, fit_catalogue_vae
 from .options import study_presets
 
 NAME = "two-stage"
+STUDY = Study("a second VAE on the first one's aggregate posterior: samples from one stage vs two (Dai & Wipf 2019)",
+              quick_minutes=0.7, full_minutes=20)
 PRESETS = study_presets(
     NAME,
     quick=dict(data="digits", latent_dim=8, hidden=(256, 64), epochs=60, second_hidden=(256, 256), second_epochs=60,

@@ -45,6 +45,8 @@ def _write_cli_reference():
     with mock.patch.dict(os.environ, {"COLUMNS": "86"}):  # argparse's width: the theme's column holds 88 characters of code
         for name, command in commands.items():
             lines += [f"## pyro-vae {name}", "", "```text", command.format_help().rstrip(), "```", ""]
+            for study, parser in (command._subparsers._group_actions[0].choices.items() if command._subparsers else ()):
+                lines += [f"### pyro-vae {name} {study}", "", "```text", parser.format_help().rstrip(), "```", ""]
     text = "\n".join(lines)
     _write_if_changed(DOCS / "cli.md", text)
 

@@ -204,7 +204,7 @@ def as_data(x, name, dtype=None):
 
 
 def argument_type(check, name, parse=int):
-    """An ``argparse`` type from a check: the text parsed by ``parse``, then ``check(name, value)``; a
+    """An ``argparse`` type from a check: the text parsed by ``parse``, then ``check(name, value)`` (None: no check); a
     refusal is argparse's one-line error."""
 
     def convert(text):
@@ -214,7 +214,7 @@ def argument_type(check, name, parse=int):
             raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if parse is int else 'a number'}, "
                                              f"got {text!r}") from None
         try:
-            return check(name, value)
+            return value if check is None else check(name, value)
         except ConfigError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 

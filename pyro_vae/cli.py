@@ -6,6 +6,7 @@ Every error a user can cause ends in one line on stderr, ``pyro-vae: error: ...`
 import argparse
 import os
 import sys
+import textwrap
 
 from . import checks, commands, usercode
 from .errors import PyroVAEError
@@ -21,7 +22,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         if (not action.option_strings or "default" in text or action.default is argparse.SUPPRESS or action.nargs == 0
-                or action.default == []):
+                or action.default == [] or action.required):
             return text
         default = "none" if action.default is None else action.default
         return f"{text} (default: {default})" if text else f"default: {default}"
@@ -37,9 +38,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"pyro-vae: error: {message} (see {self.prog} --help)\n")
 
+    def _check_value(self, action, value):
+        """A value outside a flag's choices (a command, a study, an executor) is refused in the words of every unknown
+        name (:func:`pyro_vae.checks.one_of`), not argparse's "invalid choice"."""
+        if action.choices is not None and value not in action.choices:
+            try:
+                checks.one_of(action.dest, value, list(action.choices))
+            except PyroVAEError as error:
+                raise argparse.ArgumentError(action, str(error)) from None
 
-_COUNT = {name: checks.argument_type(checks.positive_int, name) for name in
-          ("latent_dim", "workers", "nproc")}
+
+_COUNT = {name: checks.argument_type(checks.positive_int, name) for name in ("latent_dim", "nproc")}
 
 
 def _widths(text):
@@ -121,7 +130,43 @@ def _add_pair_options(parser):
     group.add_argument("--data-plate", help="the name of the plate over data points (default: found)")
 
 
-def build_parser():
+def _commands(parser):
+    """The parsers that end a command line: each command's, and each study's under ``analyze``."""
+    for command in parser._subparsers._group_actions[0].choices.values():
+        yield from _commands(command) if command._subparsers is not None else (command,)
+
+
+def _add_studies(analyze):
+    """``pyro-vae analyze NAME``: a parser per study of :data:`~pyro_vae.analyses.ANALYSES`, its flags built from the
+    study's options class (whose presets show as the defaults) and from the fields of FitOptions that reach its fits."""
+    from .analyses import ANALYSES
+    from .analyses.common import TRAINING_KEYS
+    from .inference.options import FitOptions
+
+    studies = analyze.add_subparsers(dest="analysis", metavar="NAME", required=True,
+                                     title="studies, with their minutes on 2 CPU cores (full preset / --quick; ~ an estimate)")
+    for name in ANALYSES.names():
+        study = ANALYSES.get(name)
+        presets = study.load().PRESETS
+        options = type(presets["full"])
+        minutes = f"{'~' if study.full_minutes_estimated else ''}{study.full_minutes:g} / {study.quick_minutes:g} min"
+        about = "about " if study.full_minutes_estimated else ""
+        parser = studies.add_parser(name, help=f"{study.summary} [{minutes}]", description=textwrap.fill(
+            f"{study.summary[0].upper()}{study.summary[1:]}. On 2 CPU cores: {about}{study.full_minutes:g} min with the "
+            f"full preset, {study.quick_minutes:g} min with --quick. A flag not given keeps the preset's value "
+            f"({study.module}.PRESETS).", 84))
+        parser.add_argument("--quick", action="store_true", help="the small preset the tests run")
+        parser.add_argument("--out", required=True, help="directory for the study's numbers and figures")
+        parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $PYRO_VAE_DATA_DIR)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+        options.add_arguments(parser.add_argument_group(f"the study ({options.__name__})"), presets=presets)
+        others = [key for key in FitOptions.names() if key not in TRAINING_KEYS or key in options.names()]
+        FitOptions.add_arguments(parser.add_argument_group("each fit of the catalogue VAE (FitOptions; the study sets the "
+                                                           "objective)"), exclude=others, presets=presets)
+
+
+def build_parser(studies=True):
+    """The parser of ``pyro-vae``; ``studies=False`` leaves out the studies' own parsers, which import every study."""
     from .inference.options import SPLITS, CompareRunsOptions, EvaluateOptions, FitOptions
 
     parser = _Parser(prog="pyro-vae", description="Variational autoencoders as Pyro model/guide pairs.")
@@ -165,38 +210,18 @@ def build_parser():
                       help="the factory of a pair outside the catalogue, for the runs whose config.json records it "
                       "(repeatable): pyro-vae runs no code that a run directory names, so you name it")
 
-    from .analyses import ANALYSES
+    analyze = subcommands.add_parser("analyze", help="run one of the seed studies",
+                                     description="Each study has its own options: pyro-vae analyze NAME --help.")
+    if studies:
+        _add_studies(analyze)
 
-    width = max(len(name) for name in ANALYSES.names())
-    analyze = subcommands.add_parser(
-        "analyze", help="run one of the seed studies",
-        description="Studies, with their minutes on 2 CPU cores (full preset / --quick; ~ an estimate):\n" + "\n".join(
-            f"  {name:<{width}}  {'~' if ANALYSES.get(name).full_minutes_estimated else ' '}"
-            f"{ANALYSES.get(name).full_minutes:>3g} / {ANALYSES.get(name).quick_minutes:<4g} "
-            f"{ANALYSES.get(name).summary}" for name in ANALYSES.names()))
-    analyze.add_argument("name", help=", ".join(ANALYSES.names()))
-    analyze.add_argument("--quick", action="store_true", help="the small preset the tests run")
-    analyze.add_argument("--out", required=True, help="directory for the study's numbers and figures")
-    analyze.add_argument("--data", help="data set (default: the study's preset)")
-    analyze.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    analyze.add_argument("--latent-dim", type=_COUNT["latent_dim"], help="latent dimension (default: the preset's)")
-    analyze.add_argument("--executor", help="sweeps: serial, local (worker processes, default) or ray")
-    analyze.add_argument("--workers", type=_COUNT["workers"], help="sweeps: local worker processes (default: the CPU count)")
-    analyze.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="any option of the study: a field of its presets (betas=[0.1,1], tolerance=0.3, "
-                         "networks=[\"mlp\"]), the value read as JSON where it parses; checked by the study's options "
-                         "class, an unknown KEY refused with the valid ones (repeatable)")
-    analyze.add_argument("--no-progress", action="store_true")
-    from .analyses.common import NOT_ANALYZE_FLAGS
-
-    FitOptions.add_arguments(analyze.add_argument_group("each fit of the catalogue VAE (FitOptions; the study sets the "
-                                                        "objective)"), exclude=NOT_ANALYZE_FLAGS, from_preset=True)
+    from .analyses import compare as compare_study
 
     compare = subcommands.add_parser(
         "compare", help="compare inference objectives on one model (fits in parallel, resumable)",
         description="Fits the model once per objective and seed, then writes the comparison table, gradient SNR, the "
                     "inference gap split and a NUTS reference (see pyro_vae.analyses.compare). Without --quick: the full "
-                    f"preset, about {ANALYSES.get('compare').full_minutes:g} min on 2 CPU cores.")
+                    f"preset, about {compare_study.STUDY.full_minutes:g} min on 2 CPU cores.")
     compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
                          "iwae:50 iwae-dreg:5 stl (default: the preset's)")
     compare.add_argument("--quick", action="store_true", help="the small preset the tests run")
@@ -212,16 +237,16 @@ def build_parser():
     from .analyses.options import CompareOptions
 
     CompareOptions.add_arguments(compare.add_argument_group("the comparison (pyro_vae.analyses.options.CompareOptions)"),
-                                 from_preset=True)
+                                 presets=compare_study.PRESETS)
     FitOptions.add_arguments(compare.add_argument_group("each fit (FitOptions; the objective, K and seed come from "
                                                         "--objectives, --replicates and --seed)"), exclude=PER_FIT,
-                             from_preset=True)
+                             presets=compare_study.PRESETS)
     _add_pair_options(compare)
 
     report = subcommands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")
     report.add_argument("--out", default="report.html", help="the HTML file to write")
-    for command in subcommands.choices.values():
+    for command in _commands(parser):
         command.add_argument("--debug", action="store_true", help=f"on an error, print the traceback too (also: {usercode.DEBUG_VARIABLE}=1)")
     return parser
 
@@ -269,7 +294,7 @@ def main(argv=None):
         # rank failed, which has said why: it goes quietly (a handler there printed a traceback from atexit)
         signal.signal(signal.SIGTERM, _terminate)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = build_parser().parse_args(argv)  # a bad option: argparse's one line and exit 2 (_Parser.error)
+    args = build_parser(studies="analyze" in argv).parse_args(argv)  # a bad option: argparse's one line and exit 2 (_Parser.error)
     args.argv = argv
     if args.debug:
         os.environ[usercode.DEBUG_VARIABLE] = "1"  # for a sweep's worker processes too

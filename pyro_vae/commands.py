@@ -108,7 +108,7 @@ def _fit(args, reports):
     if args.model is not None:
         from .cli import build_parser, catalogue_options
 
-        defaults = vars(build_parser().parse_args(["fit"]))
+        defaults = vars(build_parser(studies=False).parse_args(["fit"]))
         refuse_vae_options(args, {name: defaults[name] for name in catalogue_options()})
     binarize = args.binarize
     if binarize == "auto":
@@ -210,22 +210,14 @@ def nothing_left_if_refused(out):
 
 def analyze_command(args):
     from .analyses import ANALYSES
+    from .analyses.common import TRAINING_KEYS
 
-    from .analyses.common import NOT_ANALYZE_FLAGS
-    from .errors import ConfigError
-    from .factories import parse_model_arg
-    from .inference.options import FitOptions
-
-    study = ANALYSES.get(args.name).load()
-    flags = {"data": args.data, "latent_dim": args.latent_dim, "executor": args.executor, "workers": args.workers,
-             **FitOptions.from_mapping(vars(args), exclude=NOT_ANALYZE_FLAGS)}
-    values = dict(parse_model_arg(text, "--set") for text in args.set)  # checked by the study's options class
-    twice = sorted(key for key in values if flags.get(key) is not None)
-    if twice:
-        raise ConfigError(f"{twice[0]} is given twice (--set {twice[0]}=... and its own flag); give it once")
+    study = ANALYSES.get(args.analysis).load()
+    keys = {*type(study.PRESETS["full"]).names(), *TRAINING_KEYS}  # the study's flags (cli._add_studies)
+    values = {key: value for key, value in vars(args).items() if key in keys and value is not None}
     with nothing_left_if_refused(args.out):
         headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
-                             **{**flags, **values})
+                             **values)
     print(format_headline(headline))
     print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
     return 0

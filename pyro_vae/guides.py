@@ -7,15 +7,9 @@ Families are chosen by name with options (``VAE(guide="lowrank", guide_options={
 **options)`` (:func:`make_guide_family`).  Every scale is :math:`s = \mathrm{softplus}(\rho(x)) + \epsilon`
 with :math:`\epsilon` = :data:`MIN_SCALE`, so log q stays finite in float32.
 
-======== ====================================================================== ===== ====================================
-name     :math:`q_\phi(z \mid x)`                                               k     options (default)
-======== ====================================================================== ===== ====================================
-normal   :math:`\prod_j \mathcal N(z_j; \mu_j, s_j^2)`                          2
-cauchy   :math:`\prod_j \mathrm{Cauchy}(z_j; \mu_j, s_j)`                       2
-lowrank  :math:`\mathcal N(z; \mu, \mathrm{diag}(s^2) + U U^\top)`, U of d x r  2 + r ``rank`` r (2; at most d)
-iaf      :math:`z_0 \sim \mathcal N(\mu, \mathrm{diag}\, s^2)` through L layers 2 + c ``layers`` L (2), ``context`` c (2),
-         conditioned on :math:`h(x)` (below)                                          ``hidden`` ([10 d])
-======== ====================================================================== ===== ====================================
+The families, their options and their defaults are listed on the :doc:`parts page </parts>`, written from
+:data:`GUIDES` (a family registered there appears on it and as ``pyro-vae fit --guide NAME --guide-OPTION``); each
+factory's docstring gives its :math:`q_\phi(z \mid x)` and the number k of encoder outputs per latent.
 
 The iaf layers are :math:`z_l = m_l(z_{l-1}, h) + \sigma_l(z_{l-1}, h) \odot z_{l-1}`, each
 :math:`(m_l, \log \sigma_l)_j` a function of :math:`z_{l-1, <j}` and the context :math:`h(x)` (c d numbers
@@ -87,7 +81,8 @@ class LocationScaleGuide:
 
 
 class LowRankGuide:
-    r"""Maps encoder output ``(..., (2 + r) d)`` to :math:`\mathcal N(\mu, \mathrm{diag}(s^2) + U U^\top)`.
+    r"""Low-rank Gaussian :math:`\mathcal N(z; \mu(x), \mathrm{diag}(s(x)^2) + U(x) U(x)^\top)`, U of d x r, from
+    k = 2 + r encoder outputs per latent.
 
     A rank above d is cut to d (``rank`` is the one used): it adds no covariance (rank d - 1 holds every one), and
     its r x r capacitance matrix :math:`I + U^\top \mathrm{diag}(s^{-2}) U` has rank at most d beyond the identity,
@@ -141,9 +136,12 @@ def _made(latent_dim, context_dim, hidden):
 
 
 class IAFGuide(nn.Module):
-    r"""Amortised inverse autoregressive flow (Kingma et al. 2016): encoder output ``(..., (2 + c) d)`` is
-    :math:`(\mu, \rho, h)`; q is :math:`\mathcal N(\mu, \mathrm{diag}\, s^2)` pushed through ``layers``
-    affine autoregressive layers conditioned on :math:`h`, the coordinate order reversed between layers."""
+    r"""Amortised inverse autoregressive flow (Kingma et al. 2016): :math:`\mathcal N(\mu(x), \mathrm{diag}\, s(x)^2)`
+    pushed through ``layers`` affine autoregressive layers conditioned on :math:`h(x)`, from k = 2 + c encoder outputs
+    per latent (:math:`\mu, \rho, h`), the coordinate order reversed between layers.
+
+    ``context`` is c, the numbers of :math:`h(x)` per latent (default 2); ``hidden`` the MADE nets' hidden widths, each
+    at least d (default [10 d])."""
 
     def __init__(self, latent_dim, layers=2, context=2, hidden=None):
         super().__init__()
@@ -174,13 +172,14 @@ class IAFGuide(nn.Module):
 
 @GUIDES.register("normal")
 def normal_guide(latent_dim):
-    """Diagonal Normal N(mu(x), diag s(x)^2)."""
+    r"""Diagonal Normal :math:`\prod_j \mathcal N(z_j; \mu_j(x), s_j(x)^2)`, from k = 2 encoder outputs per latent."""
     return LocationScaleGuide(dist.Normal)
 
 
 @GUIDES.register("cauchy")
 def cauchy_guide(latent_dim):
-    """Diagonal Cauchy: heavy tails (for the Cauchy prior)."""
+    r"""Diagonal Cauchy :math:`\prod_j \mathrm{Cauchy}(z_j; \mu_j(x), s_j(x))`, from k = 2 encoder outputs per latent:
+    heavy tails (for the Cauchy prior)."""
     return LocationScaleGuide(dist.Cauchy)
 
 

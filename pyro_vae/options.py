@@ -13,8 +13,8 @@ keyword (``--particles`` gives ``particles=``), with a ``FutureWarning``.
 
 import argparse
 import dataclasses
-import functools
 import inspect
+import json
 import sys
 import warnings
 
@@ -22,11 +22,12 @@ from . import checks
 from .errors import ConfigError, UnknownNameError
 
 
-def option(default, help, check=None, parse=str, choices=None, aliases=(), cli=True):
+def option(default, help, check=None, parse=str, choices=None, aliases=(), cli=True, nargs=None):
     """A field of an :class:`Options` dataclass (module doc); ``help`` may be a callable (asked when shown), ``cli=False``
-    keeps the field out of the command line."""
+    keeps the field out of the command line, ``nargs="+"`` makes its flag take one value or more (a tuple field, each
+    value read by ``parse``; the tuple is checked when the options are made)."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check, "parse": parse, "choices": choices,
-                                                        "aliases": tuple(aliases), "cli": cli})
+                                                        "aliases": tuple(aliases), "cli": cli, "nargs": nargs})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,23 +101,25 @@ class Options:
         return {name: mapping[name] for name in cls.names() if name not in exclude and mapping.get(name) is not None}
 
     @classmethod
-    def add_arguments(cls, group, exclude=(), from_preset=False):
-        """A flag per field (``--batch-size`` for ``batch_size``) with its check, choices, help and default;
-        ``from_preset``: every default None, the help saying the preset's value rules."""
+    def add_arguments(cls, group, exclude=(), presets=None):
+        """A flag per field (``--batch-size`` for ``batch_size``) with its check, choices, help and default.
+
+        ``presets`` (``{"quick": options, "full": options}`` of a study): every default None, so that a flag not given
+        leaves the preset's value, and the help shows the presets' values of the fields they hold."""
         for spec in dataclasses.fields(cls):
             if not spec.metadata["cli"] or spec.name in exclude:
                 continue
             flag = "--" + spec.name.replace("_", "-")
-            kwargs = {"dest": spec.name, "help": help_text(spec) + (" (default: the preset's)" if from_preset else "")}
+            kwargs = {"dest": spec.name, "help": help_text(spec) + _preset_values(spec, presets),
+                      "default": spec.default if presets is None else None}
             if isinstance(spec.default, bool):
-                kwargs.update(action="store_true", default=None if from_preset else spec.default)
+                kwargs["action"] = "store_true"
+            elif spec.metadata["nargs"] is not None:  # each value read here, the tuple checked when the options are made
+                kwargs.update(nargs=spec.metadata["nargs"], type=checks.argument_type(None, spec.name, spec.metadata["parse"]),
+                              metavar=spec.name.upper())
             else:
-                check, parse, choices = spec.metadata["check"], spec.metadata["parse"], spec.metadata["choices"]
-                if choices is not None:  # refused in the words Python uses, not argparse's "invalid choice"
-                    check = functools.partial(checks.one_of, choices=choices)
-                    kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}"
-                kwargs.update(type=checks.argument_type(check, spec.name, parse) if check is not None else parse,
-                              default=None if from_preset else spec.default)
+                kwargs.update(type=checks.argument_type(spec.metadata["check"], spec.name, spec.metadata["parse"]),
+                              choices=spec.metadata["choices"])  # refused in our words: the CLI parser's _check_value
             group.add_argument(flag, **kwargs)
             for alias in spec.metadata["aliases"]:
                 group.add_argument(alias, dest=spec.name, type=kwargs.get("type"), help=argparse.SUPPRESS,
@@ -150,6 +153,31 @@ def documented(options_class):
         return function
 
     return decorate
+
+
+def _preset_values(spec, presets):
+    """`` (default: quick 0.05 1; full 0.01 0.1 1)``: the presets' values of the field ``spec``, where they hold it,
+    else its own default; nothing without presets or where the help says the default."""
+    if presets is None or "default" in help_text(spec):
+        return ""
+    if spec.name not in type(presets["full"]).names():
+        return "" if isinstance(spec.default, bool) else f" (default: {_shown(spec.default)})"
+    shown = {which: _shown(getattr(preset, spec.name)) for which, preset in presets.items()}
+    if len(set(shown.values())) == 1:
+        return f" (default: {next(iter(shown.values()))})"
+    return " (default: " + "; ".join(f"{which} {value}" for which, value in shown.items()) + ")"
+
+
+def _shown(value):
+    """A value as the command line spells it: a tuple as its items (a pair among them as NAME:VALUE), a mapping as JSON,
+    None as none."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, (tuple, list)):
+        return " ".join(":".join(map(str, item)) if isinstance(item, (tuple, list)) else str(item) for item in value)
+    return str(value)
 
 
 def help_text(spec):

@@ -9,17 +9,26 @@ class Registry:
     ``registry.get(name)`` raises :class:`~pyro_vae.errors.UnknownNameError` listing the valid names,
     which is the one place that message is written.  A part registered with ``options`` declares the
     keywords its factory takes, each made by :func:`pyro_vae.options.option` (default, help, check); the CLI
-    builds its ``--<kind>-<option>`` flags from them (``--guide-rank``, ``--prior-df``).
+    builds its ``--<kind>-<option>`` flags from them (``--guide-rank``, ``--prior-df``).  ``discover(registry)``, if
+    given, registers the parts the first time the registry is read (the studies, found in their package).
     """
 
-    def __init__(self, kind):
+    def __init__(self, kind, discover=None):
         self.kind = kind
         self._factories = {}
         self._options = {}
+        self._discover = discover
+
+    def _found(self):
+        """The factories, after discovery has run once."""
+        if self._discover is not None:
+            discover, self._discover = self._discover, None
+            discover(self)
+        return self._factories
 
     def register(self, name, options=None):
         def decorator(factory):
-            if name in self._factories:
+            if name in self._found():
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
             self._options[name] = dict(options or {})
@@ -42,14 +51,14 @@ class Registry:
 
     def get(self, name):
         try:
-            return self._factories[name]
+            return self._found()[name]
         except (KeyError, TypeError):
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
             ) from None
 
     def names(self):
-        return sorted(self._factories)
+        return sorted(self._found())
 
     def __contains__(self, name):
-        return name in self._factories
+        return name in self._found()

@@ -56,7 +56,9 @@ def test_ppca_split_is_exact_and_outputs_are_complete(identifiability):
 
 
 def test_unknown_analysis_lists_the_valid_ones(tmp_path, capsys):
-    assert main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit) as stop:  # refused by the parser, which has a parser per study
+        main(["analyze", "kl-lawz", "--quick", "--out", str(tmp_path / "x")])
+    assert stop.value.code == 2 and not (tmp_path / "x").exists()
     assert "unknown analysis 'kl-lawz'; expected one of: beta-sweep, collapse, compare, guides, identifiability, kl-law, latent-sweep, noise-injection, priors, sampling, sigma-sweep, two-stage" in capsys.readouterr().err
 
 

@@ -1,5 +1,6 @@
 """Options declared once (pyro_vae.options): FitOptions is fit's keywords, its checks, its config and its CLI flags."""
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -167,9 +168,44 @@ def test_every_studys_presets_are_instances_of_its_options_class_whose_fields_ar
         type(kl_law.PRESETS["quick"])(hidden=64)
 
 
-def test_any_option_of_a_study_is_reachable_from_the_command_line_and_checked_by_its_declaration(tmp_path, monkeypatch,
-                                                                                                  capsys):
-    """``pyro-vae analyze NAME --set KEY=VALUE``: a field of the study's options class with no flag of its own."""
+def _spelled(spec, value):
+    """The command line that sets the field ``spec`` to ``value``, as a user types it after reading --help."""
+    from pyro_vae.options import _shown
+
+    flag = "--" + spec.name.replace("_", "-")
+    if isinstance(spec.default, bool):
+        return [flag] if value else []
+    return [flag, *_shown(value).split()] if spec.metadata["nargs"] else [flag, _shown(value)]
+
+
+def test_every_field_of_every_study_is_a_flag_of_its_own_that_gives_back_the_presets_value():
+    """``pyro-vae analyze NAME --help`` lists each field of the study's options class, with the presets' values as its
+    default, and each fit option that reaches its fits; typing the full preset's value as the help shows it gives the
+    preset's value back, checked by the field's declaration."""
+    from pyro_vae.analyses import ANALYSES
+    from pyro_vae.analyses.common import TRAINING_KEYS
+    from pyro_vae.cli import build_parser
+
+    analyze = build_parser()._subparsers._group_actions[0].choices["analyze"]
+    parsers = analyze._subparsers._group_actions[0].choices
+    assert sorted(parsers) == ANALYSES.names()
+    for name, parser in parsers.items():
+        presets = ANALYSES.get(name).load().PRESETS
+        options = type(presets["full"])
+        flags = [spec for spec in dataclasses.fields(options) if spec.metadata["cli"]]
+        assert {spec.name for spec in flags} | set(TRAINING_KEYS) <= {action.dest for action in parser._actions}, name
+        argv = ["--out", "o"] + [word for spec in flags for word in _spelled(spec, getattr(presets["full"], spec.name))
+                                 if getattr(presets["full"], spec.name) is not None]
+        given = vars(parser.parse_args(argv))
+        built = options.build(presets["quick"], **{spec.name: given[spec.name] for spec in flags
+                                                   if given[spec.name] is not None})
+        assert json.dumps(built.values()) == json.dumps(presets["full"].values()), name
+    kl_law = parsers["kl-law"].format_help()
+    assert "--betas BETAS [BETAS ...]" in kl_law and "(default: quick 0.05 1.0; full 0.01 0.03 0.1 0.3 0.5 1.0 2.0)" in \
+        " ".join(kl_law.split())
+
+
+def test_a_studys_flags_reach_its_fits_and_a_bad_value_is_one_line(tmp_path, monkeypatch, capsys):
     import pyro_vae.inference
     from pyro_vae.cli import main
 
@@ -182,14 +218,15 @@ def test_any_option_of_a_study_is_reachable_from_the_command_line_and_checked_by
     monkeypatch.setattr(pyro_vae.inference, "fit", recording_fit)
     out = tmp_path / "out"
     argv = ["analyze", "kl-law", "--quick", "--executor", "serial", "--no-progress", "--out", str(out)]
-    assert main([*argv, "--set", "betas=[0.25]"]) == 2  # stopped at the first fit, as recorded
-    assert seen["beta"] == 0.25 and not out.exists()
-    for values, said in ((["betas=[0.5,-1]"], "betas must be a positive number, got -1"),
-                         (["nosuch=3"], "unknown option 'nosuch' for this analysis; it takes: batch_size, betas"),
-                         (["epochs=2", "--epochs", "3"], "epochs is given twice"),
-                         (["betas"], "--set expects KEY=VALUE")):
+    assert main([*argv, "--betas", "0.25", "--clip-norm", "5"]) == 2  # stopped at the first fit, as recorded
+    assert seen["beta"] == 0.25 and seen["clip_norm"] == 5 and not out.exists()
+    for values, said in ((["--betas", "0.5", "-1"], "betas must be a positive number, got -1"),
+                         (["--betas"], "argument --betas: expected at least one argument"),
+                         (["--latent-dims", "2"], "unrecognized arguments: --latent-dims 2"),
+                         (["--betas", "x"], "argument --betas: betas must be a number, got 'x'")):
         capsys.readouterr()
-        assert main([*argv, "--set", *values]) == 2
+        with contextlib.suppress(SystemExit):
+            assert main([*argv, *values]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and said in err[0], err
         assert not out.exists()
