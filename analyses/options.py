@@ -18,6 +18,7 @@ from typing import Any
 from pyro_vae import checks
 from pyro_vae.errors import ConfigError
 from pyro_vae.inference.options import FitOptions
+from pyro_vae.networks import NETWORKS
 from pyro_vae.options import Options, option
 from pyro_vae.sweep import EXECUTORS
 
@@ -127,7 +128,8 @@ STUDY_FIELDS = {
     "likelihood": option(None, "likelihood", _name),
     "prior": option(None, "prior", _name),
     "guide": option(None, "guide family", _name),
-    "network": option(None, "network", _name),
+    "network": option(None, lambda: f"encoder network ({', '.join(NETWORKS.names())}); the decoder mirrors it", _name,
+                      aliases=("--encoder",)),
     "networks": option(None, "networks, one fit each", _tuple_of(_name), nargs="+"),
     "guides": option(None, "guide families (NAME or NAME:option), one fit each", _tuple_of(_name), nargs="+"),
     "models": option(None, "models (one-layer, two-layer), one fit each", _tuple_of(_name), nargs="+"),
@@ -165,27 +167,29 @@ STUDY_FIELDS = {
 }
 
 
-def _declaration(key):
-    """The one declaration of a study option, a field of FitOptions, of CompareOptions or of :data:`STUDY_FIELDS`."""
-    for options in (FitOptions, CompareOptions):
-        for spec in dataclasses.fields(options):
-            if spec.name == key:
-                return spec
-    if key in STUDY_FIELDS:
-        return STUDY_FIELDS[key]
-    raise TypeError(f"study option {key!r} is declared nowhere: add it to STUDY_FIELDS")  # a mistake of ours, at import
+def _declaration(key, own):
+    """The one declaration of a study option: the first of FitOptions', CompareOptions' and :data:`STUDY_FIELDS`' (a
+    field both of FitOptions and of CompareOptions, ``seed``, is FitOptions'), else the study's ``own``
+    (:func:`study_presets`)."""
+    found = [spec for options in (FitOptions, CompareOptions) for spec in dataclasses.fields(options) if spec.name == key]
+    found += [STUDY_FIELDS[key]] if key in STUDY_FIELDS else []
+    if found and key in own or not found and key not in own:  # a mistake of ours, at import
+        raise TypeError(f"study option {key!r} is declared {'twice' if found else 'nowhere'}: declare it once, in "
+                        "STUDY_FIELDS or in its study's own=")
+    return found[0] if found else own[key]
 
 
-def study_presets(name, **presets):
+def study_presets(name, own=None, **presets):
     """``{"quick": ..., "full": ...}``: the presets of the study ``name`` as instances of one frozen
     :class:`~pyro_vae.options.Options` class, a field per key of the presets, each checked by its one declaration
     (:func:`_declaration`, whose default it keeps) when a preset is made and when an override replaces it
-    (:func:`~.common.choose_preset`)."""
+    (:func:`~.common.choose_preset`).  ``own``: ``{key: option(...)}``, the options no other study has, declared in the
+    study's module."""
     keys = list(dict.fromkeys(key for values in presets.values() for key in values))
-    fields = [(key, Any, dataclasses.field(default=_declaration(key).default, metadata=_declaration(key).metadata))
-              for key in keys]
+    declarations = {key: _declaration(key, own or {}) for key in keys}
+    fields = [(key, Any, dataclasses.field(default=spec.default, metadata=spec.metadata)) for key, spec in declarations.items()]
     title = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
-    cls = dataclasses.make_dataclass(f"{title}Options", fields, bases=(Options,), frozen=True,
+    cls = dataclasses.make_dataclass(f"{title}StudyOptions", fields, bases=(Options,), frozen=True,
                                      namespace={"command": name, "__doc__": f"The options of the {name} study."})
     cls.__module__ = __name__
     return {which: cls(**values) for which, values in presets.items()}

@@ -80,24 +80,25 @@ def _write_parts_reference():
              "from the registries (`pyro_vae.registry.Registry`) whenever the documentation is built, so a part registered "
              "in its module appears here, and as a flag of the command line, with nothing else to edit.", ""]
     for registry, flag in ((DATASETS, "--data"), (PRIORS, "--prior"), (GUIDES, "--guide"), (LIKELIHOODS, "--likelihood"),
-                           (NETWORKS, "--encoder")):
+                           (NETWORKS, "--network")):
         lines += [f"## {registry.kind.capitalize()}s (`{flag}`)", "", "| name | options (default) | factory | what |",
                   "| --- | --- | --- | --- |"]
         for name in registry.names():
             factory = registry.get(name)
             options = ", ".join(f"`--{registry.kind}-{option}` ({field.default:g})"
                                 for option, field in registry.options(name).items()) or "none"
-            lines.append(f"| `{name}` | {options} | `{factory.__qualname__}` | {_first_line(factory)} |")
+            lines.append(f"| `{name}` | {options} | `{factory.__qualname__}` | {registry.about(name) or _first_line(factory)} |")
         lines.append("")
     lines += ["## Objectives (`--objective NAME` or `NAME:K`)", "",
               "What each estimator is, read from the capabilities its class declares (`pyro_vae.inference.objectives`).", "",
-              "| name | estimator | K by default | importance-weighted | KL term | gradient |", "| --- | --- | --- | --- | --- | --- |"]
+              "| name | what | estimator | K by default | importance-weighted | KL term | gradient |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in OBJECTIVES.names():
         cls = OBJECTIVES.get(name)
         able = capabilities(cls)
         gradient = "path derivative only" if able.path_derivative else "reparameterised only" if able.reparameterised_only else "full"
-        lines.append(f"| `{name}` | `{cls.__module__}.{cls.__qualname__}` | {able.default_particles} | "
-                     f"{'yes' if able.importance_weighted else 'no'} | {able.kl} | {gradient} |")
+        lines.append(f"| `{name}` | {OBJECTIVES.about(name) or _first_line(cls)} | `{cls.__module__}.{cls.__qualname__}` | "
+                     f"{able.default_particles} | {'yes' if able.importance_weighted else 'no'} | {able.kl} | {gradient} |")
     text = "\n".join(lines) + "\n"
     _write_if_changed(DOCS / "parts.md", text)
 

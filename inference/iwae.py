@@ -58,7 +58,7 @@ def _per_datapoint(log_prob, particle_dim, data_dim):
 
 
 class IWAE(ELBO):
-    """Importance-weighted bound with ``num_particles`` vectorised particles (see module doc).
+    """Importance-weighted bound with ``num_particles`` vectorised particles (Burda et al. 2016; see module doc).
 
     :param int num_particles: K.
     :param str data_plate: name of the plate over data points (None: found in each call's model trace).

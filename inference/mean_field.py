@@ -41,7 +41,8 @@ from .traces import mean_field_valid, refuse_enumeration, refuse_unreparameteris
 
 
 class MeanFieldELBO(TraceMeanField_ELBO):
-    """``TraceMeanField_ELBO`` scoring lazily: the same estimate, fewer log-densities (see module doc)."""
+    """Pyro's ``TraceMeanField_ELBO``, its KL term analytic where torch registers it, scoring lazily: the same estimate,
+    fewer log-densities (see module doc)."""
 
     def _get_trace(self, model, guide, args, kwargs):
         messenger = isinstance(poutine.unwrap(guide), poutine.messenger.Messenger)

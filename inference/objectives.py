@@ -1,19 +1,8 @@
 """Objectives by name, their capabilities, and the checks of which combinations are valid.
 
-=========== ============================================================ =======================
-name        Pyro estimator                                               KL term
-=========== ============================================================ =======================
-elbo        ``pyro.infer.Trace_ELBO``                                    Monte Carlo
-meanfield   :class:`~pyro_vae.inference.mean_field.MeanFieldELBO`        analytic where a KL is
-            (``TraceMeanField_ELBO``, scoring only what it reads)        registered, else Monte Carlo
-iwae        :class:`~pyro_vae.inference.iwae.IWAE` (K particles)         inside the weights
-stl         :class:`~pyro_vae.inference.path_gradients.STL`: the ELBO,   Monte Carlo, path
-            gradient without the score term (Roeder et al. 2017)         derivative only
-iwae-dreg   :class:`~pyro_vae.inference.path_gradients.IWAEDReG`: IWAE,  inside the weights
-            doubly reparameterised gradient (Tucker et al. 2019)
-enum        ``pyro.infer.TraceEnum_ELBO``: discrete sites marked for     exact sums over the
-            enumeration are summed out (the Gaussian mixture)            enumerated sites
-=========== ============================================================ =======================
+The objectives, their estimators, what each can do and its K by default are listed on the :doc:`parts page </parts>`,
+written from :data:`OBJECTIVES` and each class's :class:`Capabilities`: an objective registered here appears there and
+in ``--objective`` with nothing else to edit.
 
 One grammar everywhere (``fit``, ``compare``, the CLI, Python): ``NAME`` or ``NAME:K``
 (``iwae:50``), or an ``ELBO`` instance.  What an objective can do is declared on its class
@@ -86,12 +75,13 @@ def capabilities(objective):
 
 
 OBJECTIVES = Registry("objective")
-OBJECTIVES.register("elbo")(pyro.infer.Trace_ELBO)
+OBJECTIVES.register("elbo", about="Pyro's ELBO, its KL term by Monte Carlo (Kingma & Welling 2014)")(pyro.infer.Trace_ELBO)
 OBJECTIVES.register("meanfield")(MeanFieldELBO)
 OBJECTIVES.register("iwae")(IWAE)
 OBJECTIVES.register("stl")(STL)
 OBJECTIVES.register("iwae-dreg")(IWAEDReG)
-OBJECTIVES.register("enum")(pyro.infer.TraceEnum_ELBO)
+OBJECTIVES.register("enum", about="Pyro's ELBO with the discrete sites marked for enumeration summed out exactly (the "
+                    "Gaussian mixture)")(pyro.infer.TraceEnum_ELBO)
 
 
 def _check_particles(particles):

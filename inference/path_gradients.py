@@ -114,7 +114,8 @@ def _path_log_prob(site, estimator):
 
 
 class STL(Trace_ELBO):
-    """The ELBO with the "sticking the landing" gradient (see the module doc); options as ``Trace_ELBO``."""
+    """The ELBO with the "sticking the landing" gradient, the path derivative only (Roeder et al. 2017; see the module
+    doc); options as ``Trace_ELBO``."""
 
     path_derivative = True
 
@@ -133,7 +134,7 @@ class STL(Trace_ELBO):
 
 
 class IWAEDReG(IWAE):
-    """The importance-weighted bound with the doubly reparameterised gradient (see the module doc).
+    """The importance-weighted bound with the doubly reparameterised gradient (Tucker et al. 2019; see the module doc).
 
     :param int num_particles: K.
     :param str data_plate: name of the plate over data points (None: found in each call's model trace).

@@ -11,6 +11,7 @@ import textwrap
 from . import checks, commands, usercode
 from .errors import PyroVAEError
 from .launch import end_failed_rank, launched_rank, leave_crash, leave_error_line
+from .options import Joined, deprecated_flag
 
 MAIN_DEFAULTS = dict(data="digits", latent_dim=8, hidden="256,64")
 
@@ -93,8 +94,11 @@ def _add_model_options(parser):
     _add_part_options(group, GUIDES)
     group.add_argument("--likelihood", default="bernoulli", help=f"{', '.join(LIKELIHOODS.names())} (default bernoulli)")
     group.add_argument("--sigma-x", default="1.0", help="gaussian/laplace scale: a number, shared, per-feature or per-sample")
-    group.add_argument("--encoder", default="mlp", help=f"network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
-    group.add_argument("--hidden", type=_widths, default=MAIN_DEFAULTS["hidden"], help="mlp hidden widths (default 256,64)")
+    group.add_argument("--network", default="mlp", help=f"encoder network: {', '.join(NETWORKS.names())}; the decoder mirrors it")
+    group.add_argument("--encoder", dest="network", default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                       action=deprecated_flag("--network"))
+    group.add_argument("--hidden", type=_widths, nargs="+", action=Joined, default=MAIN_DEFAULTS["hidden"],
+                       help="mlp hidden widths, apart or comma-separated (default 256,64)")
     _add_pair_options(parser)
 
 
@@ -137,32 +141,48 @@ def _commands(parser):
 
 
 def _add_studies(analyze):
-    """``pyro-vae analyze NAME``: a parser per study of :data:`~pyro_vae.analyses.ANALYSES`, its flags built from the
-    study's options class (whose presets show as the defaults) and from the fields of FitOptions that reach its fits."""
+    """``pyro-vae analyze NAME``: a parser per study of :data:`~pyro_vae.analyses.ANALYSES`."""
     from .analyses import ANALYSES
-    from .analyses.common import TRAINING_KEYS
-    from .inference.options import FitOptions
 
     studies = analyze.add_subparsers(dest="analysis", metavar="NAME", required=True,
                                      title="studies, with their minutes on 2 CPU cores (full preset / --quick; ~ an estimate)")
     for name in ANALYSES.names():
         study = ANALYSES.get(name)
-        presets = study.load().PRESETS
-        options = type(presets["full"])
         minutes = f"{'~' if study.full_minutes_estimated else ''}{study.full_minutes:g} / {study.quick_minutes:g} min"
-        about = "about " if study.full_minutes_estimated else ""
-        parser = studies.add_parser(name, help=f"{study.summary} [{minutes}]", description=textwrap.fill(
-            f"{study.summary[0].upper()}{study.summary[1:]}. On 2 CPU cores: {about}{study.full_minutes:g} min with the "
-            f"full preset, {study.quick_minutes:g} min with --quick. A flag not given keeps the preset's value "
-            f"({study.module}.PRESETS).", 84))
-        parser.add_argument("--quick", action="store_true", help="the small preset the tests run")
-        parser.add_argument("--out", required=True, help="directory for the study's numbers and figures")
-        parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $PYRO_VAE_DATA_DIR)")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-        options.add_arguments(parser.add_argument_group(f"the study ({options.__name__})"), presets=presets)
-        others = [key for key in FitOptions.names() if key not in TRAINING_KEYS or key in options.names()]
+        _add_study_arguments(studies.add_parser(name, help=f"{study.summary} [{minutes}]"), study.load())
+
+
+#: The fields of a study's options that the pair's own flags give (:func:`_add_pair_options`), where it has them.
+_PAIR_FIELDS = ("model", "model_kwargs", "data_plate")
+
+
+def _add_study_arguments(parser, module):
+    """The flags of a study (``module`` with ``STUDY`` and ``PRESETS``), built from its options class, whose presets
+    show as the defaults, and from the fields of FitOptions that reach its fits; a study that takes a pair of the user's
+    (a ``model`` field) gets the flags of ``pyro-vae fit --model``."""
+    from .analyses.common import TRAINING_KEYS
+    from .inference.options import FitOptions
+
+    study, presets = module.STUDY, module.PRESETS
+    options = type(presets["full"])
+    about = "about " if study.full_minutes_estimated else ""
+    parser.description = textwrap.fill(
+        f"{study.summary[0].upper()}{study.summary[1:]}. On 2 CPU cores: {about}{study.full_minutes:g} min with the full "
+        f"preset, {study.quick_minutes:g} min with --quick. A flag not given keeps the preset's value "
+        f"({module.__name__}.PRESETS).", 84)
+    parser.add_argument("--quick", action="store_true", help="the small preset the tests run")
+    parser.add_argument("--out", required=True, help="directory for the study's numbers, figures and fits")
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: $PYRO_VAE_DATA_DIR)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pair = "model" in options.names()
+    options.add_arguments(parser.add_argument_group(f"the study ({options.__name__})"), presets=presets,
+                          exclude=_PAIR_FIELDS if pair else ())
+    others = [key for key in FitOptions.names() if key not in TRAINING_KEYS or key in options.names()]
+    if len(others) < len(FitOptions.names()):
         FitOptions.add_arguments(parser.add_argument_group("each fit of the catalogue VAE (FitOptions; the study sets the "
                                                            "objective)"), exclude=others, presets=presets)
+    if pair:
+        _add_pair_options(parser)
 
 
 def build_parser(studies=True):
@@ -217,31 +237,8 @@ def build_parser(studies=True):
 
     from .analyses import compare as compare_study
 
-    compare = subcommands.add_parser(
-        "compare", help="compare inference objectives on one model (fits in parallel, resumable)",
-        description="Fits the model once per objective and seed, then writes the comparison table, gradient SNR, the "
-                    "inference gap split and a NUTS reference (see pyro_vae.analyses.compare). Without --quick: the full "
-                    f"preset, about {compare_study.STUDY.full_minutes:g} min on 2 CPU cores.")
-    compare.add_argument("--objectives", nargs="+", help="objective specs NAME or NAME:K, e.g. elbo meanfield iwae:5 "
-                         "iwae:50 iwae-dreg:5 stl (default: the preset's)")
-    compare.add_argument("--quick", action="store_true", help="the small preset the tests run")
-    compare.add_argument("--out", required=True, help="directory for the table, figures and one folder per fit")
-    compare.add_argument("--data", help="data set (default: the preset's)")
-    compare.add_argument("--data-dir", help="folder with the MNIST IDX files")
-    for option, kind, text in (("--latent-dim", _COUNT["latent_dim"], "latent dimension d"), ("--hidden", _widths, "mlp hidden widths"),
-                               ("--prior", str, "prior"), ("--guide", str, "guide family"), ("--likelihood", str, "likelihood"),
-                               ("--encoder", str, "network")):
-        compare.add_argument(option, type=kind, help=f"{text} (default: the preset's)")
-    compare.add_argument("--no-progress", action="store_true")
-    from .analyses.compare import PER_FIT
-    from .analyses.options import CompareOptions
-
-    CompareOptions.add_arguments(compare.add_argument_group("the comparison (pyro_vae.analyses.options.CompareOptions)"),
-                                 presets=compare_study.PRESETS)
-    FitOptions.add_arguments(compare.add_argument_group("each fit (FitOptions; the objective, K and seed come from "
-                                                        "--objectives, --replicates and --seed)"), exclude=PER_FIT,
-                             presets=compare_study.PRESETS)
-    _add_pair_options(compare)
+    _add_study_arguments(subcommands.add_parser("compare", help="compare inference objectives on one model (fits in "
+                                                "parallel, resumable); also pyro-vae analyze compare"), compare_study)
 
     report = subcommands.add_parser("report", help="gather analyses and runs into one self-contained HTML page")
     report.add_argument("directories", nargs="+", help="analysis or run directories")

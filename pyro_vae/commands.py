@@ -7,6 +7,7 @@ Each ``*_command(args)`` returns the exit status; every error a user can cause i
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from . import checks
 from .summaries import format_headline
@@ -57,7 +58,7 @@ def catalogue_vae(args, data):
 
     return VAE(data.event_shape, latent_dim=args.latent_dim, prior=args.prior, prior_options=part_options(args, PRIORS, args.prior),
                guide=args.guide, guide_options=part_options(args, GUIDES, args.guide), likelihood=args.likelihood,
-               sigma_x=parse_sigma_x(args.sigma_x), network=args.encoder, hidden=args.hidden)
+               sigma_x=parse_sigma_x(args.sigma_x), network=args.network, hidden=args.hidden)
 
 
 def part_options(args, registry, name):
@@ -210,38 +211,33 @@ def nothing_left_if_refused(out):
 
 def analyze_command(args):
     from .analyses import ANALYSES
-    from .analyses.common import TRAINING_KEYS
 
-    study = ANALYSES.get(args.analysis).load()
-    keys = {*type(study.PRESETS["full"]).names(), *TRAINING_KEYS}  # the study's flags (cli._add_studies)
-    values = {key: value for key, value in vars(args).items() if key in keys and value is not None}
+    return _run_study(ANALYSES.get(args.analysis).load(), args)
+
+
+def compare_command(args):
+    from .analyses import compare
+
+    return _run_study(compare, args)
+
+
+def _run_study(study, args):
+    """Run ``study`` (its module) with the flags given (``cli._add_study_arguments``) in place of its preset's values;
+    the user's pair, where the study takes one, from ``--model`` and its arguments."""
+    from .analyses.common import MODEL_KEYS, TRAINING_KEYS
+
+    options = type(study.PRESETS["full"]).names()
+    values = {key: value for key, value in vars(args).items() if key in {*options, *TRAINING_KEYS} and value is not None}
+    if "model" in options:
+        refuse_vae_options(args, dict.fromkeys(key for key in MODEL_KEYS if key in options))
+        factory = model_factory(args)
+        values["model_kwargs"] = factory.kwargs if factory else None
     with nothing_left_if_refused(args.out):
         headline = study.run(args.out, quick=args.quick, data_dir=args.data_dir, progress=False if args.no_progress else None,
                              **values)
     print(format_headline(headline))
-    print(f"wrote {args.out}/results.csv, headline.json and figures", file=sys.stderr)
-    return 0
-
-
-def compare_command(args):
-    from .analyses import ANALYSES
-    refuse_vae_options(args, dict.fromkeys(("latent_dim", "hidden", "prior", "guide", "likelihood", "encoder")))
-    factory = model_factory(args)
-    from .analyses.compare import PER_FIT
-    from .analyses.options import CompareOptions
-    from .inference.options import FitOptions
-
-    options = {key: getattr(args, key) for key in ("data", "latent_dim", "hidden", "prior", "guide", "likelihood", "model",
-                                                   "data_plate")}
-    options.update(CompareOptions.from_mapping(vars(args)), **FitOptions.from_mapping(vars(args), exclude=PER_FIT))
-    options["model_kwargs"] = factory.kwargs if factory else None
-    options["network"] = args.encoder
-    options["objectives"] = tuple(args.objectives) if args.objectives else None
-    with nothing_left_if_refused(args.out):
-        headline = ANALYSES.get("compare").load().run(args.out, quick=args.quick, data_dir=args.data_dir,
-                                                      progress=False if args.no_progress else None, **options)
-    print(format_headline(headline))
-    print(f"wrote {args.out}/results.csv, fits.csv, snr.csv, gaps.csv, nuts.csv and figures", file=sys.stderr)
+    tables = ", ".join(sorted(path.name for path in Path(args.out).glob("*.csv")))
+    print(f"wrote {args.out}: {tables}, headline.json and figures", file=sys.stderr)
     return 0
 
 

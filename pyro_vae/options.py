@@ -24,8 +24,8 @@ from .errors import ConfigError, UnknownNameError
 
 def option(default, help, check=None, parse=str, choices=None, aliases=(), cli=True, nargs=None):
     """A field of an :class:`Options` dataclass (module doc); ``help`` may be a callable (asked when shown), ``cli=False``
-    keeps the field out of the command line, ``nargs="+"`` makes its flag take one value or more (a tuple field, each
-    value read by ``parse``; the tuple is checked when the options are made)."""
+    keeps the field out of the command line, ``nargs="+"`` makes its flag take one value or more, apart or
+    comma-separated (a tuple field, each value read by ``parse``; the tuple is checked when the options are made)."""
     return dataclasses.field(default=default, metadata={"help": help, "check": check, "parse": parse, "choices": choices,
                                                         "aliases": tuple(aliases), "cli": cli, "nargs": nargs})
 
@@ -115,15 +115,15 @@ class Options:
             if isinstance(spec.default, bool):
                 kwargs["action"] = "store_true"
             elif spec.metadata["nargs"] is not None:  # each value read here, the tuple checked when the options are made
-                kwargs.update(nargs=spec.metadata["nargs"], type=checks.argument_type(None, spec.name, spec.metadata["parse"]),
-                              metavar=spec.name.upper())
+                kwargs.update(nargs=spec.metadata["nargs"], action=Joined, metavar=spec.name.upper(),
+                              type=checks.argument_type(None, spec.name, _comma_separated(spec.metadata["parse"])))
             else:
                 kwargs.update(type=checks.argument_type(spec.metadata["check"], spec.name, spec.metadata["parse"]),
                               choices=spec.metadata["choices"])  # refused in our words: the CLI parser's _check_value
             group.add_argument(flag, **kwargs)
             for alias in spec.metadata["aliases"]:
                 group.add_argument(alias, dest=spec.name, type=kwargs.get("type"), help=argparse.SUPPRESS,
-                                   default=argparse.SUPPRESS, action=_deprecated(flag))
+                                   default=argparse.SUPPRESS, action=deprecated_flag(flag))
 
     @classmethod
     def parameter_docs(cls):
@@ -158,10 +158,10 @@ def documented(options_class):
 def _preset_values(spec, presets):
     """`` (default: quick 0.05 1; full 0.01 0.1 1)``: the presets' values of the field ``spec``, where they hold it,
     else its own default; nothing without presets or where the help says the default."""
-    if presets is None or "default" in help_text(spec):
+    if presets is None or "default" in help_text(spec) or isinstance(spec.default, bool):  # a switch: off unless given
         return ""
     if spec.name not in type(presets["full"]).names():
-        return "" if isinstance(spec.default, bool) else f" (default: {_shown(spec.default)})"
+        return f" (default: {_shown(spec.default)})"
     shown = {which: _shown(getattr(preset, spec.name)) for which, preset in presets.items()}
     if len(set(shown.values())) == 1:
         return f" (default: {next(iter(shown.values()))})"
@@ -180,13 +180,28 @@ def _shown(value):
     return str(value)
 
 
+def _comma_separated(parse):
+    def read(text):
+        return tuple(parse(piece.strip()) for piece in text.split(",") if piece.strip())
+
+    return read
+
+
+class Joined(argparse.Action):
+    """A flag of several values, each given apart or comma-separated (``--hidden 256 64`` or ``--hidden 256,64``),
+    stored as one tuple; its type reads one argument into a tuple."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(item for value in values for item in value))
+
+
 def help_text(spec):
     """A field's help; a callable help is asked when shown, so a list of registered names is the current one."""
     text = spec.metadata["help"]
     return text() if callable(text) else text
 
 
-def _deprecated(flag):
+def deprecated_flag(flag):
     class Deprecated(argparse.Action):
         """An old spelling of ``flag``: it works, with a note on stderr, for one release."""
 

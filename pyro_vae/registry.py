@@ -17,6 +17,7 @@ class Registry:
         self.kind = kind
         self._factories = {}
         self._options = {}
+        self._about = {}
         self._discover = discover
 
     def _found(self):
@@ -26,15 +27,23 @@ class Registry:
             discover(self)
         return self._factories
 
-    def register(self, name, options=None):
+    def register(self, name, options=None, about=None):
+        """Register a factory under ``name``; ``about``: what it is in one sentence, where its docstring is not ours to
+        write (a class of Pyro's), else its docstring's first sentence serves (:meth:`about`)."""
         def decorator(factory):
             if name in self._found():
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
             self._options[name] = dict(options or {})
+            self._about[name] = about
             return factory
 
         return decorator
+
+    def about(self, name):
+        """What the part ``name`` is: the ``about`` it was registered with, else None (its docstring says it)."""
+        self.get(name)
+        return self._about[name]
 
     def options(self, name):
         """``{option: field}`` that the part ``name`` declared (:func:`pyro_vae.options.option`)."""

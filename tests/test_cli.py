@@ -49,7 +49,7 @@ def test_python_dash_m_works_and_errors_are_one_line(tmp_path):
     [
         (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (["--guide", "laplace"], "unknown guide 'laplace'"),
-        (["--encoder", "resnet"], "unknown network 'resnet'"),
+        (["--network", "resnet"], "unknown network 'resnet'"),
         (["--objective", "vimco"], "unknown objective 'vimco'"),
         (["--data", "cifar"], "unknown data set 'cifar'"),
         (["--latent-dim", "0"], "latent_dim must be a positive integer"),
@@ -62,7 +62,7 @@ def test_python_dash_m_works_and_errors_are_one_line(tmp_path):
         (["--likelihood", "bernoulli", "--binarize", "none"], r"needs data in \{0, 1\}"),
         (["--guide", "cauchy", "--objective", "meanfield"], "KL\\(q \\|\\| p\\) is infinite"),
         (["--data", "mnist", "--data-dir", "/nonexistent"], "no MNIST files"),
-        (["--encoder", "conv", "--data", "synthetic-patches", "--likelihood", "gaussian", "--hidden", "0"], "positive layer widths"),
+        (["--network", "conv", "--data", "synthetic-patches", "--likelihood", "gaussian", "--hidden", "0"], "positive layer widths"),
     ],
 )
 def test_bad_input_gets_a_one_line_error(tmp_path, capsys, argv, message):

@@ -187,6 +187,7 @@ def test_the_cli_and_parts_references_are_written_from_the_parser_and_registries
         for name in registry.names():
             assert name in parts, (registry.kind, name)
     assert "--guide-rank (2)" in parts and "--prior-components (50)" in parts and "path derivative only" in parts
+    assert "Roeder et al. 2017" in parts and OBJECTIVES.about("enum").replace("'", "\u2019") in parts  # Sphinx curls the apostrophe
     install = html.unescape(re.sub(r"<[^>]+>", "", _page(build, "install")))  # the text, without the highlighting's spans
     assert "pip install -e" in install and "pyro-vae --version" in install
 

@@ -141,6 +141,10 @@ def test_an_old_spelling_works_for_one_release_with_a_note_saying_the_new_one():
                         (["compare-runs", "a", "b", "--particles", "7"], "importance_samples"),
                         (["compare", "--out", "o", "--seeds", "7"], "replicates")):
         assert getattr(parser.parse_args(argv), field) == 7
+    for argv in (["fit", "--encoder", "conv"], ["compare", "--out", "o", "--encoder", "conv"]):  # now --network, as VAE's
+        assert parser.parse_args(argv).network == "conv"
+    for argv in (["fit", "--hidden", "64,32"], ["fit", "--hidden", "64", "32"], ["compare", "--out", "o", "--hidden", "64,32"]):
+        assert parser.parse_args(argv).hidden == (64, 32)  # apart or comma-separated, in every command
     assert FitOptions.build(particles=7).particles == 7  # fit's particles: the training objective's K, unchanged
 
 
@@ -155,6 +159,8 @@ def test_every_studys_presets_are_instances_of_its_options_class_whose_fields_ar
         assert type(presets["quick"]) is options and options.command == name
         for spec in dataclasses.fields(options):  # FitOptions', CompareOptions' or STUDY_FIELDS' own declaration
             owners = [owner for owner in (FitOptions, CompareOptions) if spec.name in owner.names()]
+            if not owners and spec.name not in STUDY_FIELDS:
+                continue  # the study's own option, declared in its module only (study_presets(own=...))
             expected = dataclasses.fields(owners[0])[owners[0].names().index(spec.name)].metadata if owners else \
                 STUDY_FIELDS[spec.name].metadata
             assert spec.metadata is expected or spec.metadata == expected, (name, spec.name)
@@ -166,6 +172,14 @@ def test_every_studys_presets_are_instances_of_its_options_class_whose_fields_ar
         choose_preset(kl_law.PRESETS, True, {"executor": "nosuch"})
     with pytest.raises(ConfigError, match="hidden must be a sequence"):
         type(kl_law.PRESETS["quick"])(hidden=64)
+    from pyro_vae.analyses.options import study_presets
+    from pyro_vae.options import option
+
+    own = {"lrs": option(None, "learning rates, one fit each")}
+    assert study_presets("toy", own=own, quick={"lrs": (0.1,), "epochs": 2})["quick"].lrs == (0.1,)
+    for declared, said in (({}, "'lrs' is declared nowhere"), ({**own, "epochs": own["lrs"]}, "'epochs' is declared twice")):
+        with pytest.raises(TypeError, match=said):
+            study_presets("toy", own=declared, quick={"lrs": (0.1,), "epochs": 2})
 
 
 def _spelled(spec, value):
@@ -193,12 +207,14 @@ def test_every_field_of_every_study_is_a_flag_of_its_own_that_gives_back_the_pre
         presets = ANALYSES.get(name).load().PRESETS
         options = type(presets["full"])
         flags = [spec for spec in dataclasses.fields(options) if spec.metadata["cli"]]
-        assert {spec.name for spec in flags} | set(TRAINING_KEYS) <= {action.dest for action in parser._actions}, name
+        dests = {action.dest for action in parser._actions}
+        dests |= {"model_kwargs"} if "model_arg" in dests else set()  # the pair's factory arguments: --model-arg K=V
+        assert {spec.name for spec in flags} | set(TRAINING_KEYS) <= dests, name
         argv = ["--out", "o"] + [word for spec in flags for word in _spelled(spec, getattr(presets["full"], spec.name))
                                  if getattr(presets["full"], spec.name) is not None]
         given = vars(parser.parse_args(argv))
         built = options.build(presets["quick"], **{spec.name: given[spec.name] for spec in flags
-                                                   if given[spec.name] is not None})
+                                                   if given.get(spec.name) is not None})
         assert json.dumps(built.values()) == json.dumps(presets["full"].values()), name
     kl_law = parsers["kl-law"].format_help()
     assert "--betas BETAS [BETAS ...]" in kl_law and "(default: quick 0.05 1.0; full 0.01 0.03 0.1 0.3 0.5 1.0 2.0)" in \
