@@ -91,14 +91,13 @@ def _write_parts_reference():
         lines.append("")
     lines += ["## Objectives (`--objective NAME` or `NAME:K`)", "",
               "What each estimator is, read from the capabilities its class declares (`pyro_vae.inference.objectives`).", "",
-              "| name | what | estimator | K by default | importance-weighted | KL term | gradient |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| name | what | class | K by default | KL term | gradient |", "| --- | --- | --- | --- | --- | --- |"]
     for name in OBJECTIVES.names():
         cls = OBJECTIVES.get(name)
         able = capabilities(cls)
         gradient = "path derivative only" if able.path_derivative else "reparameterised only" if able.reparameterised_only else "full"
-        lines.append(f"| `{name}` | {OBJECTIVES.about(name) or _first_line(cls)} | `{cls.__module__}.{cls.__qualname__}` | "
-                     f"{able.default_particles} | {'yes' if able.importance_weighted else 'no'} | {able.kl} | {gradient} |")
+        lines.append(f"| `{name}` | {OBJECTIVES.about(name) or _first_line(cls)} | `{cls.__qualname__}` | "
+                     f"{able.default_particles} | {able.kl.replace('-', ' ')} | {gradient} |")
     text = "\n".join(lines) + "\n"
     _write_if_changed(DOCS / "parts.md", text)
 

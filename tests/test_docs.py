@@ -216,13 +216,14 @@ def test_a_reader_in_chromium_offline_sees_drawn_formulas_and_no_text_cut_at_128
     assert browser, "PYRO_VAE_REQUIRE_BROWSER is set but no chromium binary is on the PATH"
     probe = """<script>window.addEventListener("load", () => {
       const formulas = [...document.querySelectorAll("article math")].map(m => m.getBoundingClientRect().width);
-      const blocks = [...document.querySelectorAll("div.highlight pre, div.cell_output pre")];
+      const blocks = [...document.querySelectorAll("div.highlight pre, div.cell_output pre, div.table-wrapper")];
       const cut = blocks.filter(b => b.scrollWidth > b.clientWidth + 1).map(b => b.textContent.slice(0, 60));
       const pre = document.createElement("pre"); pre.id = "probe";
       pre.textContent = JSON.stringify({formulas, cut, text: document.body.innerText});
       document.body.appendChild(pre);
     });</script>"""
-    for name, least_formulas in (("api/models", 20), ("tutorials/03_diagnosing_with_arviz", 20), ("cli", 0)):
+    for name, least_formulas in (("api/models", 20), ("tutorials/03_diagnosing_with_arviz", 20), ("cli", 0),
+                                 ("parts", 5)):
         page = build["out"] / f"{name}.html"
         probed = page.with_name(page.stem + "_probed.html")
         probed.write_text(page.read_text(encoding="utf-8").replace("</body>", probe + "</body>"), encoding="utf-8")
