@@ -119,6 +119,9 @@ def make_objective(objective="elbo", particles=None, data_plate=None):
         if not isinstance(objective, pyro.infer.ELBO):
             raise ConfigError(f"objective must be a name ({', '.join(OBJECTIVES.names())}), NAME:K, or a pyro.infer.ELBO "
                               f"instance; got {type(objective).__name__}")
+        if not callable(getattr(objective, "differentiable_loss", None)):  # Pyro's RenyiELBO, TraceGraph_ELBO, ...
+            raise ConfigError(f"objective {type(objective).__name__} has no differentiable_loss, which fit and its checks "
+                              f"need; use a registered name ({', '.join(OBJECTIVES.names())}) or an ELBO that has one")
         return objective
     name, k = parse_objective(objective, particles)
     cls = OBJECTIVES.get(name)

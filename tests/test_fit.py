@@ -7,7 +7,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from torch import nn
 
 from pyro_vae.data import load_data
 from pyro_vae.errors import ConfigError, DataError, NonFiniteLossError, RunDirError
@@ -149,6 +148,7 @@ def test_non_finite_loss_names_the_site_and_keeps_the_last_checkpoint(digits, tm
         ({"beta": -0.5}, "beta must be >= 0"),
         ({"objective": "elbow"}, "unknown objective 'elbow'; expected one of: elbo, enum, iwae, iwae-dreg, meanfield, stl"),
         ({"optimizer": "sgd"}, "unknown optimizer"),
+        ({"objective": pyro.infer.RenyiELBO()}, "objective RenyiELBO has no differentiable_loss, which fit"),
         ({"optimizer": pyro.optim.ExponentialLR({"optimizer": torch.optim.SGD, "optim_args": {"lr": 0.1}, "gamma": 0.9})},
          "no Pyro learning-rate scheduler"),
         ({"optimizer": pyro.optim.Adam(lambda module, name: {"lr": 0.1})}, "not a per-parameter function"),
