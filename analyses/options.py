@@ -50,12 +50,6 @@ def _dataset(name, value):
     return _name(name, value[0]), checks.positive_int(name, value[1])
 
 
-def _switch(name, value):
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 # ---- how the command line reads the values that are not numbers or names (argparse types: a refusal is one line)
 
 def _json(text):
@@ -142,7 +136,7 @@ STUDY_FIELDS = {
     "betas": option(None, "KL weights beta, one fit each", _tuple_of(checks.positive_float), float, nargs="+"),
     "sigmas": option(None, "observation noise scales sigma_x, one fit each", _tuple_of(checks.positive_float), float,
                      nargs="+"),
-    "learned": option(None, "also fit sigma_x as a parameter (true or false)", _switch, _yes_no),
+    "learned": option(None, "also fit sigma_x as a parameter (true or false)", checks.switch, _yes_no),
     "tolerance": option(None, "largest deviation from the moment law that still holds it (default: 3 standard errors)",
                         checks.positive_float, float),
     "samples": option(None, "samples drawn from each fitted model", _COUNT, int),

@@ -60,6 +60,13 @@ def nonnegative_int(name, value):
     return int(value)
 
 
+def switch(name, value):
+    """``value`` if it is True or False (not 1, not "yes")."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def one_of(name, value, choices):
     """``value`` if it is one of ``choices``; else one line listing them (the words of every unknown name)."""
     if value not in choices:
@@ -218,5 +225,5 @@ def argument_type(check, name, parse=int):
         except ConfigError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    convert.__name__ = getattr(check, "__name__", name)  # a functools.partial has none
+    convert.__name__ = getattr(check, "__name__", name)  # without a check: the option's name
     return convert

@@ -227,7 +227,8 @@ def _run_study(study, args):
     from .analyses.common import MODEL_KEYS, TRAINING_KEYS
 
     options = type(study.PRESETS["full"]).names()
-    values = {key: value for key, value in vars(args).items() if key in {*options, *TRAINING_KEYS} and value is not None}
+    keys = {*options, *TRAINING_KEYS}  # the study's flags
+    values = {key: value for key, value in vars(args).items() if key in keys and value is not None}
     if "model" in options:
         refuse_vae_options(args, dict.fromkeys(key for key in MODEL_KEYS if key in options))
         factory = model_factory(args)

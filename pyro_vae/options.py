@@ -43,8 +43,8 @@ class Options:
             given = value is not None or spec.default is not None  # None passes only where it is the default
             if check is not None and given:
                 object.__setattr__(self, spec.name, check(spec.name, value))
-            if isinstance(spec.default, bool) and not isinstance(value, bool):
-                raise ConfigError(f"{spec.name} must be True or False, got {value!r}")
+            if isinstance(spec.default, bool):
+                checks.switch(spec.name, value)
             if spec.metadata["choices"] is not None and given:
                 checks.one_of(spec.name, value, spec.metadata["choices"])
 
